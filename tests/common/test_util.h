@@ -1,0 +1,30 @@
+// tests/common/test_util.h — helpers shared by the tests: paths to bundled data, running the jrt
+// binary, comparing tensors with NMSE / max-rel.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace jrt::test {
+
+std::string data_path(const std::string& rel);  // tests/data/<rel>
+std::string jrt_bin();                          // the built jrt executable
+std::string temp_dir();                         // a fresh directory for this test process
+
+struct RunResult {
+  int exit_code;
+  std::string out, err;
+};
+// Runs `jrt <args>` through /bin/sh (args are passed verbatim), feeding `stdin_text`.
+RunResult run_jrt(const std::string& args, const std::string& stdin_text = "");
+
+struct Diff {
+  double max_abs = 0, max_ref = 0, nmse = 0;
+  double max_rel() const { return max_ref > 0 ? max_abs / max_ref : max_abs; }  // max|a-b| / max|b|
+};
+Diff compare(const Tensor& got, const Tensor& ref);  // any float dtypes, same numel
+std::string read_file(const std::string& path);
+void write_file(const std::string& path, const std::string& bytes);
+
+}  // namespace jrt::test
