@@ -38,7 +38,8 @@ class SafeTensorsFile {
   // Tensor names in data-offset order.
   const std::vector<std::string>& names() const { return names_; }
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }
-  // View into the mapping (valid while this object lives). Throws naming the file and tensor.
+  // View into the mapping (valid while this object lives; a tensor stored misaligned for its dtype is
+  // handed out as an aligned private copy instead). Throws naming the file and tensor.
   const Tensor& get(const std::string& name) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
@@ -47,6 +48,7 @@ class SafeTensorsFile {
   std::vector<std::string> names_;
   std::map<std::string, Tensor> tensors_;
   std::map<std::string, std::string> metadata_;
+  std::vector<HostTensor> owned_;  // aligned copies of tensors whose bytes sit misaligned in the file
 };
 
 struct NamedTensor {
