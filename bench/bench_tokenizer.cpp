@@ -13,15 +13,15 @@ namespace {
 
 std::string make_text(size_t target) {
   const std::vector<std::string> words = {
-      "the",      "model",   "reads",     "a",        "sequence", "of",       "tokens",   "and",     "keeps",
-      "state",    "while",   "attention", "recalls",  "every",    "key",      "value",    "in",      "its",
-      "cache",    "which",   "grows",     "with",     "length",   "recurrent", "networks", "compress", "history",
-      "into",     "fixed",   "size",      "memory",   "Language", "It",       "was",      "best",    "times",
-      "don't",    "we'll",   "they're",   "you've",   "I'm",      "she'd",    "it's",     "can't",   "JRT",
-      "Mamba",    "Based",   "linear",    "kernel",   "feature",  "map",      "prefill",  "decode",  "throughput"};
-  const std::vector<std::string> extras = {
-      "café",  "naïve",   "Zürich", "московский", "Ελληνικά", "中文文本", "日本語", "한국어", "😀",
-      "—",     "“quoted”", "…",      "x²",         "½",        "€100",     "\t",     "  ",     "\n\n"};
+      "the",   "model", "reads",     "a",       "sequence", "of",        "tokens",   "and",      "keeps",
+      "state", "while", "attention", "recalls", "every",    "key",       "value",    "in",       "its",
+      "cache", "which", "grows",     "with",    "length",   "recurrent", "networks", "compress", "history",
+      "into",  "fixed", "size",      "memory",  "Language", "It",        "was",      "best",     "times",
+      "don't", "we'll", "they're",   "you've",  "I'm",      "she'd",     "it's",     "can't",    "JRT",
+      "Mamba", "Based", "linear",    "kernel",  "feature",  "map",       "prefill",  "decode",   "throughput"};
+  const std::vector<std::string> extras = {"café",   "naïve",  "Zürich", "московский", "Ελληνικά", "中文文本",
+                                           "日本語", "한국어", "😀",      "—",          "“quoted”", "…",
+                                           "x²",     "½",      "€100",   "\t",         "  ",       "\n\n"};
   std::mt19937 rng(2024);
   std::uniform_int_distribution<size_t> w(0, words.size() - 1), e(0, extras.size() - 1);
   std::uniform_int_distribution<int> pct(0, 99), num(0, 99999);

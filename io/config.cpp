@@ -296,7 +296,9 @@ GptCommon parse_gpt_common(const Fields& top, ModelConfig& c) {
         "\"{}\"",
         top.source(), act);
   c.activation = act;
-  if (top.has("n_inner")) g.n_inner = top.integer("n_inner", std::nullopt, 1, kMaxWidth);
+  // n_inner 0: no MLP (the reference builds a zero-width GatedMlp, i.e. the same function; jrt omits the
+  // block's norm2 and MLP tensors). Used by the synthetic-task models (Zoology's state_mixer = Identity).
+  if (top.has("n_inner")) g.n_inner = top.integer("n_inner", std::nullopt, 0, kMaxWidth);
   top.require_bool("fused_mlp", false, false, "the fused MLP is not a GatedMlp; swiglu needs fused_mlp false");
   // Reference defaults (getattr(config, ..., True)) when absent; the released configs say false.
   c.mlp_fc1_bias = top.boolean("mlp_fc1_bias", true);
@@ -666,7 +668,7 @@ int64_t param_count(const ModelConfig& c) {
   const int64_t F = c.mlp_hidden;
   const int64_t mlp = 2 * F * d + (c.mlp_fc1_bias ? 2 * F : 0) + d * F + (c.mlp_fc2_bias ? d : 0);
   for (MixerKind k : c.layers) {
-    p += 2 * norm + mlp;
+    p += norm + (F > 0 ? norm + mlp : 0);  // F == 0: no MLP and no norm2
     switch (k) {
       case MixerKind::BaseConv: {
         const int64_t e = c.conv.expand_proj * d, di = e / 2, b = c.conv.use_bias ? 1 : 0;

@@ -24,6 +24,7 @@ constexpr size_t kMaxStack = size_t(1) << 20;
 constexpr size_t kMaxMemo = size_t(1) << 22;
 constexpr size_t kMaxObjects = size_t(1) << 23;
 constexpr size_t kMaxDims = 64;
+constexpr int64_t kMaxExpansion = int64_t(1) << 26;  // elements an expanded view may add beyond its storage
 
 // Renders untrusted bytes (global names, keys) printable and short for messages.
 std::string printable(std::string_view s) {
@@ -90,8 +91,8 @@ class Archive {
                   (st.valid & ZIP_STAT_COMP_SIZE),
               "{}: cannot stat entry '{}': {}", path_, printable(entry), zip_strerror(zip_.get()));
     const bool stored = (st.valid & ZIP_STAT_COMP_METHOD) && st.comp_method == ZIP_CM_STORE;
-    const bool plausible = archive_bytes_ == 0 || (st.comp_size <= archive_bytes_ && (stored ? st.size == st.comp_size
-                                                                                             : st.size / 1100 <= st.comp_size));
+    const bool plausible = archive_bytes_ == 0 || (st.comp_size <= archive_bytes_ &&
+                                                   (stored ? st.size == st.comp_size : st.size / 1100 <= st.comp_size));
     JRT_CHECK(plausible, "{}: entry '{}' claims {} bytes ({} compressed) in a {}-byte archive; the archive is corrupt",
               path_, printable(entry), st.size, st.comp_size, archive_bytes_);
     return st.size;
@@ -155,34 +156,22 @@ constexpr Global kAllowedGlobals[] = {
 enum class Kind : uint8_t { None, Bool, Int, Float, Str, Bytes, Tuple, List, Dict, Global, Storage, Tensor };
 
 const char* kind_name(Kind k) {
-  switch (k) {
-    case Kind::None: return "None";
-    case Kind::Bool: return "bool";
-    case Kind::Int: return "int";
-    case Kind::Float: return "float";
-    case Kind::Str: return "str";
-    case Kind::Bytes: return "bytes";
-    case Kind::Tuple: return "tuple";
-    case Kind::List: return "list";
-    case Kind::Dict: return "dict";
-    case Kind::Global: return "global";
-    case Kind::Storage: return "storage";
-    case Kind::Tensor: return "tensor";
-  }
-  return "?";
+  static constexpr const char* kNames[] = {"None",  "bool", "int",  "float",  "str",     "bytes",
+                                           "tuple", "list", "dict", "global", "storage", "tensor"};
+  return kNames[size_t(k)];
 }
 
 // One pickle value. Objects live in the unpickler's pool and refer to each other by raw pointer, so
 // reference cycles a hostile pickle builds (a list appended to itself) cannot leak.
 struct Obj {
   Kind kind = Kind::None;
-  int64_t i = 0;      // Bool, Int; Storage / Tensor: index into the unpickler's tables
-  double f = 0;       // Float
-  std::string s;      // Str, Bytes; Global: qualified name
+  int64_t i = 0;  // Bool, Int; Storage / Tensor: index into the unpickler's tables
+  double f = 0;   // Float
+  std::string s;  // Str, Bytes; Global: qualified name
   const Global* g = nullptr;
-  std::vector<Obj*> items;                          // Tuple, List
-  std::vector<std::pair<Obj*, Obj*>> entries;       // Dict, in insertion order
-  std::unordered_map<std::string, size_t> index;    // Dict: key -> position in entries
+  std::vector<Obj*> items;                        // Tuple, List
+  std::vector<std::pair<Obj*, Obj*>> entries;     // Dict, in insertion order
+  std::unordered_map<std::string, size_t> index;  // Dict: key -> position in entries
 };
 
 struct Storage {
@@ -209,8 +198,7 @@ class Unpickler {
  private:
   template <typename... Args>
   [[noreturn]] void bad(fmt::format_string<Args...> f, Args&&... args) const {
-    fail("{}: {} (opcode 0x{:02x} at offset {})", where(), fmt::format(f, std::forward<Args>(args)...), op_,
-         op_pos_);
+    fail("{}: {} (opcode 0x{:02x} at offset {})", where(), fmt::format(f, std::forward<Args>(args)...), op_, op_pos_);
   }
 
   // ---- input
@@ -293,12 +281,18 @@ class Unpickler {
   // ---- dict keys: only scalar keys occur in state dicts
   std::string dict_key(const Obj* k) {
     switch (k->kind) {
-      case Kind::Str: return "s" + k->s;
-      case Kind::Bytes: return "b" + k->s;
-      case Kind::Int: return "i" + std::to_string(k->i);
-      case Kind::Bool: return "i" + std::to_string(k->i);
-      case Kind::None: return "n";
-      default: bad("dict key of type {} is not supported", kind_name(k->kind));
+      case Kind::Str:
+        return "s" + k->s;
+      case Kind::Bytes:
+        return "b" + k->s;
+      case Kind::Int:
+        return "i" + std::to_string(k->i);
+      case Kind::Bool:
+        return "i" + std::to_string(k->i);
+      case Kind::None:
+        return "n";
+      default:
+        bad("dict key of type {} is not supported", kind_name(k->kind));
     }
   }
   void set_item(Obj* d, Obj* k, Obj* v) {
@@ -320,8 +314,8 @@ class Unpickler {
     return o->i;
   }
   Shape int_tuple(const Obj* o, const char* what) {
-    if (o->kind != Kind::Tuple && o->kind != Kind::List) bad("{} must be a tuple of ints, got {}", what,
-                                                             kind_name(o->kind));
+    if (o->kind != Kind::Tuple && o->kind != Kind::List)
+      bad("{} must be a tuple of ints, got {}", what, kind_name(o->kind));
     if (o->items.size() > kMaxDims) bad("{} has {} dimensions, more than {}", what, o->items.size(), kMaxDims);
     Shape r;
     for (const Obj* x : o->items) r.push_back(as_int(x, what));
@@ -398,18 +392,19 @@ Obj* Unpickler::persistent_load(Obj* pid) {
 // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata]).
 Obj* Unpickler::rebuild_tensor(const std::vector<Obj*>& a) {
   if (a.size() < 6 || a.size() > 7) bad("_rebuild_tensor_v2 takes 6 or 7 arguments, got {}", a.size());
-  if (a[0]->kind != Kind::Storage) bad("_rebuild_tensor_v2's first argument is a {}, not a storage", kind_name(a[0]->kind));
+  if (a[0]->kind != Kind::Storage)
+    bad("_rebuild_tensor_v2's first argument is a {}, not a storage", kind_name(a[0]->kind));
   const Storage& st = storages_[size_t(a[0]->i)];
   const int64_t offset = as_int(a[1], "tensor storage offset");
   const Shape size = int_tuple(a[2], "tensor size");
   const Shape stride = int_tuple(a[3], "tensor stride");
-  if (size.size() != stride.size()) bad("tensor size {} and stride {} differ in length", shape_str(size),
-                                        shape_str(stride));
+  if (size.size() != stride.size())
+    bad("tensor size {} and stride {} differ in length", shape_str(size), shape_str(stride));
   if (offset < 0) bad("tensor storage offset {} is negative", offset);
   int64_t numel = 1, last = offset;  // `last`: the furthest storage element the view reaches
   for (size_t d = 0; d < size.size(); ++d) {
-    if (size[d] < 0 || stride[d] < 0) bad("tensor size {} / stride {} has a negative entry", shape_str(size),
-                                          shape_str(stride));
+    if (size[d] < 0 || stride[d] < 0)
+      bad("tensor size {} / stride {} has a negative entry", shape_str(size), shape_str(stride));
     if (__builtin_mul_overflow(numel, size[d], &numel)) bad("tensor size {} overflows", shape_str(size));
   }
   if (numel > 0) {
@@ -426,6 +421,12 @@ Obj* Unpickler::rebuild_tensor(const std::vector<Obj*>& a) {
     bad("empty tensor's storage offset {} is beyond its storage '{}' of {} elements", offset, printable(st.key),
         st.numel);
   }
+  // Overlapping strides (stride-0 expansion) can describe far more elements than the storage holds;
+  // materialising them must stay within reason.
+  int64_t nbytes = 0;
+  if (__builtin_mul_overflow(numel, int64_t(dtype_size(st.dtype)), &nbytes) || numel - st.numel > kMaxExpansion)
+    bad("tensor view of {} elements (size {}, stride {}) over a storage of {} elements is too large to materialise",
+        numel, shape_str(size), shape_str(stride), st.numel);
 
   Tensor view(static_cast<char*>(st.buf->view().data) + offset * int64_t(dtype_size(st.dtype)), st.dtype, size);
   view.strides = stride;
@@ -449,12 +450,12 @@ Obj* Unpickler::call(Obj* callable, Obj* args) {
   const auto& a = args->items;
   switch (callable->g->kind) {
     case Callable::OrderedDict:
-      if (!a.empty()) bad("collections.OrderedDict is called with {} arguments; only OrderedDict() is supported",
-                          a.size());
+      if (!a.empty())
+        bad("collections.OrderedDict is called with {} arguments; only OrderedDict() is supported", a.size());
       return make(Kind::Dict);
     case Callable::RebuildTensorV2:
       return rebuild_tensor(a);
-    case Callable::RebuildParameter:  // (data, requires_grad, backward_hooks)
+    case Callable::RebuildParameter:           // (data, requires_grad, backward_hooks)
     case Callable::RebuildParameterWithState:  // (data, requires_grad, backward_hooks, state)
       if (a.size() < 3 || a.size() > 4 || a[0]->kind != Kind::Tensor)
         bad("{} needs (tensor, requires_grad, backward_hooks[, state])", callable->s);
@@ -505,7 +506,7 @@ Obj* Unpickler::run() {
       case 'N':  // NONE
         push(make(Kind::None));
         break;
-      case 0x88:  // NEWTRUE
+      case 0x88:    // NEWTRUE
       case 0x89: {  // NEWFALSE
         Obj* o = make(Kind::Bool);
         o->i = op_ == 0x88;
@@ -723,8 +724,8 @@ WeightStore read_pytorch_checkpoint(const std::string& path) {
 
   Unpickler up(zip, prefix, pickle);
   const Obj* root = up.run();
-  JRT_CHECK(root->kind == Kind::Dict, "{}: the pickled object is a {}, not a dict of tensors (state dict)",
-            up.where(), kind_name(root->kind));
+  JRT_CHECK(root->kind == Kind::Dict, "{}: the pickled object is a {}, not a dict of tensors (state dict)", up.where(),
+            kind_name(root->kind));
   WeightStore w;
   w.set_source(path);
   for (const auto& [k, v] : root->entries) {

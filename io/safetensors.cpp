@@ -26,6 +26,7 @@ using json = nlohmann::json;
 // Headers larger than this are not produced by any real writer; refusing them early bounds the
 // memory a hostile file can make the JSON parser allocate.
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+constexpr int kMaxDepth = 32;
 
 std::string errno_text(int e) { return std::strerror(e); }
 
@@ -67,10 +68,14 @@ uint64_t read_u64_le(const uint8_t* p) {
 json parse_header(const std::string& path, const char* begin, const char* end) {
   std::vector<std::unordered_set<std::string>> open_objects;
   std::string duplicate;
-  auto callback = [&](int /*depth*/, json::parse_event_t ev, json& parsed) {
+  auto callback = [&](int depth, json::parse_event_t ev, json& parsed) {
     switch (ev) {
       case json::parse_event_t::object_start:
-        open_objects.emplace_back();
+      case json::parse_event_t::array_start:
+        // A real header nests 3 levels; deep nesting would only make later recursive walks
+        // (dump, destruction) expensive.
+        JRT_CHECK(depth < kMaxDepth, "{}: safetensors header nests deeper than {} levels", path, kMaxDepth);
+        if (ev == json::parse_event_t::object_start) open_objects.emplace_back();
         break;
       case json::parse_event_t::object_end:
         if (!open_objects.empty()) open_objects.pop_back();
@@ -118,8 +123,7 @@ Entry parse_entry(const std::string& path, const std::string& name, const json& 
             dt.get_ref<const std::string&>());
 
   const json& sh = v["shape"];
-  JRT_CHECK(sh.is_array(), "{}: tensor '{}': field 'shape' must be a list of integers, got {}", path, name,
-            brief(sh));
+  JRT_CHECK(sh.is_array(), "{}: tensor '{}': field 'shape' must be a list of integers, got {}", path, name, brief(sh));
   int64_t numel = 1;
   for (const json& d : sh) {
     JRT_CHECK(d.is_number_integer(), "{}: tensor '{}': field 'shape' has a non-integer dimension {}", path, name,
@@ -139,8 +143,7 @@ Entry parse_entry(const std::string& path, const std::string& name, const json& 
 
   const json& off = v["data_offsets"];
   JRT_CHECK(off.is_array() && off.size() == 2 && off[0].is_number_integer() && off[1].is_number_integer(),
-            "{}: tensor '{}': field 'data_offsets' must be two integers [begin, end], got {}", path, name,
-            brief(off));
+            "{}: tensor '{}': field 'data_offsets' must be two integers [begin, end], got {}", path, name, brief(off));
   JRT_CHECK(off[0].is_number_unsigned() && off[1].is_number_unsigned(),
             "{}: tensor '{}': field 'data_offsets' must be non-negative, got {}", path, name, brief(off));
   e.begin = off[0].get<uint64_t>();
@@ -175,7 +178,7 @@ void write_all(int fd, const void* data, size_t n, const std::string& what) {
 MappedFile::MappedFile(const std::string& path) : path_(path) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   JRT_CHECK(fd.get() >= 0, "{}: cannot open: {}", path, errno_text(errno));
-  struct stat st{};
+  struct stat st {};
   JRT_CHECK(::fstat(fd.get(), &st) == 0, "{}: cannot stat: {}", path, errno_text(errno));
   JRT_CHECK(S_ISREG(st.st_mode), "{}: not a regular file", path);
   JRT_CHECK(st.st_size > 0, "{}: file is empty (0 bytes)", path);
@@ -197,8 +200,9 @@ SafeTensorsFile::SafeTensorsFile(const std::string& path) : map_(std::make_share
   JRT_CHECK(size >= 8, "{}: too short to be a safetensors file ({} bytes; the header length alone takes 8)", path,
             size);
   const uint64_t header_len = read_u64_le(base);
-  JRT_CHECK(header_len <= kMaxHeaderBytes, "{}: header length {} is absurd (more than {} bytes); not a safetensors file",
-            path, header_len, kMaxHeaderBytes);
+  JRT_CHECK(header_len <= kMaxHeaderBytes,
+            "{}: header length {} is absurd (more than {} bytes); not a safetensors file", path, header_len,
+            kMaxHeaderBytes);
   JRT_CHECK(header_len <= size - 8, "{}: header length {} runs past the end of the file ({} bytes)", path, header_len,
             size);
   const char* hbegin = reinterpret_cast<const char*>(base + 8);
@@ -278,7 +282,8 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
     JRT_CHECK(t.device == Device::CPU, "{}: tensor '{}' is not on the CPU", path, name);
     JRT_CHECK(t.shape.size() == t.strides.size(), "{}: tensor '{}' has {} dims but {} strides", path, name,
               t.shape.size(), t.strides.size());
-    for (int64_t d : t.shape) JRT_CHECK(d >= 0, "{}: tensor '{}' has negative shape {}", path, name, shape_str(t.shape));
+    for (int64_t d : t.shape)
+      JRT_CHECK(d >= 0, "{}: tensor '{}' has negative shape {}", path, name, shape_str(t.shape));
     JRT_CHECK(t.numel() == 0 || t.data != nullptr, "{}: tensor '{}' has no data", path, name);
     src[i] = &t;
     if (!t.is_contiguous()) {

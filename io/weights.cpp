@@ -76,8 +76,10 @@ Format sniff(const std::string& path) {
   if (n >= 4 && head[0] == 'P' && head[1] == 'K' && (head[2] == 3 || head[2] == 5) && (head[3] == 4 || head[3] == 6))
     return Format::TorchZip;
   if (n == 9 && head[8] == '{') return Format::SafeTensors;
-  JRT_CHECK(head[0] != 0x80, "{}: looks like a legacy (pre-1.6, non-zip) torch.save file, which is not supported; "
-            "re-save it with torch.save(state_dict, path) from a recent PyTorch or convert it to safetensors", path);
+  JRT_CHECK(head[0] != 0x80,
+            "{}: looks like a legacy (pre-1.6, non-zip) torch.save file, which is not supported; "
+            "re-save it with torch.save(state_dict, path) from a recent PyTorch or convert it to safetensors",
+            path);
   // A damaged safetensors file deserves the validator's precise message rather than a guess.
   if (path.ends_with(".safetensors")) return Format::SafeTensors;
   fail("{}: neither a safetensors file nor a PyTorch zip checkpoint (unrecognised first bytes)", path);

@@ -35,9 +35,7 @@ struct KvState final : MixerState {
     r.get_floats(cache.keys(), "an attention key cache");
     r.get_floats(cache.values(), "an attention value cache");
   }
-  int64_t bytes() const override {
-    return int64_t((cache.keys().size() + cache.values().size()) * sizeof(float));
-  }
+  int64_t bytes() const override { return int64_t((cache.keys().size() + cache.values().size()) * sizeof(float)); }
 };
 
 class SoftmaxAttentionMixer final : public Mixer {
@@ -83,6 +81,13 @@ class SoftmaxAttentionMixer final : public Mixer {
                 "attention: segment [{}, +{}) outside the {} rows", sg.offset, sg.length, N);
       st[size_t(s)] = dynamic_cast<KvState*>(call.states[size_t(s)]);
       JRT_CHECK(st[size_t(s)] != nullptr, "attention: segment {} was given a state of another mixer", s);
+      // Checked here because nothing may throw inside the parallel region below.
+      const ops::KvCache& kc = st[size_t(s)]->cache;
+      JRT_CHECK(kc.width() == inner_ && kc.left_window() == window_,
+                "attention: segment {} was given the state of another attention layer", s);
+      JRT_CHECK(st[size_t(s)]->pos >= 0 && (kc.ring() || kc.rows() == st[size_t(s)]->pos),
+                "attention: segment {}'s cache holds {} positions but its state is at position {}", s, kc.rows(),
+                st[size_t(s)]->pos);
     }
 
     std::vector<float> qkv(size_t(N * w3)), o(size_t(N * inner_), 0.0f);

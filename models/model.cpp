@@ -192,7 +192,7 @@ std::unique_ptr<Model> Model::build(ModelConfig cfg, WeightStore weights) {
       case MixerKind::MHA: blk->mixer = make_mha(c, mw); break;
       case MixerKind::Mamba: blk->mixer = make_mamba(c, mw); break;
     }
-    if (!mamba) {
+    if (!mamba && c.mlp_hidden > 0) {  // mlp_hidden 0 (n_inner 0): a mixer-only block
       blk->has_mlp = true;
       blk->norm2 = read_norm(c, lw, "norm2");
       blk->mlp = read_mlp(c, lw.sub("mlp."));

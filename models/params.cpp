@@ -74,6 +74,7 @@ std::vector<ParamSpec> parameter_specs(const ModelConfig& c) {
     }
     add(l + "norm1.weight", {d}, ParamRole::NormWeight);
     if (!c.rms_norm) add(l + "norm1.bias", {d}, ParamRole::Bias);
+    if (c.mlp_hidden == 0) continue;  // no MLP (n_inner 0): no norm2 either
     add(l + "mlp.fc1.weight", {gated * c.mlp_hidden, d}, ParamRole::Matrix);
     if (c.mlp_fc1_bias) add(l + "mlp.fc1.bias", {gated * c.mlp_hidden}, ParamRole::Bias);
     add(l + "mlp.fc2.weight", {d, c.mlp_hidden}, ParamRole::Matrix);

@@ -82,8 +82,8 @@ void attend_direct(const AttnQuery& a, std::span<const KvRun> kv, int64_t kv_fir
 
 // Queries [t0, t1) (t1 - t0 <= block) with GEMMs: S = Q K^T over the block's key range, masked row
 // softmax, Y = P V, all in tiles of kb keys.
-void attend_blocked(const AttnQuery& a, std::span<const KvRun> kv, int64_t kv_first, int64_t t0, int64_t t1,
-                    int64_t kb, std::vector<float>& S, std::vector<float>& inv) {
+void attend_blocked(const AttnQuery& a, std::span<const KvRun> kv, int64_t kv_first, int64_t t0, int64_t t1, int64_t kb,
+                    std::vector<float>& S, std::vector<float>& inv) {
   const int64_t hd = a.hd, lb = t1 - t0, P0 = a.pos + t0, P1 = a.pos + t1 - 1;
   const int64_t klo = lowest_key(P0, a.left_window), nk = P1 - klo + 1;
   S.resize(size_t(lb * nk));
@@ -93,8 +93,8 @@ void attend_blocked(const AttnQuery& a, std::span<const KvRun> kv, int64_t kv_fi
   for_rows(kv, kv_first, klo, P1, [&](int64_t p0, const float* k, const float*, int64_t ld, int64_t m) {
     for (int64_t j = 0; j < m; j += kb) {
       const int64_t c = std::min(kb, m - j);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(lb), int(c), int(hd), 1.0f, q, int(a.ldq),
-                  k + j * ld, int(ld), 0.0f, S.data() + (p0 - klo + j), int(nk));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(lb), int(c), int(hd), 1.0f, q, int(a.ldq), k + j * ld,
+                  int(ld), 0.0f, S.data() + (p0 - klo + j), int(nk));
     }
   });
   for (int64_t i = 0; i < lb; ++i) {
@@ -109,8 +109,8 @@ void attend_blocked(const AttnQuery& a, std::span<const KvRun> kv, int64_t kv_fi
   for_rows(kv, kv_first, klo, P1, [&](int64_t p0, const float*, const float* v, int64_t ld, int64_t m) {
     for (int64_t j = 0; j < m; j += kb) {
       const int64_t c = std::min(kb, m - j);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(lb), int(hd), int(c), 1.0f,
-                  S.data() + (p0 - klo + j), int(nk), v + j * ld, int(ld), first ? 0.0f : 1.0f, y, int(a.ldy));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(lb), int(hd), int(c), 1.0f, S.data() + (p0 - klo + j),
+                  int(nk), v + j * ld, int(ld), first ? 0.0f : 1.0f, y, int(a.ldy));
       first = false;
     }
   });

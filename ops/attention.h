@@ -6,6 +6,8 @@
 // same kernel serves the parallel prefill, chunked prefill and one-token decode. Also owns KvCache, the
 // per-sequence cache for all heads: a growing buffer (full causal) or a ring of the last left_window
 // positions (sliding window; older keys are never read again).
+// Also the training form (T = float / double): one head of one sequence from position 0, forward saving
+// the row log-sum-exp (flash-attention style) and backward wrt q, k, v.
 #pragma once
 #include <cstdint>
 #include <span>
@@ -74,5 +76,36 @@ class KvCache {
   int64_t width_ = 0, window_ = -1;
   std::vector<float> k_, v_;
 };
+
+// ---- training form ---------------------------------------------------------------------------
+// One head of one sequence starting at position 0: query t sees keys j with
+// max(0, t - left_window) <= j <= t (left_window < 0: all j <= t), P = softmax_j(scale * q_t.k_j),
+// y_t = sum_j P_tj v_j. q, k, v, y are [L, hd] with row strides (so heads can be column slices of a
+// packed [L, H*hd] buffer).
+// Saved-activation contract: the forward writes y and lse [L] (lse_t = log sum_j exp(scale * q_t.k_j)
+// over the visible keys); the backward reads q, k, v, y, lse and recomputes the probabilities block by
+// block (no [L, L] matrix is kept). Single-threaded (GEMMs sized to stay single-threaded in BLAS):
+// callers run (sequence, head) pairs in parallel.
+template <class T>
+struct AttnTrainHead {
+  const T* q = nullptr;
+  int64_t ldq = 0;
+  const T* k = nullptr;
+  int64_t ldk = 0;
+  const T* v = nullptr;
+  int64_t ldv = 0;
+  int64_t L = 0, hd = 0;
+  int64_t left_window = -1;  // < 0: full causal
+  T scale = T(1);            // hd^-0.5 in every model here
+};
+
+// y [L, hd] (row stride ldy) (=), lse [L] (=).
+template <class T>
+void attention_fwd_t(const AttnTrainHead<T>& a, T* y, int64_t ldy, T* lse);
+// dy [L, hd] (row stride lddy) -> dq, dk, dv [L, hd] (row strides lddq, lddk, lddv) (=). y and lse are the
+// forward's outputs. dq / dk / dv must not overlap each other or the inputs.
+template <class T>
+void attention_bwd_t(const AttnTrainHead<T>& a, const T* y, int64_t ldy, const T* lse, const T* dy, int64_t lddy, T* dq,
+                     int64_t lddq, T* dk, int64_t lddk, T* dv, int64_t lddv);
 
 }  // namespace jrt::ops

@@ -41,8 +41,7 @@ const BadCase kCases[] = {
     {"numel_overflow.safetensors", "has too many elements (overflows int64)"},
     {"truncated_data.safetensors", "reach beyond the data block (14 bytes"},
     // torch.save zips: code-execution attempts
-    {"pickle_os_system.pt",
-     "pickle refers to global 'os.system', which a state dict never uses; refusing to load"},
+    {"pickle_os_system.pt", "pickle refers to global 'os.system', which a state dict never uses; refusing to load"},
     {"pickle_builtins_eval.pt", "pickle refers to global 'builtins.eval'"},
     {"pickle_posix_system.pt", "pickle refers to global 'posix.system'"},
     {"pickle_subprocess.pt", "pickle refers to global 'subprocess.check_output'"},
@@ -59,6 +58,9 @@ const BadCase kCases[] = {
     {"short_storage.pt", "storage entry 'archive/data/0' is too short: 32 bytes, but 16 f32 elements need 64"},
     {"view_beyond_storage.pt", "reaches element 13, beyond its storage '0' of 12 elements"},
     {"storage_numel_overflow.pt", "size 4611686018427387904 x 8 overflows"},
+    {"view_expand_too_large.pt",
+     "tensor view of 1099511627776 elements (size [1048576, 1048576], stride [0, 0]) over a storage of 12 elements is "
+     "too large to materialise"},
     // archives
     {"big_endian.pt", "byteorder is 'big'"},
     {"no_data_pkl.pt", "no '<folder>/data.pkl' in the zip archive"},

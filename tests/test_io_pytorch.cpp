@@ -58,8 +58,8 @@ TEST_P(GoldenModel, PytorchAndSafetensorsHoldTheSameTensors) {
   }
 
   // Tied weights: lm_head is the embedding, and torch stored them as one storage, read once.
-  const std::string emb =
-      pt.has("backbone.embedding.weight") ? "backbone.embedding.weight" : "transformer.embeddings.word_embeddings.weight";
+  const std::string emb = pt.has("backbone.embedding.weight") ? "backbone.embedding.weight"
+                                                              : "transformer.embeddings.word_embeddings.weight";
   EXPECT_TRUE(same_bits(st.get("lm_head.weight"), st.get(emb)));
   EXPECT_TRUE(same_bits(pt.get("lm_head.weight"), pt.get(emb)));
   EXPECT_EQ(pt.get("lm_head.weight").data, pt.get(emb).data) << "shared storage must be read once";
@@ -203,8 +203,7 @@ TEST(Weights, FindWeightsFile) {
   fs::create_directories(dir);
   std::string msg = error_of([&] { find_weights_file(dir); });
   EXPECT_NE(msg.find(dir + ": no model.safetensors or pytorch_model.bin"), std::string::npos) << msg;
-  fs::copy_file(test::data_path("bad/good_views.pt"), dir + "/pytorch_model.bin",
-                fs::copy_options::overwrite_existing);
+  fs::copy_file(test::data_path("bad/good_views.pt"), dir + "/pytorch_model.bin", fs::copy_options::overwrite_existing);
   EXPECT_EQ(find_weights_file(dir), dir + "/pytorch_model.bin");
   HostTensor h(DType::F32, {1});
   write_safetensors(dir + "/model.safetensors", {{"x", h.view()}});

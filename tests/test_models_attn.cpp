@@ -84,8 +84,10 @@ TEST_P(FixtureLogits, TeacherForcedDecodeMatchesReferenceSteps) {
   // sequences packed as two length-1 segments: every row must match the reference's decode logits.
   // (The SWA window of the JRT / Based fixtures is 16 keys: the ring wraps many times here.)
   const std::string fam = GetParam();
-  if (fam == "based") GTEST_SKIP() << "Based decode differs from the released double-add decode by design";
-  SafeTensorsFile gen(data_path("models/" + fam + "/generate.safetensors"));
+  // Based: our LinearAttention decode is the parallel form's recurrence (models-spec §4.2), which the
+  // reference reproduces with the single add (fixtures README quirk 1).
+  const std::string file = fam == "based" ? "/generate_single_add.safetensors" : "/generate.safetensors";
+  SafeTensorsFile gen(data_path("models/" + fam + file));
   auto seqs = rows(gen.get("sequences"));
   const int64_t steps = gen.get("step_logits").shape[1], B = int64_t(seqs.size());
   const int64_t P = int64_t(seqs[0].size()) - steps;
@@ -126,8 +128,9 @@ TEST_P(FixtureLogits, TeacherForcedDecodeMatchesReferenceSteps) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, FixtureLogits, ::testing::Values("attn", "jrt", "based"));
 
 TEST(AttnModel, MixedBatchPrefillAndDecodeInOneCall) {
-  // One packed call holds sequence A's 40-token continuation (A already at position 30) and sequence
-  // B's single decode token (B at position 70): each must see its own positions and cache.
+  // One packed call holds sequence A's 25-token continuation (A already at position 45) and sequence
+  // B's single decode token (B at position 70): each must see its own positions and cache. (A's first
+  // call covers JRT's 40-token prefix, so the JRT model's prefix matches the one-shot forward.)
   for (const char* fam : {"attn", "jrt"}) {
     SafeTensorsFile fwd(data_path(std::string("models/") + fam + "/forward.safetensors"));
     auto ids = rows(fwd.get("input_ids"));
@@ -138,11 +141,11 @@ TEST(AttnModel, MixedBatchPrefillAndDecodeInOneCall) {
     auto ref_a = m->forward(std::vector<int64_t>(A.begin(), A.begin() + 70));
     auto ref_b = m->forward(std::vector<int64_t>(Bq.begin(), Bq.begin() + 71));
     auto sa = m->new_state(), sb = m->new_state();
-    run_packed(*m, {std::vector<int64_t>(A.begin(), A.begin() + 30), std::vector<int64_t>(Bq.begin(), Bq.begin() + 70)},
+    run_packed(*m, {std::vector<int64_t>(A.begin(), A.begin() + 45), std::vector<int64_t>(Bq.begin(), Bq.begin() + 70)},
                {sa.get(), sb.get()});
-    auto lg = run_packed(*m, {std::vector<int64_t>(A.begin() + 30, A.begin() + 70), {Bq[70]}}, {sa.get(), sb.get()});
-    std::vector<float> got_a(lg.begin(), lg.begin() + 40 * V), got_b(lg.begin() + 40 * V, lg.end());
-    std::vector<float> want_a(ref_a.begin() + 30 * V, ref_a.end()), want_b(ref_b.end() - V, ref_b.end());
+    auto lg = run_packed(*m, {std::vector<int64_t>(A.begin() + 45, A.begin() + 70), {Bq[70]}}, {sa.get(), sb.get()});
+    std::vector<float> got_a(lg.begin(), lg.begin() + 25 * V), got_b(lg.begin() + 25 * V, lg.end());
+    std::vector<float> want_a(ref_a.begin() + 45 * V, ref_a.end()), want_b(ref_b.end() - V, ref_b.end());
     EXPECT_LE(diff(got_a, want_a).max_rel(), kTolSelf) << fam;
     EXPECT_LE(diff(got_b, want_b).max_rel(), kTolSelf) << fam;
     EXPECT_EQ(sa->pos, 70);
@@ -229,8 +232,9 @@ std::unique_ptr<Model> synthetic_mha() {
     const std::string p = "transformer.layers." + std::to_string(i) + ".";
     add(p + "norm1.weight", {d}, 0.05f, 1.0f);
     add(p + "norm2.weight", {d}, 0.05f, 1.0f);
-    // Large enough that attention weights are far from uniform.
-    add(p + "mixer.Wqkv.weight", {3 * d, d}, 0.25f);
+    // Scores of std ~2 after the hd^-0.5 scale: attention weights far from uniform, yet not so peaked
+    // that fp32 rounding of the scores dominates the comparison.
+    add(p + "mixer.Wqkv.weight", {3 * d, d}, 0.12f);
     add(p + "mixer.Wqkv.bias", {3 * d}, 0.3f);
     add(p + "mixer.out_proj.weight", {d, d}, 0.08f);
     add(p + "mixer.out_proj.bias", {d}, 0.05f);
@@ -266,8 +270,7 @@ TEST(AttnModel, SyntheticOddRotaryPrefillDecodeChunked) {
   }
   ASSERT_EQ(t, L);
   auto dd = diff(dec, full), dc = diff(chk, full);
-  std::printf("[synthetic hd70] decode vs prefill max-rel %.3g, chunked vs prefill %.3g\n", dd.max_rel(),
-              dc.max_rel());
+  std::printf("[synthetic hd70] decode vs prefill max-rel %.3g, chunked vs prefill %.3g\n", dd.max_rel(), dc.max_rel());
   EXPECT_LE(dd.max_rel(), kTolSelf);
   EXPECT_LE(dc.max_rel(), kTolSelf);
   // Positions matter: the same ids one position later give different logits (rotary is applied).

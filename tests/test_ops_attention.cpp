@@ -383,8 +383,8 @@ TEST(KvCache, FullCacheGrowsAndChecksPosition) {
   KvRun runs[2];
   EXPECT_EQ(c.past(3, 0, runs), 1);
   EXPECT_EQ(runs[0].n, 3);
-  EXPECT_THROW(c.past(2, 0, runs), Error);                          // state / cache out of step
-  EXPECT_THROW(c.append(5, k.data(), 4, v.data(), 4, 1), Error);    // a gap in positions
+  EXPECT_THROW(c.past(2, 0, runs), Error);                        // state / cache out of step
+  EXPECT_THROW(c.append(5, k.data(), 4, v.data(), 4, 1), Error);  // a gap in positions
 }
 
 TEST(Attention, RejectsMissingKeys) {

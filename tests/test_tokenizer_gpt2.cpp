@@ -88,13 +88,65 @@ uint32_t alphabet_cp(int b) {
 // Random valid UTF-8 from a palette that stresses the pattern: ASCII classes, contractions,
 // whitespace runs (incl. NBSP, NEL, ideographic space), accented letters, CJK, numbers, emoji.
 std::string random_text(std::mt19937& rng, size_t pieces) {
-  static const std::vector<std::string> palette = {
-      "a",  "Z",     "q",        "hello",  " ",        "  ",         "\t",      "\n",      "\r\n",      "'",
-      "'s", "'t",    "'re",      "'ve",    "'m",       "'ll",        "'d",      "'S",      "0",         "42",
-      "7",  ".",     ",",        "!?",     "-",        "_",          "(",       "\"",      "<|",        "|>",
-      "é",  "ß",     "Ω",        "Я",      "中",       "文",         "²",       "½",       "٣",         "\u00a0",
-      "\u0085", "\u3000", "\u2028", "\u200b", "😀",      "👩‍💻", "\u0301", "\x01",    "\x7f",      "\x1c",
-      "\v", "\f",    "ŉ",        "ǅ",      "ｱ",        "한",         "ก",       "<|endoftext|>"};
+  static const std::vector<std::string> palette = {"a",
+                                                   "Z",
+                                                   "q",
+                                                   "hello",
+                                                   " ",
+                                                   "  ",
+                                                   "\t",
+                                                   "\n",
+                                                   "\r\n",
+                                                   "'",
+                                                   "'s",
+                                                   "'t",
+                                                   "'re",
+                                                   "'ve",
+                                                   "'m",
+                                                   "'ll",
+                                                   "'d",
+                                                   "'S",
+                                                   "0",
+                                                   "42",
+                                                   "7",
+                                                   ".",
+                                                   ",",
+                                                   "!?",
+                                                   "-",
+                                                   "_",
+                                                   "(",
+                                                   "\"",
+                                                   "<|",
+                                                   "|>",
+                                                   "é",
+                                                   "ß",
+                                                   "Ω",
+                                                   "Я",
+                                                   "中",
+                                                   "文",
+                                                   "²",
+                                                   "½",
+                                                   "٣",
+                                                   "\u00a0",
+                                                   "\u0085",
+                                                   "\u3000",
+                                                   "\u2028",
+                                                   "\u200b",
+                                                   "\u180e",
+                                                   "😀",
+                                                   "👩‍💻",
+                                                   "\u0301",
+                                                   "\x01",
+                                                   "\x7f",
+                                                   "\x1c",
+                                                   "\v",
+                                                   "\f",
+                                                   "ŉ",
+                                                   "ǅ",
+                                                   "ｱ",
+                                                   "한",
+                                                   "ก",
+                                                   "<|endoftext|>"};
   std::uniform_int_distribution<size_t> pick(0, palette.size() - 1);
   std::string s;
   for (size_t i = 0; i < pieces; ++i) s += palette[pick(rng)];
@@ -238,9 +290,9 @@ TEST(Gpt2Tokenizer, ByteAlphabetCoversAll256Bytes) {
 TEST(Gpt2Tokenizer, EveryUtf8ByteValueRoundTrips) {
   const auto& tok = Gpt2Tokenizer::builtin();
   std::string s;
-  for (uint32_t cp = 0; cp < 0x800; ++cp) s += utf8(cp);                            // 1-2 byte forms
+  for (uint32_t cp = 0; cp < 0x800; ++cp) s += utf8(cp);                                           // 1-2 byte forms
   for (uint32_t lead = 0; lead < 16; ++lead) s += utf8(lead == 0 ? 0x800 : (lead << 12) | 0x123);  // E0..EF
-  for (uint32_t cp : {0x10000u, 0x40000u, 0x80000u, 0xC0000u, 0x10FFFFu}) s += utf8(cp);  // F0..F4
+  for (uint32_t cp : {0x10000u, 0x40000u, 0x80000u, 0xC0000u, 0x10FFFFu}) s += utf8(cp);           // F0..F4
   std::set<unsigned char> bytes(s.begin(), s.end());
   EXPECT_EQ(bytes.size(), 256u - 13u);  // all but C0, C1, F5..FF, which valid UTF-8 never holds
   EXPECT_EQ(tok.decode(tok.encode(s)), s);
@@ -281,9 +333,14 @@ TEST(Gpt2Tokenizer, OutOfRangeIdsThrow) {
 
 TEST(Gpt2Tokenizer, InvalidUtf8IsAnErrorNamingTheOffset) {
   const auto& tok = Gpt2Tokenizer::builtin();
-  const std::vector<std::pair<std::string, size_t>> bad = {
-      {"\xff", 0},          {"ab\xc3", 2},           {"abc\x80", 3},          {"x\xc0\xaf", 1},
-      {"xy\xed\xa0\x80", 2}, {"\xf4\x90\x80\x80", 0}, {"hello world \xe4\xb8", 12}, {"ok\xf8\x88\x80\x80\x80", 2}};
+  const std::vector<std::pair<std::string, size_t>> bad = {{"\xff", 0},
+                                                           {"ab\xc3", 2},
+                                                           {"abc\x80", 3},
+                                                           {"x\xc0\xaf", 1},
+                                                           {"xy\xed\xa0\x80", 2},
+                                                           {"\xf4\x90\x80\x80", 0},
+                                                           {"hello world \xe4\xb8", 12},
+                                                           {"ok\xf8\x88\x80\x80\x80", 2}};
   for (const auto& [s, off] : bad) {
     try {
       tok.encode(s);
@@ -304,8 +361,11 @@ TEST(Gpt2PreTokenizer, KnownSplits) {
   EXPECT_EQ(pt.split("a\n\nb  "), (V{"a", "\n", "\n", "b", "  "}));
   EXPECT_EQ(pt.split("x 123 ...!"), (V{"x", " 123", " ...!"}));
   EXPECT_EQ(pt.split("  "), (V{"  "}));
-  // NBSP, NEL and U+3000 are whitespace as in Oniguruma (\s); zero-width space is not.
+  // NBSP, NEL and U+3000 are whitespace as in Oniguruma (\s); zero-width space and U+180E are not
+  // (PCRE2's own \s would take U+180E).
   EXPECT_EQ(pt.split("x\u0085\u0085y"), (V{"x", "\u0085", "\u0085", "y"}));
+  EXPECT_EQ(pt.split("x\u3000\u3000y"), (V{"x", "\u3000", "\u3000", "y"}));  // only U+0020 joins a word
+  EXPECT_EQ(pt.split("a\u180e\u180eb"), (V{"a", "\u180e\u180e", "b"}));
   EXPECT_EQ(pt.split("a\u00a0b"), (V{"a", "\u00a0", "b"}));
   EXPECT_EQ(pt.split("a\u200bb"), (V{"a", "\u200b", "b"}));
   EXPECT_EQ(pt.split(" café²"), (V{" café", "²"}));
@@ -333,8 +393,8 @@ TEST(Gpt2Tokenizer, MatchesReferenceBpeOnRandomText) {
     ASSERT_EQ(tok.encode(s, true), want) << s;
   }
   // Long single pieces take the uncached path.
-  for (std::string word : {std::string(300, 'a'), std::string("pneumonoultramicroscopicsilicovolcanoconiosis") + std::string(200, 'z'),
-                           [] {
+  for (std::string word : {std::string(300, 'a'),
+                           std::string("pneumonoultramicroscopicsilicovolcanoconiosis") + std::string(200, 'z'), [] {
                              std::string w;
                              for (int k = 0; k < 100; ++k) w += "中文한";
                              return w;

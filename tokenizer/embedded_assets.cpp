@@ -8,26 +8,30 @@
 #error "JRT_SOURCE_DIR must name the source tree (the library target defines it)"
 #endif
 
-// pushsection/popsection leave the compiler's own section state untouched.
-#define JRT_INCBIN(sym, file)                                  \
-  ".pushsection .rodata\n"                                     \
-  ".balign 16\n"                                               \
-  ".globl " #sym "_start\n"                                    \
-  ".type " #sym "_start, @object\n"                            \
-  #sym "_start:\n"                                             \
-  ".incbin \"" JRT_SOURCE_DIR "/" file "\"\n"                  \
-  ".globl " #sym "_end\n"                                      \
-  ".type " #sym "_end, @object\n"                              \
-  #sym "_end:\n"                                               \
-  ".byte 0\n"                                                  \
-  ".size " #sym "_start, " #sym "_end - " #sym "_start\n"      \
+// pushsection/popsection leave the compiler's own section state untouched; the NUL after each blob
+// lies outside [start, end).
+// clang-format off
+#define JRT_INCBIN(sym, file)                               \
+  ".pushsection .rodata\n"                                  \
+  ".balign 16\n"                                            \
+  ".globl " #sym "_start\n"                                 \
+  ".type " #sym "_start, @object\n"                         \
+  #sym "_start:\n"                                          \
+  ".incbin \"" JRT_SOURCE_DIR "/" file "\"\n"               \
+  ".globl " #sym "_end\n"                                   \
+  ".type " #sym "_end, @object\n"                           \
+  #sym "_end:\n"                                            \
+  ".byte 0\n"                                               \
+  ".size " #sym "_start, " #sym "_end - " #sym "_start\n"   \
   ".popsection\n"
 
-__asm__(JRT_INCBIN(jrt_gpt2_encoder_json, "assets/gpt2/encoder.json")
-            JRT_INCBIN(jrt_gpt2_vocab_bpe, "assets/gpt2/vocab.bpe")
-        // The data is not code: keep the stack non-executable for the linker.
-        ".pushsection .note.GNU-stack,\"\",@progbits\n"
-        ".popsection\n");
+__asm__(
+    JRT_INCBIN(jrt_gpt2_encoder_json, "assets/gpt2/encoder.json")
+    JRT_INCBIN(jrt_gpt2_vocab_bpe, "assets/gpt2/vocab.bpe")
+    // The blobs are data: mark the stack non-executable so the linker does not warn.
+    ".pushsection .note.GNU-stack,\"\",@progbits\n"
+    ".popsection\n");
+// clang-format on
 
 extern "C" {
 extern const char jrt_gpt2_encoder_json_start[];

@@ -27,7 +27,7 @@ namespace jrt {
 namespace {
 
 constexpr std::string_view kEndOfText = "<|endoftext|>";
-constexpr size_t kMaxCachedWord = 128;        // longer pieces are rare; BPE them every time
+constexpr size_t kMaxCachedWord = 128;           // longer pieces are rare; BPE them every time
 constexpr size_t kSharedCacheEntries = 1 << 18;  // then the shared cache starts over
 constexpr size_t kLocalCacheEntries = 1 << 20;   // same for one encode() call's own cache
 
@@ -164,7 +164,8 @@ class MergeTable {
   size_t mask_ = 0;
 };
 
-// Piece bytes -> BPE ids, with keys and values packed in two arenas (no allocation per entry).
+// Piece bytes -> BPE ids. A slot is 32 bytes and holds short pieces (<= 12 bytes, <= 3 ids: nearly
+// all of them) inline, so a hit costs one cache line; longer ones live in two arenas.
 class WordCache {
  public:
   size_t size() const { return count_; }
@@ -174,49 +175,72 @@ class WordCache {
     vals_.clear();
     count_ = 0;
   }
-  // Appends the cached ids of `w` to out; false when absent.
+  // Appends the cached ids of `w` (at most kMaxCachedWord bytes) to out; false when absent.
   bool lookup(std::string_view w, uint64_t h, std::vector<int32_t>& out) const {
     if (slots_.empty()) return false;
-    size_t mask = slots_.size() - 1;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-      const Slot& s = slots_[i];
-      if (s.key_len == 0) return false;
-      if (s.hash == h && s.key_len == w.size() && same_bytes(keys_.data() + s.key_off, w.data(), w.size())) {
-        const int32_t* v = vals_.data() + s.val_off;
-        for (uint32_t k = 0; k < s.val_len; ++k) out.push_back(v[k]);  // mostly 1-2 ids: no memmove call
-        return true;
-      }
-    }
+    const Slot* s = probe(w, uint32_t(h));
+    if (s->key_len == 0) return false;
+    const int32_t* v = inline_slot(s->key_len, s->n_ids) ? s->in.ids : vals_.data() + s->out.val_off;
+    for (uint32_t k = 0; k < s->n_ids; ++k) out.push_back(v[k]);  // mostly 1-2 ids: no memmove call
+    return true;
   }
   void insert(std::string_view w, uint64_t h, std::span<const int32_t> ids) {
     if (2 * (count_ + 1) > slots_.size()) grow();
-    size_t mask = slots_.size() - 1;
-    size_t i = h & mask;
-    while (slots_[i].key_len != 0) {
-      if (slots_[i].hash == h && slots_[i].key_len == w.size() &&
-          same_bytes(keys_.data() + slots_[i].key_off, w.data(), w.size()))
-        return;
-      i = (i + 1) & mask;
+    Slot* s = const_cast<Slot*>(probe(w, uint32_t(h)));
+    if (s->key_len != 0) return;
+    *s = Slot{};
+    s->h32 = uint32_t(h);
+    s->key_len = uint8_t(w.size());
+    s->n_ids = uint8_t(ids.size());
+    if (inline_slot(w.size(), ids.size())) {
+      std::memcpy(s->in.key, w.data(), w.size());
+      std::copy(ids.begin(), ids.end(), s->in.ids);
+    } else {
+      s->out.key_off = uint32_t(keys_.size());
+      s->out.val_off = uint32_t(vals_.size());
+      keys_.append(w);
+      vals_.insert(vals_.end(), ids.begin(), ids.end());
     }
-    slots_[i] = Slot{h, uint32_t(keys_.size()), uint32_t(w.size()), uint32_t(vals_.size()), uint32_t(ids.size())};
-    keys_.append(w);
-    vals_.insert(vals_.end(), ids.begin(), ids.end());
     ++count_;
   }
 
  private:
   struct Slot {
-    uint64_t hash;
-    uint32_t key_off, key_len;  // key_len 0: empty (pieces are never empty)
-    uint32_t val_off, val_len;
+    uint32_t h32;
+    uint8_t key_len;  // 0: empty (pieces are never empty)
+    uint8_t n_ids;
+    union {
+      struct {
+        char key[12];
+        int32_t ids[3];
+      } in;
+      struct {
+        uint32_t key_off, val_off;
+      } out;
+    };
   };
+  static_assert(sizeof(Slot) == 32);
+  static bool inline_slot(size_t key_len, size_t n_ids) { return key_len <= 12 && n_ids <= 3; }
+
+  // The slot holding w, or the empty slot where it would go.
+  const Slot* probe(std::string_view w, uint32_t h32) const {
+    size_t mask = slots_.size() - 1;
+    for (size_t i = h32 & mask;; i = (i + 1) & mask) {
+      const Slot& s = slots_[i];
+      if (s.key_len == 0) return &s;
+      if (s.h32 == h32 && s.key_len == w.size()) {
+        const char* key = inline_slot(s.key_len, s.n_ids) ? s.in.key : keys_.data() + s.out.key_off;
+        if (same_bytes(key, w.data(), w.size())) return &s;
+      }
+    }
+  }
   void grow() {
     std::vector<Slot> old = std::move(slots_);
-    slots_.assign(old.empty() ? 256 : old.size() * 2, Slot{0, 0, 0, 0, 0});
+    slots_.assign(old.empty() ? 256 : old.size() * 2, Slot{});
     size_t mask = slots_.size() - 1;
     for (const Slot& s : old) {
       if (s.key_len == 0) continue;
-      size_t i = s.hash & mask;
+      size_t i = s.h32 & mask;
       while (slots_[i].key_len != 0) i = (i + 1) & mask;
       slots_[i] = s;
     }
@@ -225,6 +249,50 @@ class WordCache {
   std::string keys_;
   std::vector<int32_t> vals_;
   size_t count_ = 0;
+};
+
+// encoder.json as a flat object of token -> integer id, collected in file order.
+class EncoderSax : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  std::vector<std::pair<std::string, int64_t>> entries;
+  std::string error;
+
+  bool null() override { return unexpected("null"); }
+  bool boolean(bool) override { return unexpected("a boolean"); }
+  bool number_integer(number_integer_t v) override { return id(v); }
+  bool number_unsigned(number_unsigned_t v) override { return id(v > uint64_t(INT64_MAX) ? -1 : int64_t(v)); }
+  bool number_float(number_float_t, const string_t&) override { return unexpected("a non-integer number"); }
+  bool string(string_t&) override { return unexpected("a string"); }
+  bool binary(binary_t&) override { return unexpected("binary data"); }
+  bool start_object(std::size_t) override { return depth_++ == 0 || unexpected("a nested object"); }
+  bool key(string_t& k) override {
+    key_ = std::move(k);
+    return true;
+  }
+  bool end_object() override {
+    --depth_;
+    return true;
+  }
+  bool start_array(std::size_t) override { return unexpected("an array"); }
+  bool end_array() override { return true; }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    error = fmt::format("not valid JSON: {}", e.what());
+    return false;
+  }
+
+ private:
+  bool unexpected(const char* what) {
+    error = depth_ == 1 ? fmt::format("the id of token '{}' is {}, not an integer", key_, what)
+                        : fmt::format("expected one JSON object of token -> id, found {}", what);
+    return false;
+  }
+  bool id(int64_t v) {
+    if (depth_ != 1) return unexpected("a number");
+    entries.emplace_back(std::move(key_), v);
+    return true;
+  }
+  std::string key_;
+  int depth_ = 0;
 };
 
 std::string read_whole_file(const std::string& path) {
@@ -241,7 +309,8 @@ std::string read_whole_file(const std::string& path) {
 struct Gpt2Tokenizer::Impl {
   std::vector<std::string> token_strings;  // id -> encoder.json key
   std::vector<uint32_t> raw_off;           // id -> [raw_off[id], raw_off[id+1]) in raw_bytes
-  std::string raw_bytes;
+  std::string raw_bytes;                   // followed by kCopySlack zero bytes
+  static constexpr uint32_t kCopySlack = 16;
   std::array<int32_t, 256> byte_id{};  // the single-byte tokens BPE starts from
   MergeTable merges;
   int32_t eot = -1;
@@ -270,33 +339,34 @@ struct Gpt2Tokenizer::Impl {
 
 void Gpt2Tokenizer::Impl::load(std::string_view encoder_json, std::string_view vocab_bpe, const std::string& enc_name,
                                const std::string& bpe_name) {
-  nlohmann::json j;
+  // SAX parsing: no DOM of 50k nodes, which would dominate the start-up of every `jrt tokenize`.
+  EncoderSax sax;
+  bool ok = false;
   try {
-    j = nlohmann::json::parse(encoder_json.begin(), encoder_json.end());
+    ok = nlohmann::json::sax_parse(encoder_json.begin(), encoder_json.end(), &sax);
   } catch (const nlohmann::json::exception& e) {
     fail("gpt2 tokenizer: {} is not valid JSON: {}", enc_name, e.what());
   }
-  JRT_CHECK(j.is_object() && !j.empty(), "gpt2 tokenizer: {} must be a non-empty JSON object of token -> id",
-            enc_name);
-  const size_t n = j.size();
+  JRT_CHECK(ok, "gpt2 tokenizer: {}: {}", enc_name, sax.error);
+  JRT_CHECK(!sax.entries.empty(), "gpt2 tokenizer: {} must be a non-empty JSON object of token -> id", enc_name);
+  const size_t n = sax.entries.size();
   JRT_CHECK(n < (size_t(1) << 30), "gpt2 tokenizer: {} has {} entries, too many", enc_name, n);
-  std::unordered_map<std::string, int32_t> enc;
-  enc.reserve(n);
   token_strings.assign(n, {});
   std::vector<bool> seen(n, false);
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    JRT_CHECK(it.value().is_number_integer(), "gpt2 tokenizer: {}: the id of token '{}' is not an integer", enc_name,
-              it.key());
-    int64_t id = it.value().get<int64_t>();
+  for (auto& [key, id] : sax.entries) {
     JRT_CHECK(id >= 0 && id < int64_t(n), "gpt2 tokenizer: {}: id {} of token '{}' is outside [0, {})", enc_name, id,
-              it.key(), n);
-    JRT_CHECK(!seen[id], "gpt2 tokenizer: {}: id {} is used twice (again by token '{}')", enc_name, id, it.key());
-    JRT_CHECK(gpt2::find_invalid_utf8(it.key()) == std::string_view::npos,
+              key, n);
+    JRT_CHECK(!seen[id], "gpt2 tokenizer: {}: id {} is used twice (again by token '{}')", enc_name, id, key);
+    JRT_CHECK(gpt2::find_invalid_utf8(key) == std::string_view::npos,
               "gpt2 tokenizer: {}: token with id {} is not valid UTF-8", enc_name, id);
     seen[id] = true;
-    token_strings[id] = it.key();
-    enc.emplace(it.key(), int32_t(id));
+    token_strings[id] = std::move(key);
   }
+  std::unordered_map<std::string_view, int32_t> enc;  // views into token_strings, fixed from here on
+  enc.reserve(n);
+  for (size_t id = 0; id < n; ++id)
+    JRT_CHECK(enc.emplace(token_strings[id], int32_t(id)).second, "gpt2 tokenizer: {}: token '{}' is listed twice",
+              enc_name, token_strings[id]);
 
   // Alphabet code point -> byte; characters outside the alphabet (only possible in added tokens of a
   // custom vocabulary) decode to their own UTF-8.
@@ -318,6 +388,7 @@ void Gpt2Tokenizer::Impl::load(std::string_view encoder_json, std::string_view v
     }
   }
   raw_off[n] = uint32_t(raw_bytes.size());
+  raw_bytes.append(kCopySlack, '\0');
 
   for (int b = 0; b < 256; ++b) {
     std::string s;
@@ -326,10 +397,11 @@ void Gpt2Tokenizer::Impl::load(std::string_view encoder_json, std::string_view v
     JRT_CHECK(it != enc.end(), "gpt2 tokenizer: {} lacks the token '{}' for byte 0x{:02x}", enc_name, s, b);
     byte_id[b] = it->second;
   }
-  if (auto it = enc.find(std::string(kEndOfText)); it != enc.end()) eot = it->second;
+  if (auto it = enc.find(kEndOfText); it != enc.end()) eot = it->second;
 
   // vocab.bpe: optional "#version" line, then "left right" per line in priority order.
   std::vector<std::array<int32_t, 3>> list;
+  std::string joined;
   size_t line_no = 0;
   for (size_t pos = 0; pos < vocab_bpe.size();) {
     size_t nl = vocab_bpe.find('\n', pos);
@@ -344,12 +416,15 @@ void Gpt2Tokenizer::Impl::load(std::string_view encoder_json, std::string_view v
                   line.find(' ', sp + 1) == std::string_view::npos,
               "gpt2 tokenizer: {} line {}: expected two tokens separated by one space, got '{}'", bpe_name, line_no,
               line);
-    std::string left(line.substr(0, sp)), right(line.substr(sp + 1));
-    auto a = enc.find(left), b = enc.find(right), m = enc.find(left + right);
-    JRT_CHECK(a != enc.end() && b != enc.end() && m != enc.end(),
-              "gpt2 tokenizer: {} line {}: merge '{}' of tokens not all in {} ('{}', '{}', '{}')", bpe_name, line_no,
-              line, enc_name, a != enc.end() ? "ok" : left, b != enc.end() ? "ok" : right,
-              m != enc.end() ? "ok" : left + right);
+    std::string_view left = line.substr(0, sp), right = line.substr(sp + 1);
+    joined.assign(left).append(right);
+    auto a = enc.find(left), b = enc.find(right), m = enc.find(joined);
+    if (a == enc.end() || b == enc.end() || m == enc.end())
+      fail("gpt2 tokenizer: {} line {}: merge '{}' uses a token missing from {}: '{}'", bpe_name, line_no, line,
+           enc_name,
+           a == enc.end()   ? left
+           : b == enc.end() ? right
+                            : std::string_view(joined));
     list.push_back({a->second, b->second, m->second});
   }
   merges.reserve(list.size());
@@ -492,9 +567,19 @@ std::string Gpt2Tokenizer::decode(std::span<const int32_t> ids) const {
     JRT_CHECK(id >= 0 && id < n, "gpt2 decode: token id {} (position {}) is outside the vocabulary [0, {})", id, i, n);
     bytes += im.raw_off[id + 1] - im.raw_off[id];
   }
-  std::string out;
-  out.reserve(bytes);
-  for (int32_t id : ids) out.append(im.raw_bytes, im.raw_off[id], im.raw_off[id + 1] - im.raw_off[id]);
+  // Tokens are short: copy a fixed 16 bytes each (raw_bytes and the output have the slack) instead
+  // of a length-dependent memcpy call, then trim.
+  std::string out(bytes + Impl::kCopySlack, '\0');
+  char* p = out.data();
+  for (int32_t id : ids) {
+    uint32_t off = im.raw_off[id], len = im.raw_off[id + 1] - off;
+    if (len <= Impl::kCopySlack)
+      std::memcpy(p, im.raw_bytes.data() + off, Impl::kCopySlack);
+    else
+      std::memcpy(p, im.raw_bytes.data() + off, len);
+    p += len;
+  }
+  out.resize(bytes);
   return out;
 }
 

@@ -15,11 +15,10 @@ namespace jrt::gpt2 {
 
 namespace {
 
-// Oniguruma's Unicode \s: TAB..CR, NEL and the separators (space, line, paragraph).
+// Oniguruma's Unicode \s: TAB..CR, NEL and the separators (space, line, paragraph); not U+180E.
 #define JRT_WS "\\t-\\r\\x{85}\\p{Z}"
-constexpr const char* kPattern =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" JRT_WS "\\p{L}\\p{N}]+|[" JRT_WS "]+(?![^" JRT_WS
-    "])|[" JRT_WS "]+";
+constexpr const char* kPattern = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" JRT_WS "\\p{L}\\p{N}]+|[" JRT_WS
+                                 "]+(?![^" JRT_WS "])|[" JRT_WS "]+";
 #undef JRT_WS
 
 // ASCII classes as the pattern sees them.

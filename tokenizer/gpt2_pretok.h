@@ -4,7 +4,8 @@
 //
 // The pattern is GPT-2's  's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
 // with \s spelled out as Oniguruma's Unicode whitespace (what HF tokenizers runs): U+0009..U+000D,
-// U+0085 and the Z categories. PCRE2's own \s under UCP omits U+0085, hence the explicit class.
+// U+0085 and the Z categories. PCRE2's own \s under UCP also takes U+180E (MONGOLIAN VOWEL SEPARATOR,
+// a format character since Unicode 6.3) from its fixed \h list, hence the explicit class.
 #pragma once
 #include <cstddef>
 #include <memory>

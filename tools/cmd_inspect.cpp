@@ -173,7 +173,9 @@ void print_config(const jrt::ModelConfig& c) {
                     c.la.head_dim, c.la.feature_dim, c.la.feature_size(), c.switches.la_implementation));
     if (c.count(MixerKind::PrefixLinearAttn))
       row("enc_length", fmt::format("{}{}", c.la.enc_length, c.la.use_mask ? " (padding mask honoured)" : ""));
-    if (c.fixed_decay) row("decay", fmt::format("fixed decay, decay_const {}, decay_proj", c.decay_const));
+    if (c.fixed_decay)
+      row("decay",
+          fmt::format("fixed decay, decay_const {}, decay_proj, decay mask l_max {}", c.decay_const, c.la.l_max));
   }
   if (c.count(MixerKind::BaseConv))
     row("baseconv", fmt::format("expand_proj {} (d_inner {}), kernel {}, {}", c.conv.expand_proj,
@@ -244,6 +246,7 @@ json config_json(const jrt::ModelConfig& c) {
                              {"feature_dim", c.la.feature_dim},       {"feature_size", c.la.feature_size()},
                              {"enc_length", c.la.enc_length},         {"use_mask", c.la.use_mask},
                              {"use_decay_proj", c.la.use_decay_proj}, {"implementation", c.switches.la_implementation}};
+    if (c.la.l_max > 0) j["linear_attention"]["decay_l_max"] = c.la.l_max;
     j["fixed_decay"] = c.fixed_decay;
     j["decay_const"] = c.decay_const;
   }

@@ -22,8 +22,7 @@ std::string read_stdin() {
 }
 
 void write_stdout(const std::string& s) {
-  JRT_CHECK(std::fwrite(s.data(), 1, s.size(), stdout) == s.size() && std::fflush(stdout) == 0,
-            "cannot write stdout");
+  JRT_CHECK(std::fwrite(s.data(), 1, s.size(), stdout) == s.size() && std::fflush(stdout) == 0, "cannot write stdout");
 }
 
 struct Options {
@@ -89,8 +88,9 @@ jrt::cli::Runner setup_detokenize(CLI::App& app) {
       if (r.ec == std::errc::result_out_of_range && whole) id = -1;  // too long for int64: out of range
       JRT_CHECK((r.ec == std::errc() || r.ec == std::errc::result_out_of_range) && whole,
                 "token '{}' (number {} of the input) is not an integer id", shown, k + 1);
-      JRT_CHECK(id >= 0 && id < tok.vocab_size(), "token '{}' (number {} of the input) is outside the vocabulary [0, {})",
-                shown, k + 1, tok.vocab_size());
+      JRT_CHECK(id >= 0 && id < tok.vocab_size(),
+                "token '{}' (number {} of the input) is outside the vocabulary [0, {})", shown, k + 1,
+                tok.vocab_size());
       ids.push_back(int32_t(id));
       pos = end;
       ++k;

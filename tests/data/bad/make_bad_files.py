@@ -228,6 +228,8 @@ def make_bad_torch(good_sd, good_storages):
     short = Storage("0", torch.FloatStorage, 16, struct.pack("<8f", *range(8)))
     torch_zip("short_storage.pt", dumps(state_dict([("w", Tensor(short, 0, (16,), (1,)))])), [short])
     torch_zip("view_beyond_storage.pt", dumps(state_dict([("w", Tensor(s0, 2, (3, 4), (4, 1)))])), [s0])
+    # Stride 0 lets a 12-element storage describe 2^40 elements: materialising it must be refused.
+    torch_zip("view_expand_too_large.pt", dumps(state_dict([("w", Tensor(s0, 0, (1 << 20, 1 << 20), (0, 0)))])), [s0])
     huge = Storage("0", torch.LongStorage, 1 << 62, b"\0" * 8)
     torch_zip("storage_numel_overflow.pt", dumps(state_dict([("w", Tensor(huge, 0, (1,), (1,)))])), [huge])
 

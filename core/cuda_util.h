@@ -1,0 +1,57 @@
+// core/cuda_util.h — CUDA helpers shared by the kernels and their hosts: error checks that raise
+// jrt::Error naming the call, device buffers (RAII), and whether a usable GPU is present.
+#pragma once
+#ifdef JRT_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+#include "core/error.h"
+
+#define JRT_CUDA_CHECK(call)                                                                  \
+  do {                                                                                        \
+    cudaError_t err_ = (call);                                                                \
+    if (err_ != cudaSuccess) ::jrt::fail("CUDA error in {}: {}", #call, cudaGetErrorString(err_)); \
+  } while (0)
+
+namespace jrt::cuda {
+
+// True when the CUDA runtime sees at least one device (false on machines without a GPU or driver).
+bool available();
+
+// A device allocation of n elements of T (RAII; move-only).
+template <typename T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t n) : n_(n) {
+    if (n) JRT_CUDA_CHECK(cudaMalloc(&p_, n * sizeof(T)));
+  }
+  ~DeviceBuffer() {
+    if (p_) cudaFree(p_);
+  }
+  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    if (this != &o) {
+      if (p_) cudaFree(p_);
+      p_ = o.p_, n_ = o.n_, o.p_ = nullptr, o.n_ = 0;
+    }
+    return *this;
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  T* get() const { return p_; }
+  size_t size() const { return n_; }
+  void upload(const T* h, size_t n) { JRT_CUDA_CHECK(cudaMemcpy(p_, h, n * sizeof(T), cudaMemcpyHostToDevice)); }
+  void download(T* h, size_t n) const { JRT_CUDA_CHECK(cudaMemcpy(h, p_, n * sizeof(T), cudaMemcpyDeviceToHost)); }
+  void zero() {
+    if (n_) JRT_CUDA_CHECK(cudaMemset(p_, 0, n_ * sizeof(T)));
+  }
+
+ private:
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+}  // namespace jrt::cuda
+#endif

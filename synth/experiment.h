@@ -1,0 +1,46 @@
+// synth/experiment.h — one synthetic-recall experiment end to end: validate every parameter (before
+// any data is made or any step is taken), generate the train / test segments with disjoint seeds, build
+// the model (synth/model.h) with Zoology's init, train (train/trainer.h) with Zoology's recipe by
+// default (AdamW with decay on every parameter, constant lr within an epoch and a cosine over epochs,
+// early stop at valid accuracy > 0.99), evaluate, and optionally save a model folder that the inference
+// engine loads (config.json + model.safetensors).
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include "synth/disjoint.h"
+#include "synth/model.h"
+#include "synth/mqar.h"
+#include "train/trainer.h"
+
+namespace jrt::synth {
+
+struct Experiment {
+  std::string task = "mqar";  // mqar | disjoint
+  MqarConfig mqar;            // num_examples unused (train_examples / test_examples below)
+  DisjointConfig disjoint;
+  int64_t train_examples = 2000, test_examples = 200;
+  ModelOptions model;      // vocab_size / max_len are filled from the task
+  TrainerOptions train;
+  int64_t batch = 64, test_batch = 64;
+  uint64_t data_seed = 123, init_seed = 123;
+  int threads = 0;
+  std::string device = "cpu";
+  std::string out_dir;     // save config.json + model.safetensors here ("" = no)
+  std::string resume;      // checkpoint to continue from ("" = fresh)
+};
+
+struct ExperimentResult {
+  TrainResult train;
+  int64_t state_bytes = 0;  // jrt's recurrent state of one sequence at the longest test length (fp32)
+  int64_t params = 0;
+  std::string config_json;
+};
+
+// Throws a jrt::Error naming the bad parameter; does nothing else.
+void validate(const Experiment& e);
+
+ExperimentResult run_experiment(const Experiment& e, std::FILE* log);
+
+}  // namespace jrt::synth
