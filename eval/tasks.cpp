@@ -16,13 +16,13 @@ using json = nlohmann::json;
 
 const char32_t* const kSummary = U"Summary of information above...";
 
-TaskSpec make(std::string dataset, Family f, bool twice, std::string ctx_key, std::vector<std::string> answer_key,
+// The default variant of a dataset's task (build_inventory adds the _twice one).
+TaskSpec make(std::string dataset, Family f, std::string ctx_key, std::vector<std::string> answer_key,
               std::string label_field, int64_t default_c = 1000, bool synthetic = false) {
   TaskSpec t;
-  t.name = twice ? dataset + "_twice" : dataset;
+  t.name = dataset;
   t.dataset = std::move(dataset);
   t.family = f;
-  t.twice = twice;
   t.synthetic = synthetic;
   t.default_context_length = default_c;
   t.context_key = std::move(ctx_key);
@@ -35,16 +35,16 @@ std::vector<TaskSpec> build_inventory() {
   // spec §2: context_key / answer_key as __main__.py sets them from the task name. NQ: Table 1 runs
   // based_nq_1024 at C = 1000; Table 2 runs every based_nq_* at C = 2000 (spec §7).
   const std::vector<TaskSpec> bases = {
-      make("based_swde", Family::SWDE, false, "text", {"key", "value"}, "value"),
-      make("based_fda", Family::FDA, false, "text", {"key", "value"}, "value"),
-      make("based_squad", Family::SQuAD, false, "text", {"value"}, "value"),
-      make("based_triviaqa", Family::TriviaQA, false, "context", {}, "answers"),
-      make("based_drop", Family::Drop, false, "context", {}, "answers"),
-      make("based_nq_512", Family::NQ, false, "context", {"answers"}, "answers", 2000),
-      make("based_nq_1024", Family::NQ, false, "context", {"answers"}, "answers", 1000),
-      make("based_nq_2048", Family::NQ, false, "context", {"answers"}, "answers", 2000),
-      make("synth_fda", Family::FDA, false, "text", {"key", "value"}, "value", 1000, true),
-      make("synth_swde", Family::SWDE, false, "text", {"key", "value"}, "value", 1000, true),
+      make("based_swde", Family::SWDE, "text", {"key", "value"}, "value"),
+      make("based_fda", Family::FDA, "text", {"key", "value"}, "value"),
+      make("based_squad", Family::SQuAD, "text", {"value"}, "value"),
+      make("based_triviaqa", Family::TriviaQA, "context", {}, "answers"),
+      make("based_drop", Family::Drop, "context", {}, "answers"),
+      make("based_nq_512", Family::NQ, "context", {"answers"}, "answers", 2000),
+      make("based_nq_1024", Family::NQ, "context", {"answers"}, "answers", 1000),
+      make("based_nq_2048", Family::NQ, "context", {"answers"}, "answers", 2000),
+      make("synth_fda", Family::FDA, "text", {"key", "value"}, "value", 1000, true),
+      make("synth_swde", Family::SWDE, "text", {"key", "value"}, "value", 1000, true),
   };
   std::vector<TaskSpec> out;
   for (const auto& b : bases) {
@@ -144,6 +144,7 @@ U32 trivia_clean(const U32& x) {
 std::string extraction_prompt(const TaskSpec& t, const json& d) {
   U32 txt = u(d, "text");
   const U32 key = u(d, "key");
+  JRT_CHECK(!key.empty(), "field 'key' is empty (such a row is dropped before templating)");
   if (t.family == Family::SWDE)  // spec §5.1: drop the "Summary of information above..." block
     while (py_contains(txt, kSummary)) txt = py_split_first(txt, kSummary);
   txt = strip_suffix_loop(txt, key + U":");

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 preset="${1:-release}"
 pkgs=(build-essential cmake ninja-build pkg-config git nlohmann-json3-dev libcli11-dev libfmt-dev libzip-dev
-      libpcre2-dev libopenblas-dev libgtest-dev libgmock-dev libbenchmark-dev libomp-dev python3 python3-numpy
+      libpcre2-dev libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev libomp-dev python3 python3-numpy
       python3-matplotlib)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -7,7 +7,8 @@
 
 namespace jrt::synth {
 
-SegmentBatches::SegmentBatches(std::vector<Segment> segs, int64_t batch_size) : segs_(std::move(segs)), batch_(batch_size) {
+SegmentBatches::SegmentBatches(std::vector<Segment> segs, int64_t batch_size)
+    : segs_(std::move(segs)), batch_(batch_size) {
   JRT_CHECK(batch_size >= 1, "synth: batch size must be >= 1, got {}", batch_size);
   for (size_t s = 0; s < segs_.size(); ++s) {
     const Segment& g = segs_[s];

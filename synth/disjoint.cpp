@@ -18,9 +18,10 @@ void validate(const DisjointConfig& c) {
   JRT_CHECK(c.short_length <= c.vocab_size / 2,
             "disjoint: --short-length {} (|A|) does not fit: A is drawn from vocab/2 = {} tokens (--vocab {})",
             c.short_length, c.vocab_size / 2, c.vocab_size);
-  JRT_CHECK(c.long_length <= c.vocab_size - 4 - c.vocab_size / 2,
-            "disjoint: --long-length {} (|B|) does not fit: B is drawn from vocab - 4 - vocab/2 = {} tokens (--vocab {})",
-            c.long_length, c.vocab_size - 4 - c.vocab_size / 2, c.vocab_size);
+  JRT_CHECK(
+      c.long_length <= c.vocab_size - 4 - c.vocab_size / 2,
+      "disjoint: --long-length {} (|B|) does not fit: B is drawn from vocab - 4 - vocab/2 = {} tokens (--vocab {})",
+      c.long_length, c.vocab_size - 4 - c.vocab_size / 2, c.vocab_size);
 }
 
 Segment make_disjoint(const DisjointConfig& c, uint64_t seed) {

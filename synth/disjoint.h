@@ -13,8 +13,8 @@ namespace jrt::synth {
 struct DisjointConfig {
   int64_t vocab_size = 2048;
   int64_t num_examples = 1000;
-  int64_t short_length = 4;   // |A|, the FIRST set (the name is positional)
-  int64_t long_length = 16;   // |B|, the second set
+  int64_t short_length = 4;  // |A|, the FIRST set (the name is positional)
+  int64_t long_length = 16;  // |B|, the second set
   int64_t seq_len() const { return short_length + long_length + 3; }
 };
 

@@ -59,8 +59,7 @@ void validate(const Experiment& e) {
     validate(c);
   }
   ModelOptions m = resolved_model(e);
-  if (m.mixer == "sliding")
-    JRT_CHECK(m.window >= 1, "synth: --window must be >= 1, got {}", m.window);
+  if (m.mixer == "sliding") JRT_CHECK(m.window >= 1, "synth: --window must be >= 1, got {}", m.window);
   (void)model_config(m);  // throws on bad model options
 }
 
@@ -85,7 +84,8 @@ ExperimentResult run_experiment(const Experiment& e, std::FILE* log) {
   Trainer trainer(model, train, &test, to);
   if (!e.resume.empty()) trainer.resume(e.resume);
   if (log)
-    std::fprintf(log, "synth %s: mixer %s (pattern %s), d_model %lld, %lld layers, params %lld, state %lld bytes, "
+    std::fprintf(log,
+                 "synth %s: mixer %s (pattern %s), d_model %lld, %lld layers, params %lld, state %lld bytes, "
                  "%lld train / %lld test examples of %lld tokens, %lld batches/epoch\n",
                  e.task.c_str(), mo.mixer.c_str(), cfg.pattern().c_str(), (long long)cfg.d_model,
                  (long long)cfg.n_layer, (long long)r.params, (long long)r.state_bytes, (long long)e.train_examples,

@@ -21,14 +21,14 @@ struct Experiment {
   MqarConfig mqar;            // num_examples unused (train_examples / test_examples below)
   DisjointConfig disjoint;
   int64_t train_examples = 2000, test_examples = 200;
-  ModelOptions model;      // vocab_size / max_len are filled from the task
+  ModelOptions model;  // vocab_size / max_len are filled from the task
   TrainerOptions train;
   int64_t batch = 64, test_batch = 64;
   uint64_t data_seed = 123, init_seed = 123;
   int threads = 0;
   std::string device = "cpu";
-  std::string out_dir;     // save config.json + model.safetensors here ("" = no)
-  std::string resume;      // checkpoint to continue from ("" = fresh)
+  std::string out_dir;  // save config.json + model.safetensors here ("" = no)
+  std::string resume;   // checkpoint to continue from ("" = fresh)
 };
 
 struct ExperimentResult {

@@ -26,9 +26,11 @@ std::string config_json(const ModelOptions& o) {
   JRT_CHECK(o.mlp_hidden >= 0, "synth: --mlp must be >= 0, got {}", o.mlp_hidden);
   if (o.mixer == "mamba") {
     JRT_CHECK(o.d_state >= 1, "synth: --d-state must be >= 1, got {}", o.d_state);
-    json j = {{"d_model", o.d_model}, {"n_layer", o.n_layers}, {"vocab_size", o.vocab_size},
-              {"pad_vocab_size_multiple", 1}, {"rms_norm", true}, {"residual_in_fp32", true},
-              {"fused_add_norm", true}, {"ssm_cfg", {{"d_state", o.d_state}}}, {"jrt_arch", "mamba"}};
+    json j = {{"d_model", o.d_model},       {"n_layer", o.n_layers},
+              {"vocab_size", o.vocab_size}, {"pad_vocab_size_multiple", 1},
+              {"rms_norm", true},           {"residual_in_fp32", true},
+              {"fused_add_norm", true},     {"ssm_cfg", {{"d_state", o.d_state}}},
+              {"jrt_arch", "mamba"}};
     return j.dump(1);
   }
   const int64_t heads = (o.mixer == "attention" || o.mixer == "sliding") ? o.attn_heads : 1;
@@ -104,7 +106,8 @@ WeightStore init_weights(const ModelConfig& c, uint64_t seed) {
   WeightStore ws = random_weights(c, seed, 0.02f);
   const float s = float(1.0 / std::sqrt(2.0 * double(c.n_layer)));
   for (const auto& name : ws.names()) {
-    const bool rescale = name.find("out_proj.weight") != std::string::npos || name.find("fc2.weight") != std::string::npos;
+    const bool rescale =
+        name.find("out_proj.weight") != std::string::npos || name.find("fc2.weight") != std::string::npos;
     if (!rescale) continue;
     const Tensor& t = ws.get(name);
     float* p = t.ptr<float>();

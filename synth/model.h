@@ -25,16 +25,16 @@ struct ModelOptions {
   std::string mixer = "based";
   int64_t d_model = 64;
   int64_t n_layers = 2;
-  int64_t vocab_size = 0;     // the task's vocabulary (no padding)
-  int64_t feature_dim = 16;   // Taylor feature dim (based, jrt)
-  int64_t la_heads = 1;       // linear-attention heads (based, jrt)
-  int64_t attn_heads = 1;     // softmax-attention heads (attention, sliding)
-  int64_t window = 16;        // sliding: keys visible to the left of each query
-  int64_t enc_length = 0;     // jrt: prefix read non-causally (0: the whole sequence, max_len)
-  int64_t max_len = 0;        // longest sequence the experiment uses (jrt default prefix)
-  int64_t d_state = 16;       // mamba
-  int64_t mlp_hidden = 0;     // 0: no MLP (Zoology's state_mixer = Identity); else SwiGLU hidden size
-  bool layer_norm = true;     // Zoology's LayerNorm (with bias); false: RMSNorm. Mamba always RMSNorm.
+  int64_t vocab_size = 0;    // the task's vocabulary (no padding)
+  int64_t feature_dim = 16;  // Taylor feature dim (based, jrt)
+  int64_t la_heads = 1;      // linear-attention heads (based, jrt)
+  int64_t attn_heads = 1;    // softmax-attention heads (attention, sliding)
+  int64_t window = 16;       // sliding: keys visible to the left of each query
+  int64_t enc_length = 0;    // jrt: prefix read non-causally (0: the whole sequence, max_len)
+  int64_t max_len = 0;       // longest sequence the experiment uses (jrt default prefix)
+  int64_t d_state = 16;      // mamba
+  int64_t mlp_hidden = 0;    // 0: no MLP (Zoology's state_mixer = Identity); else SwiGLU hidden size
+  bool layer_norm = true;    // Zoology's LayerNorm (with bias); false: RMSNorm. Mamba always RMSNorm.
 };
 
 const std::vector<std::string>& mixer_names();  // based, jrt, sliding, attention, mamba, baseconv

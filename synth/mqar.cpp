@@ -46,7 +46,8 @@ Segment make_mqar(const MqarConfig& c, uint64_t seed) {
   s.slice_key = "num_kv_pairs";
   s.slice_value = std::to_string(D);
   // Same draw order as the reference: all keys, all values, all gaps, then the random fill.
-  std::vector<std::vector<int64_t>> keys(static_cast<size_t>(N)), values(static_cast<size_t>(N)), gaps(static_cast<size_t>(N));
+  std::vector<std::vector<int64_t>> keys(static_cast<size_t>(N)), values(static_cast<size_t>(N)),
+      gaps(static_cast<size_t>(N));
   for (auto& k : keys) k = sample_without_replacement(key_pool, D, rng);
   for (auto& v : values) v = sample_without_replacement(value_pool, D, rng);
   for (auto& g : gaps) g = weighted_choice_without_replacement(p, D, rng);

@@ -85,16 +85,18 @@ YamlMap parse_yaml_subset(const std::string& text, const std::string& source) {
 
 std::vector<SweepRun> expand_sweep(const YamlMap& y, const std::string& src, const Experiment& base) {
   static const std::set<std::string> known = {
-      "task",      "mixers",     "d_model",       "seq_len",       "kv_pairs",   "short_length", "long_length",
-      "lr",        "seeds",      "feature_dim",   "vocab",         "epochs",     "train_examples", "test_examples",
-      "batch",     "test_batch", "layers",        "window",        "d_state",    "enc_length",   "early_stop",
-      "time_budget", "la_heads", "heads",         "weight_decay",  "power_a",    "random_fill",  "mlp",
-      "threads",   "decay_all"};
+      "task",        "mixers",     "d_model",     "seq_len",      "kv_pairs", "short_length",   "long_length",
+      "lr",          "seeds",      "feature_dim", "vocab",        "epochs",   "train_examples", "test_examples",
+      "batch",       "test_batch", "layers",      "window",       "d_state",  "enc_length",     "early_stop",
+      "time_budget", "la_heads",   "heads",       "weight_decay", "power_a",  "random_fill",    "mlp",
+      "threads",     "decay_all"};
   for (const auto& [k, v] : y)
-    JRT_CHECK(known.count(k), "{}: unknown key '{}' (known: task, mixers, d_model, seq_len, kv_pairs, short_length, "
+    JRT_CHECK(known.count(k),
+              "{}: unknown key '{}' (known: task, mixers, d_model, seq_len, kv_pairs, short_length, "
               "long_length, lr, seeds, feature_dim, vocab, epochs, train_examples, test_examples, batch, test_batch, "
               "layers, window, d_state, enc_length, early_stop, time_budget, la_heads, heads, weight_decay, power_a, "
-              "random_fill, mlp, threads, decay_all)", src, k);
+              "random_fill, mlp, threads, decay_all)",
+              src, k);
   auto list = [&](const std::string& k, std::vector<std::string> def) { return y.count(k) ? y.at(k) : def; };
   auto one = [&](const std::string& k) -> const std::string* {
     if (!y.count(k)) return nullptr;
@@ -135,7 +137,8 @@ std::vector<SweepRun> expand_sweep(const YamlMap& y, const std::string& src, con
 
   // Task shapes (zipped; a single value broadcasts).
   std::vector<std::pair<int64_t, int64_t>> shapes;
-  const std::string ka = e.task == "mqar" ? "seq_len" : "short_length", kb = e.task == "mqar" ? "kv_pairs" : "long_length";
+  const std::string ka = e.task == "mqar" ? "seq_len" : "short_length",
+                    kb = e.task == "mqar" ? "kv_pairs" : "long_length";
   auto a = list(ka, {std::to_string(e.task == "mqar" ? e.mqar.seq_len : e.disjoint.short_length)});
   auto b = list(kb, {std::to_string(e.task == "mqar" ? e.mqar.num_kv_pairs : e.disjoint.long_length)});
   JRT_CHECK(a.size() == b.size() || a.size() == 1 || b.size() == 1,

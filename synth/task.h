@@ -18,7 +18,7 @@ struct Segment {
   std::vector<int64_t> inputs, labels;  // [n, L] row-major
   std::string slice_key, slice_value;   // e.g. "num_kv_pairs" = "8"; one value per segment, as in Zoology
   std::string name() const { return slice_key + "=" + slice_value + " L=" + std::to_string(L); }
-  int64_t supervised() const;           // labels != -100
+  int64_t supervised() const;  // labels != -100
 };
 
 // Seeds of train and test segments never collide (Zoology draws them from [0, 2^31) and [2^31, 2^32)):

@@ -137,6 +137,9 @@ TEST(CliPrompt, BadInput) {
   r = run_jrt("prompt --task based_squad --row " + temp_dir() + "/nope.json");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("not found"), std::string::npos) << r.err;
+  r = run_jrt("prompt --task based_squad --row " + write_row("ok3", kSquad) + " --model " + temp_dir() + "/no_model");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("no_model/config.json"), std::string::npos) << r.err;
   r = run_jrt("prompt --task based_squad --row " + write_row("ok2", kSquad) + " --context-length 50");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("context length must be > 50"), std::string::npos) << r.err;

@@ -16,8 +16,8 @@ using namespace jrt::test;
 namespace {
 
 const char* kTiny =
-    " --vocab 32 --seq-len 16 --kv-pairs 2 --d-model 32 --feature-dim 8 --train-examples 1024 --test-examples 128"
-    " --batch 32 --epochs 4 --lr 1e-2 --threads 2 --no-progress --log-every 8";
+    " --vocab 32 --seq-len 16 --kv-pairs 2 --d-model 32 --feature-dim 8 --train-examples 4096 --test-examples 128"
+    " --batch 32 --epochs 8 --lr 1e-2 --threads 2 --no-progress --log-every 8";
 
 struct Final {
   double accuracy = -1;

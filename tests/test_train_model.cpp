@@ -120,7 +120,8 @@ TEST(TrainModel, ForwardEqualsTheInferenceEngineOnTheSameWeights) {
       std::vector<int64_t> ids(b.ids.begin() + s * L, b.ids.begin() + (s + 1) * L);
       auto ref = inf->forward(ids);
       double md = 0;
-      for (int64_t i = 0; i < L * V; ++i) md = std::max(md, double(std::fabs(ref[size_t(i)] - m.logits()[s * L * V + i])));
+      for (int64_t i = 0; i < L * V; ++i)
+        md = std::max(md, double(std::fabs(ref[size_t(i)] - m.logits()[s * L * V + i])));
       EXPECT_LT(md, 2e-5) << mixer << " sequence " << s;
     }
   }

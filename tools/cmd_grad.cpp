@@ -46,7 +46,8 @@ Runner setup(CLI::App& app) {
                 "auto (JRT models: NTP + MLM, others: mean cross-entropy), ntp (plain mean cross-entropy), jrt")
       ->check(CLI::IsMember({"auto", "ntp", "jrt"}))
       ->capture_default_str();
-  c->add_option("--enc-length", a->enc_length, "JRT objective prefix length E (default: the input's enc_length, else the config's)");
+  c->add_option("--enc-length", a->enc_length,
+                "JRT objective prefix length E (default: the input's enc_length, else the config's)");
   c->add_option("--mlm-weight", a->mlm_weight, "JRT objective MLM weight (default: the input's mlm_weight, else 0.25)");
   c->add_option("--threads", a->threads, "CPU threads (0 = all)")->capture_default_str();
   return [a] {
@@ -67,8 +68,8 @@ Runner setup(CLI::App& app) {
     for (int64_t b = 0; b < B; ++b)
       for (int64_t t = 0; t < L; ++t) {
         const int64_t id = ids[size_t(b)][size_t(t)], lab = labels[size_t(b)][size_t(t)];
-        JRT_CHECK(id >= 0 && id < V, "{}: input_ids[{}, {}] = {} is outside the vocabulary [0, {})", a->input, b, t,
-                  id, V);
+        JRT_CHECK(id >= 0 && id < V, "{}: input_ids[{}, {}] = {} is outside the vocabulary [0, {})", a->input, b, t, id,
+                  V);
         JRT_CHECK(lab == -100 || (lab >= 0 && lab < V), "{}: labels[{}, {}] = {} is neither -100 nor in [0, {})",
                   a->input, b, t, lab, V);
         fid.push_back(id);
@@ -77,9 +78,9 @@ Runner setup(CLI::App& app) {
     Objective obj;
     const bool jrt = a->objective == "jrt" || (a->objective == "auto" && cfg.arch == Arch::JRT);
     if (jrt) {
-      obj.enc_length = a->enc_length > 0            ? a->enc_length
-                       : in.has("enc_length")       ? int64_t(read_scalar(in, "enc_length"))
-                                                    : cfg.la.enc_length;
+      obj.enc_length = a->enc_length > 0      ? a->enc_length
+                       : in.has("enc_length") ? int64_t(read_scalar(in, "enc_length"))
+                                              : cfg.la.enc_length;
       JRT_CHECK(obj.enc_length > 0, "the JRT objective needs an enc_length > 0 (--enc-length)");
       obj.mlm_weight = a->mlm_weight >= 0 ? a->mlm_weight : in.has("mlm_weight") ? read_scalar(in, "mlm_weight") : 0.25;
     }
@@ -116,8 +117,9 @@ Runner setup(CLI::App& app) {
     }
     write_safetensors(a->output, out, {{"note", "jrt grad: loss and gradient of every parameter (fp32)"}});
     std::printf("loss=%.7f", lp.loss);
-    if (jrt) std::printf(" loss_ntp=%.7f loss_mlm=%.7f (E=%lld, weight %g)", lp.ntp, lp.mlm, (long long)obj.enc_length,
-                         obj.mlm_weight);
+    if (jrt)
+      std::printf(" loss_ntp=%.7f loss_mlm=%.7f (E=%lld, weight %g)", lp.ntp, lp.mlm, (long long)obj.enc_length,
+                  obj.mlm_weight);
     std::printf(" tensors=%zu time_ms=%.1f\n", out.size() - (jrt ? 3 : 1), ms);
     return 0;
   };

@@ -72,6 +72,12 @@ jrt::cli::Runner setup(CLI::App& app) {
     } catch (const nlohmann::json::exception& e) {
       jrt::fail("{}: not valid JSON: {}", where, e.what());
     }
+    // A --model must be a model folder (its config decides the JRT-RNN padding), even without --ids.
+    int64_t enc_length = 0;
+    if (!a->model.empty()) {
+      auto cfg = jrt::load_config((std::filesystem::path(a->model) / "config.json").string());
+      if (cfg.arch == jrt::Arch::JRT) enc_length = cfg.la.enc_length;
+    }
     std::optional<jrt::Gpt2Tokenizer> own;
     const auto& tok = jrt::eval::model_tokenizer(a->model, own);
     auto p = jrt::eval::prepare_row(spec, row, C, tok, where);
@@ -83,11 +89,6 @@ jrt::cli::Runner setup(CLI::App& app) {
     if (!a->ids) {
       write_stdout(p.prompt);
       return 0;
-    }
-    int64_t enc_length = 0;
-    if (!a->model.empty()) {
-      auto cfg = jrt::load_config((std::filesystem::path(a->model) / "config.json").string());
-      if (cfg.arch == jrt::Arch::JRT) enc_length = cfg.la.enc_length;
     }
     auto fed = jrt::eval::feed_tokens(p.prompt, tok, enc_length);
     std::string line;

@@ -31,13 +31,13 @@ void write_checkpoint(const std::string& path, const TrainModel<float>& m, const
 std::map<std::string, std::string> read_checkpoint(const std::string& path, TrainModel<float>& m, AdamW& adam) {
   SafeTensorsFile f(path);
   auto meta = f.metadata();
-  JRT_CHECK(meta.count("format") && meta.at("format") == kFormat, "{}: not a jrt training checkpoint (format {})",
-            path, meta.count("format") ? meta.at("format") : std::string("missing"));
+  JRT_CHECK(meta.count("format") && meta.at("format") == kFormat, "{}: not a jrt training checkpoint (format {})", path,
+            meta.count("format") ? meta.at("format") : std::string("missing"));
   auto copy = [&](const std::string& name, const Shape& shape, float* dst) {
     JRT_CHECK(f.has(name), "{}: tensor '{}' is missing (a checkpoint of another model?)", path, name);
     const Tensor& t = f.get(name);
-    JRT_CHECK(t.dtype == DType::F32 && t.shape == shape, "{}: tensor '{}' is {} {}, the model needs f32 {}", path,
-              name, dtype_name(t.dtype), shape_str(t.shape), shape_str(shape));
+    JRT_CHECK(t.dtype == DType::F32 && t.shape == shape, "{}: tensor '{}' is {} {}, the model needs f32 {}", path, name,
+              dtype_name(t.dtype), shape_str(t.shape), shape_str(shape));
     HostTensor c = HostTensor::copy_of(t);
     std::memcpy(dst, c.ptr<float>(), size_t(c.numel()) * sizeof(float));
   };

@@ -247,8 +247,8 @@ class LinearAttnT final : public TrainMixer<T> {
           T* z0 = z0_ + i * D_;
           zero(S0, D_ * hd_);
           zero(z0, D_);
-          ops::la_accumulate_state_t<T>(ke_ + b * M * wq + h * fd_, wq, ve_ + b * M * wv + h * hd_, wv, M, fd_, hd_,
-                                        S0, z0);
+          ops::la_accumulate_state_t<T>(ke_ + b * M * wq + h * fd_, wq, ve_ + b * M * wv + h * hd_, wv, M, fd_, hd_, S0,
+                                        z0);
         }
         ops::la_fwd_t<T>(hh);
       }
@@ -280,9 +280,9 @@ class LinearAttnT final : public TrainMixer<T> {
         }
         ops::la_bwd_t<T>(hh, do_ + b * L * wv + h * hd_, wv, g);
         if (prefix_)
-          ops::la_accumulate_state_bwd_t<T>(ke_ + b * M * wq + h * fd_, wq, ve_ + b * M * wv + h * hd_, wv, M, fd_,
-                                            hd_, g.dS0, g.dz0, dke_ + b * M * wq + h * fd_, wq,
-                                            dve_ + b * M * wv + h * hd_, wv);
+          ops::la_accumulate_state_bwd_t<T>(ke_ + b * M * wq + h * fd_, wq, ve_ + b * M * wv + h * hd_, wv, M, fd_, hd_,
+                                            g.dS0, g.dz0, dke_ + b * M * wq + h * fd_, wq, dve_ + b * M * wv + h * hd_,
+                                            wv);
       }
     });
     ops::linear_bwd_t<T>(dq_, x, Wq_, N, d_, wq, dx, dWq_, nullptr);
@@ -350,11 +350,7 @@ template <class T>
 class MambaT final : public TrainMixer<T> {
  public:
   MambaT(const ModelConfig& c, const ParamTable<T>& pt, const std::string& pre)
-      : d_(c.d_model),
-        di_(c.mamba.d_inner),
-        R_(c.mamba.dt_rank),
-        Ns_(c.mamba.d_state),
-        K_(c.mamba.d_conv) {
+      : d_(c.d_model), di_(c.mamba.d_inner), R_(c.mamba.dt_rank), Ns_(c.mamba.d_state), K_(c.mamba.d_conv) {
     auto get = [&](const char* n, Shape s, const T** p, T** g) {
       auto& e = pt.at(pre + n, s);
       *p = e.p;

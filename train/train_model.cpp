@@ -80,8 +80,8 @@ TrainModel<T>::TrainModel(const ModelConfig& c, int64_t max_batch, int64_t max_l
     : cfg_(c), Bmax_(max_batch), Lmax_(max_len) {
   JRT_CHECK(max_batch >= 1 && max_len >= 1, "training model: batch {} x length {} must both be >= 1", max_batch,
             max_len);
-  JRT_CHECK(c.n_layer == int64_t(c.layers.size()), "training model: config has {} layers but {} mixer kinds",
-            c.n_layer, c.layers.size());
+  JRT_CHECK(c.n_layer == int64_t(c.layers.size()), "training model: config has {} layers but {} mixer kinds", c.n_layer,
+            c.layers.size());
   specs_ = parameter_specs(c);
   const DType dt = dtype_of<T>();
   size_t bytes = 0;

@@ -33,9 +33,9 @@ struct Objective {
 };
 
 struct LossParts {
-  double loss = 0;                // the objective
-  double ntp = 0, mlm = 0;        // the two means (mlm unweighted; 0 when not JRT)
-  int64_t n_ntp = 0, n_mlm = 0;   // rows in each term
+  double loss = 0;               // the objective
+  double ntp = 0, mlm = 0;       // the two means (mlm unweighted; 0 when not JRT)
+  int64_t n_ntp = 0, n_mlm = 0;  // rows in each term
 };
 
 namespace train_detail {

@@ -179,8 +179,8 @@ TrainResult Trainer::run(std::FILE* log) {
         tokens += b.B * b.L;
       }
       const double gnorm = clip_grad_norm(grads, opt_.clip);
-      const double lr = opt_.per_epoch_schedule ? lr_epoch
-                                                : cosine_lr(st_.step, opt_.warmup, total_steps, opt_.lr, opt_.min_lr);
+      const double lr =
+          opt_.per_epoch_schedule ? lr_epoch : cosine_lr(st_.step, opt_.warmup, total_steps, opt_.lr, opt_.min_lr);
       adam_.step(params, grads, lr);
       st_.batch += k;
       st_.step += 1;

@@ -36,20 +36,20 @@ struct TrainerOptions {
   int64_t warmup = 0;              // steps (or epochs with per_epoch_schedule)
   bool per_epoch_schedule = true;  // Zoology: lr constant within an epoch, cosine over epochs
   int64_t epochs = 1;
-  int64_t accum = 1;       // micro-batches per optimizer step
-  double clip = 0.0;       // global grad-norm clip (0: off)
+  int64_t accum = 1;  // micro-batches per optimizer step
+  double clip = 0.0;  // global grad-norm clip (0: off)
   AdamWConfig adam;
-  uint64_t seed = 123;     // batch-order shuffles
-  bool shuffle = false;    // reshuffle the batch order every epoch
-  double early_stop = 0.99;   // stop after an epoch whose eval accuracy is > this (<= 0: never)
-  int64_t max_steps = -1;     // stop (as if interrupted) after this many optimizer steps in total
-  double time_budget_s = 0;   // stop training after this many seconds (0: none); the model is still evaluated
+  uint64_t seed = 123;       // batch-order shuffles
+  bool shuffle = false;      // reshuffle the batch order every epoch
+  double early_stop = 0.99;  // stop after an epoch whose eval accuracy is > this (<= 0: never)
+  int64_t max_steps = -1;    // stop (as if interrupted) after this many optimizer steps in total
+  double time_budget_s = 0;  // stop training after this many seconds (0: none); the model is still evaluated
   Objective objective;
-  int64_t log_every = 10;     // per-step line every N optimizer steps (0: none)
-  bool progress = true;       // progress bar on stderr when it is a terminal
-  std::string checkpoint;     // checkpoint file ("" = none): written after every epoch and every checkpoint_every steps
+  int64_t log_every = 10;  // per-step line every N optimizer steps (0: none)
+  bool progress = true;    // progress bar on stderr when it is a terminal
+  std::string checkpoint;  // checkpoint file ("" = none): written after every epoch and every checkpoint_every steps
   int64_t checkpoint_every = 0;
-  std::string config_json;    // stored in checkpoints (and checked on resume)
+  std::string config_json;  // stored in checkpoints (and checked on resume)
 };
 
 struct EvalResult {
@@ -68,12 +68,12 @@ struct TrainState {
   int64_t batch = 0;   // next position in the epoch's batch order
   int64_t tokens = 0;  // tokens trained on
   double last_accuracy = -1;
-  bool done = false;   // finished (early stop or all epochs)
+  bool done = false;  // finished (early stop or all epochs)
   Rng rng;
 };
 
 struct TrainResult {
-  EvalResult eval;     // last evaluation
+  EvalResult eval;  // last evaluation
   int64_t steps = 0, epochs = 0, tokens = 0;
   double train_seconds = 0, tokens_per_s = 0;
   bool early_stopped = false, interrupted = false;
