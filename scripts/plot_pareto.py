@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """scripts/plot_pareto.py — the recall vs state-size Pareto plot (Based paper Fig. 2 style) from the CSV that
 `jrt synth sweep` writes.
 
@@ -66,7 +66,7 @@ def main():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        sys.exit("matplotlib is missing: apt-get install python3-matplotlib")
+        sys.exit("matplotlib is missing: apt-get install python3-matplotlib (and run it with /usr/bin/python3, Debian's)")
 
     data = best_points(load(a.csv))
     shapes = sorted(data)
@@ -80,8 +80,8 @@ def main():
             if not pts:
                 continue
             every += pts
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers[i % len(markers)], linestyle="-",
-                    linewidth=0.8, label=m)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers[i % len(markers)], linestyle="none",
+                    markersize=7, alpha=0.85, label=m)
         fr = frontier(every)
         if len(fr) > 1:
             ax.step([p[0] for p in fr], [p[1] for p in fr], where="post", linestyle="--", color="gray", linewidth=1,

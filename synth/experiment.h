@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "synth/disjoint.h"
 #include "synth/model.h"
@@ -20,7 +22,11 @@ struct Experiment {
   std::string task = "mqar";  // mqar | disjoint
   MqarConfig mqar;            // num_examples unused (train_examples / test_examples below)
   DisjointConfig disjoint;
-  int64_t train_examples = 2000, test_examples = 200;
+  int64_t train_examples = 2000, test_examples = 200;  // per segment
+  // More segments (Zoology's DataConfig lists several): shapes (seq_len, kv_pairs) for MQAR, (|A|, |B|) for
+  // set disjointness. Empty: the one shape of mqar / disjoint above. Test shapes may be longer than every
+  // training shape (length extrapolation); accuracy is reported per slice.
+  std::vector<std::pair<int64_t, int64_t>> train_shapes, test_shapes;
   ModelOptions model;  // vocab_size / max_len are filled from the task
   TrainerOptions train;
   int64_t batch = 64, test_batch = 64;
@@ -37,6 +43,9 @@ struct ExperimentResult {
   int64_t params = 0;
   std::string config_json;
 };
+
+// "64x4,128x8" -> {(64, 4), (128, 8)}; `what` names the flag in errors.
+std::vector<std::pair<int64_t, int64_t>> parse_shapes(const std::string& text, const std::string& what);
 
 // Throws a jrt::Error naming the bad parameter; does nothing else.
 void validate(const Experiment& e);

@@ -85,17 +85,17 @@ YamlMap parse_yaml_subset(const std::string& text, const std::string& source) {
 
 std::vector<SweepRun> expand_sweep(const YamlMap& y, const std::string& src, const Experiment& base) {
   static const std::set<std::string> known = {
-      "task",        "mixers",     "d_model",     "seq_len",      "kv_pairs", "short_length",   "long_length",
-      "lr",          "seeds",      "feature_dim", "vocab",        "epochs",   "train_examples", "test_examples",
-      "batch",       "test_batch", "layers",      "window",       "d_state",  "enc_length",     "early_stop",
-      "time_budget", "la_heads",   "heads",       "weight_decay", "power_a",  "random_fill",    "mlp",
-      "threads",     "decay_all"};
+      "task",        "mixers",     "d_model",      "seq_len",      "kv_pairs", "short_length",   "long_length",
+      "lr",          "seeds",      "feature_dim",  "vocab",        "epochs",   "train_examples", "test_examples",
+      "batch",       "test_batch", "layers",       "window",       "d_state",  "enc_length",     "early_stop",
+      "time_budget", "la_heads",   "heads",        "weight_decay", "power_a",  "random_fill",    "mlp",
+      "threads",     "decay_all",  "train_shapes", "test_shapes"};
   for (const auto& [k, v] : y)
     JRT_CHECK(known.count(k),
               "{}: unknown key '{}' (known: task, mixers, d_model, seq_len, kv_pairs, short_length, "
               "long_length, lr, seeds, feature_dim, vocab, epochs, train_examples, test_examples, batch, test_batch, "
               "layers, window, d_state, enc_length, early_stop, time_budget, la_heads, heads, weight_decay, power_a, "
-              "random_fill, mlp, threads, decay_all)",
+              "random_fill, mlp, threads, decay_all, train_shapes, test_shapes)",
               src, k);
   auto list = [&](const std::string& k, std::vector<std::string> def) { return y.count(k) ? y.at(k) : def; };
   auto one = [&](const std::string& k) -> const std::string* {
@@ -132,6 +132,17 @@ std::vector<SweepRun> expand_sweep(const YamlMap& y, const std::string& src, con
   D("weight_decay", e.train.adam.weight_decay);
   D("power_a", e.mqar.power_a);
   if (auto v = one("random_fill")) e.mqar.random_non_queries = *v == "true" || *v == "1";
+  auto shape_list = [&](const std::string& k) {
+    std::string joined;
+    for (const auto& v : y.at(k)) joined += (joined.empty() ? "" : ",") + v;
+    return parse_shapes(joined, src + ": " + k);
+  };
+  if (y.count("train_shapes")) {
+    JRT_CHECK(!y.count("seq_len") && !y.count("kv_pairs") && !y.count("short_length") && !y.count("long_length"),
+              "{}: give either train_shapes or the seq_len / kv_pairs (short_length / long_length) grid", src);
+    e.train_shapes = shape_list("train_shapes");
+  }
+  if (y.count("test_shapes")) e.test_shapes = shape_list("test_shapes");
   if (auto v = one("decay_all")) e.train.adam.decay_all = *v == "true" || *v == "1";
   if (auto v = one("threads")) e.threads = int(to_int(*v, "threads", src));
 

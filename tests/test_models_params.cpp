@@ -47,3 +47,21 @@ TEST(Params, RandomWeightsBuildRunnableModelsForEveryPreset) {
     for (float v : logits) ASSERT_TRUE(std::isfinite(v)) << name;
   }
 }
+
+#include "io/state_size.h"
+
+// What `jrt inspect` reports as the CPU engine's state bytes is what the engine actually allocates.
+TEST(Params, InspectStateBytesEqualTheEngineState) {
+  for (std::string fam : {"based", "jrt", "mamba", "attn"}) {
+    auto m = Model::load(test::data_path("models/" + fam));
+    auto st = m->new_state();
+    const StateBytes sb = model_state_bytes(m->config(), StatePolicy::CpuFp32);
+    // Attention's KV cache grows: compare after 10 tokens.
+    std::vector<int64_t> ids(10, 1);
+    Segment sg{0, 10};
+    SequenceState* sp = st.get();
+    std::vector<float> lg(size_t(m->vocab()));
+    m->run(ids, std::span<const Segment>(&sg, 1), std::span<SequenceState*>(&sp, 1), nullptr, false, lg.data());
+    EXPECT_EQ(st->bytes(), sb.at(10)) << fam;
+  }
+}

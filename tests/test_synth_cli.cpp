@@ -94,6 +94,21 @@ TEST(CliSynth, InvalidTaskParametersFailBeforeTraining) {
   expect_error_before_training("synth mqar --device cuda", "--device cuda");
   expect_error_before_training("synth mqar --batch 0", "--batch must be >= 1");
   expect_error_before_training("synth mqar --lr 0", "--lr must be > 0");
+  expect_error_before_training("synth mqar --test-shapes 32x4,64x20", "--kv-pairs 20 do not fit in --seq-len 64");
+  expect_error_before_training("synth mqar --train-shapes 32-4", "--train-shapes: '32-4' is not a shape like 64x4");
+}
+
+TEST(CliSynth, SeveralSegmentsAreTrainedAndReportedPerSlice) {
+  auto r = run_jrt(
+      "synth mqar --vocab 64 --train-shapes 16x2,32x4 --test-shapes 16x2,48x6 --d-model 16 --feature-dim 4"
+      " --train-examples 64 --test-examples 16 --batch 16 --epochs 1 --threads 1 --no-progress");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("in 2 / 2 segment(s)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("num_kv_pairs=2:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("num_kv_pairs=6:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("8 batches/epoch"), std::string::npos) << r.out;  // 2 segments x 64 / 16, never mixed
+  // The state is measured at the longest test length: 48 tokens.
+  EXPECT_GE(parse_final(r.out).accuracy, 0.0);
 }
 
 TEST(CliSynth, SweepWritesOneCsvRowPerRun) {

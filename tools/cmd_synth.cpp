@@ -18,7 +18,7 @@ struct SynthArgs {
   synth::Experiment e;
   double weight_decay = 0.1;
   bool no_progress = false, rms_norm = false, random_fill = false, decay_all = false;
-  std::string sweep_file, csv = "sweep.csv";
+  std::string sweep_file, csv = "sweep.csv", train_shapes, test_shapes;
 };
 
 // Flags shared by `synth mqar` and `synth disjoint`.
@@ -39,7 +39,12 @@ void add_common(CLI::App* c, SynthArgs& a) {
   c->add_option("--mlp", e.model.mlp_hidden, "SwiGLU MLP hidden size per block (0 = no MLP, as Zoology)")
       ->capture_default_str();
   c->add_flag("--rms-norm", a.rms_norm, "RMSNorm instead of Zoology's LayerNorm (mamba always uses RMSNorm)");
-  c->add_option("--train-examples", e.train_examples, "Training examples")->capture_default_str();
+  c->add_option("--train-examples", e.train_examples, "Training examples (per segment)")->capture_default_str();
+  c->add_option("--train-shapes", a.train_shapes,
+                "Several training segments instead of one: mqar seq_len x kv_pairs, disjoint |A| x |B|, e.g. "
+                "64x4,128x8");
+  c->add_option("--test-shapes", a.test_shapes,
+                "Test segments (accuracy per slice; may be longer than training), e.g. 64x4,256x16");
   c->add_option("--test-examples", e.test_examples, "Test examples")->capture_default_str();
   c->add_option("--epochs", e.train.epochs, "Maximum epochs (training stops early at valid accuracy > --early-stop)")
       ->capture_default_str();
@@ -83,6 +88,8 @@ void finish_args(SynthArgs& a) {
   a.e.train.adam.decay_all = a.decay_all;
   a.e.train.progress = !a.no_progress;
   a.e.mqar.random_non_queries = a.random_fill;
+  if (!a.train_shapes.empty()) a.e.train_shapes = synth::parse_shapes(a.train_shapes, "--train-shapes");
+  if (!a.test_shapes.empty()) a.e.test_shapes = synth::parse_shapes(a.test_shapes, "--test-shapes");
 }
 
 void print_result(const synth::ExperimentResult& r) {
@@ -103,7 +110,11 @@ Runner setup(CLI::App& app) {
   e.mqar.vocab_size = 128;
   e.mqar.seq_len = 32;
   e.mqar.num_kv_pairs = 4;
-  e.disjoint.vocab_size = 256;
+  // Set disjointness defaults (applied in the runner unless given): vocabulary 64, |A| 2, |B| 4, 20k examples,
+  // lr 3e-3 — one supervised position per sequence needs more examples than MQAR's four.
+  e.disjoint.vocab_size = 64;
+  e.disjoint.short_length = 2;
+  e.disjoint.long_length = 4;
   e.model.mixer = "based";
   e.model.d_model = 64;
   e.model.feature_dim = 16;
@@ -132,7 +143,12 @@ Runner setup(CLI::App& app) {
                "Replace the 0s between queries by random tokens (Zoology's default / Based-paper data; the default "
                "leaves them 0 as in Zoology Fig. 2)");
   auto* dj = s->add_subcommand("disjoint", "Set disjointness (JRT): output the one element common to A and B");
+  // Its own lr / example defaults, shown in its --help (the runner applies them when the flags are absent).
+  e.train.lr = 3e-3;
+  e.train_examples = 20000;
   add_common(dj, *a);
+  e.train.lr = 1e-2;
+  e.train_examples = 10000;
   dj->add_option("--vocab", e.disjoint.vocab_size, "Vocabulary (4 special tokens, then the set elements)")
       ->capture_default_str();
   dj->add_option("--short-length", e.disjoint.short_length, "|A|, the first set")->capture_default_str();
@@ -147,6 +163,10 @@ Runner setup(CLI::App& app) {
     finish_args(*a);
     if (mq->parsed() || dj->parsed()) {
       a->e.task = mq->parsed() ? "mqar" : "disjoint";
+      if (dj->parsed()) {
+        if (dj->count("--lr") == 0) a->e.train.lr = 3e-3;
+        if (dj->count("--train-examples") == 0) a->e.train_examples = 20000;
+      }
       // The JRT repo shuffles set-disjointness batches every epoch; Zoology's MQAR keeps them in order.
       a->e.train.shuffle = a->e.task == "disjoint";
       synth::ExperimentResult r = synth::run_experiment(a->e, stdout);

@@ -151,6 +151,7 @@ TrainResult Trainer::run(std::FILE* log) {
   double train_s = 0;
   int64_t tokens_run = 0, steps_run = 0;
   bool out_of_time = false;
+  auto last_draw = t_run;
   auto params = m_.params();
   auto grads = m_.grads();
 
@@ -197,7 +198,8 @@ TrainResult Trainer::run(std::FILE* log) {
                      rate(double(tokens) / dt).c_str());
         std::fflush(log);
       }
-      if (bar) {
+      if (bar && (seconds_since(last_draw) > 0.1 || st_.batch >= nb)) {  // redraw at most 10 times a second
+        last_draw = Clock::now();
         const double frac = double(st_.step) / double(std::max<int64_t>(1, total_steps));
         const double eta = steps_run ? train_s / double(steps_run) * double(total_steps - st_.step) : 0;
         const int w = 24, filled = int(std::min(1.0, frac) * w);
@@ -246,7 +248,7 @@ TrainResult Trainer::run(std::FILE* log) {
   res.tokens = st_.tokens;
   res.train_seconds = train_s;
   res.tokens_per_s = train_s > 0 ? double(tokens_run) / train_s : 0;
-  if (res.eval.examples == 0 && test_ && !res.interrupted) res.eval = evaluate(m_, *test_, opt_.objective);
+  if (res.eval.examples == 0 && test_) res.eval = evaluate(m_, *test_, opt_.objective);
   return res;
 }
 
