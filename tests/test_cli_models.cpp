@@ -178,6 +178,10 @@ TEST(CliModelsBadInput, MissingInputsAndKeys) {
   EXPECT_EQ(r.exit_code, 1);
   r = run_jrt("forward --model " + fixture("attn") + " --bogus-flag");
   EXPECT_NE(r.exit_code, 0);
+  r = run_jrt("forward --model " + fixture("attn") + " --input " + fixture("attn") +
+              "/forward.safetensors --output x --device tpu");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("'tpu'"), std::string::npos) << r.err;
   r = run_jrt("generate --help");
   EXPECT_EQ(r.exit_code, 0);
   for (const char* flag : {"--prompt", "--input", "--ids-key", "--mask-key", "--max-new-tokens", "--greedy",

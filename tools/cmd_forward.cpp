@@ -29,10 +29,22 @@ std::vector<std::vector<int64_t>> read_int_matrix(const SafeTensorsFile& f, cons
   return rows;
 }
 
+void check_device(const std::string& device) {
+  JRT_CHECK(device == "cpu" || device == "cuda", "--device must be cpu or cuda, got '{}'", device);
+#ifdef JRT_HAVE_CUDA
+  JRT_CHECK(device == "cpu",
+            "--device cuda: this build has CUDA kernels (linear-attention prefill) but no whole-model GPU path yet; "
+            "use --device cpu");
+#else
+  JRT_CHECK(device == "cpu", "--device cuda: this jrt was built without the CUDA backend; use --device cpu");
+#endif
+}
+
 namespace {
 
 struct ForwardArgs {
   std::string model, weights, input, ids_key = "input_ids", mask_key, output;
+  std::string device = "cpu";
   int threads = 0;
   int64_t chunk = 64;
 };
@@ -48,9 +60,11 @@ Runner setup(CLI::App& app) {
                 "Name of a 1/0 mask [B, L] in --input (1 = token, 0 = left pad; only JRT's prefix linear "
                 "attention reads it, as in the reference). Default: attn_mask if present, else none");
   c->add_option("--output", a->output, "Output safetensors file (gets 'logits')")->required();
+  c->add_option("--device", a->device, "cpu or cuda")->capture_default_str();
   c->add_option("--threads", a->threads, "CPU threads (0 = all)")->capture_default_str();
   c->add_option("--chunk", a->chunk, "Linear-attention chunk size")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   return [a] {
+    check_device(a->device);
     set_num_threads(a->threads);
     auto model = Model::load(a->model, a->weights);
     model->options().la_chunk = a->chunk;

@@ -19,6 +19,7 @@ struct GenArgs {
   bool greedy = false, no_left_pad = false, quiet = false;
   float temperature = 1.0f, top_p = 1.0f;
   uint64_t seed = 0;
+  std::string device = "cpu";
   int threads = 0;
 };
 
@@ -62,8 +63,10 @@ Runner setup(CLI::App& app) {
               "JRT-RNN with --prompt: do not left-pad a prompt shorter than enc_length with token 220 "
               "(the reference harness's default_left_pad mode pads it)");
   c->add_flag("--quiet", a->quiet, "Do not print the generated text");
+  c->add_option("--device", a->device, "cpu or cuda")->capture_default_str();
   c->add_option("--threads", a->threads, "CPU threads (0 = all)")->capture_default_str();
   return [a, t, k, pp] {
+    check_device(a->device);
     JRT_CHECK(!a->prompt.empty() || !a->input.empty(), "give --prompt TEXT or --input FILE");
     set_num_threads(a->threads);
     auto model = Model::load(a->model, a->weights);

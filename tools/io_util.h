@@ -11,4 +11,8 @@ namespace jrt::cli {
 // Reads an integer matrix [B, L] (int64, int32 or bool/uint8) named key from f as rows.
 std::vector<std::vector<int64_t>> read_int_matrix(const SafeTensorsFile& f, const std::string& key);
 
+// --device: "cpu" runs; "cuda" is refused with the reason (no whole-model GPU path yet); anything
+// else is an error naming the value.
+void check_device(const std::string& device);
+
 }  // namespace jrt::cli
