@@ -5,10 +5,12 @@
 //   scores  A = Q K^T                      (wmma bf16, fp32 acc)   -> w = 1 + s/4 + s^2/32, causal mask,
 //                                                                    decay gamma^(i-j), row sums -> den
 //   intra   Ob = P V                        (wmma)
-//   inter   Oa = F(Q) S                     (wmma, S as bf16 copy of the fp32 state)
-//   den    += f(q_i) . z                    (fp32, CUDA cores)
-//   out     y = dt * (gamma^(i+1) Oa + Ob) / (den + eps)
-//   state   S = gamma^Lc S + F(K)^T diag(gamma^(Lc-1-j)) V ;  z += sum_j f(k_j)   (fp32 acc in smem)
+//   inter   O += diag(gamma^(i+1)) F(Q) S   (wmma into the same accumulators; S as a bf16 copy)
+//   den    += f(q_i) . z                    (fp32, while building the features)
+//   out     y = dt * O / (den + eps)
+//   state   S = gamma^Lc S + F(K)^T diag(gamma^(Lc-1-j)) V ;  z += sum_j f(k_j)
+// The fp32 state slice lives in registers (wmma accumulator fragments, 5 tiles per warp) for the
+// whole sequence; only its bf16 copy, the MMA operand of the readout, is in shared memory.
 #include <cuda_bf16.h>
 #include <mma.h>
 
@@ -30,25 +32,23 @@ constexpr int NT = 128;      // threads
 constexpr int LDQ = 24;      // smem leading dims (padded)
 constexpr int LDV = W + 8;
 constexpr int LDF = F + 8;
-constexpr int LDS = W + 4;   // fp32 state
 constexpr int LDSB = W + 8;  // bf16 state
 constexpr int LDA = C + 4;   // fp32 scores
 constexpr int LDP = C + 8;
 constexpr int LDO = W + 4;
+
+constexpr int kTilesPerWarp = (F / 16) * (W / 16) / (NT / 32);  // 5 state tiles per warp
 
 struct __align__(128) Smem {
   bf16 q[C * LDQ];
   bf16 k[C * LDQ];
   bf16 v[C * LDV];
   bf16 feat[C * LDF];     // F(Q) for the readout, then F(K) for the update
-  float st[F * LDS];      // fp32 state slice
-  bf16 stb[F * LDSB];     // bf16 copy (wmma operand)
+  bf16 stb[F * LDSB];     // bf16 copy of the state slice (wmma operand)
   union {
     float a[C * LDA];     // scores
-    struct {
-      float oa[C * LDO];
-      float ob[C * LDO];
-    } o;
+    float o[C * LDO];     // outputs
+    float stage[NT / 32][256];  // per-warp 16x16 staging of state tiles
   } u;
   bf16 p[C * LDP];
   float z[F];
@@ -56,39 +56,60 @@ struct __align__(128) Smem {
   float dts[C];
 };
 
+using StateFrags = wmma::fragment<wmma::accumulator, 16, 16, 16, float>[kTilesPerWarp];
 
-// f(x) for one 16-wide bf16 row into 160 bf16 features. Two threads per row: half 0 writes the constant,
-// linear, square and the pairs (i < 4, j > i); half 1 the pairs with i >= 4 and the zero padding. All
-// indices are compile-time constants after unrolling, so x stays in registers.
-__device__ __forceinline__ void row_features(const bf16* xr, bf16* out, int half, bool valid) {
+__device__ __forceinline__ void tile_of(int i, int* tr, int* tc) {
+  const int t = int(threadIdx.x / 32) + (NT / 32) * i;
+  *tr = t / (W / 16);
+  *tc = t % (W / 16);
+}
+
+// f(x) for one 16-wide bf16 row into 160 bf16 features, times `scale`. Two threads per row: half 0
+// writes the constant, linear, square and the pairs (i < 4, j > i); half 1 the pairs with i >= 4 and
+// the zero padding. All indices are compile-time constants after unrolling, so x stays in registers.
+// With z non-null, returns this thread's share of f(x) . z computed in fp32 from the unscaled features.
+__device__ __forceinline__ float row_features(const bf16* xr, bf16* out, int half, bool valid, float scale,
+                                              const float* z) {
   float x[16];
 #pragma unroll
   for (int i = 0; i < 16; ++i) x[i] = valid ? __bfloat162float(xr[i]) : 0.0f;
+  float dot = 0.0f;
+  auto put = [&](int f, float val) {
+    out[f] = __float2bfloat16(val * scale);
+    if (z) dot += val * z[f];
+  };
   if (half == 0) {
-    out[0] = __float2bfloat16(valid ? 1.0f : 0.0f);
+    put(0, valid ? 1.0f : 0.0f);
 #pragma unroll
     for (int i = 0; i < 16; ++i) {
-      out[1 + i] = __float2bfloat16(0.5f * x[i]);
-      out[17 + i] = __float2bfloat16(x[i] * x[i] * 0.17677669529663687f);
+      put(1 + i, 0.5f * x[i]);
+      put(17 + i, x[i] * x[i] * 0.17677669529663687f);
     }
 #pragma unroll
     for (int i = 0; i < 4; ++i)
 #pragma unroll
-      for (int j = i + 1; j < 16; ++j) out[33 + i * (31 - i) / 2 + (j - i - 1)] = __float2bfloat16(0.25f * x[i] * x[j]);
+      for (int j = i + 1; j < 16; ++j) put(33 + i * (31 - i) / 2 + (j - i - 1), 0.25f * x[i] * x[j]);
   } else {
 #pragma unroll
     for (int i = 4; i < 15; ++i)
 #pragma unroll
-      for (int j = i + 1; j < 16; ++j) out[33 + i * (31 - i) / 2 + (j - i - 1)] = __float2bfloat16(0.25f * x[i] * x[j]);
+      for (int j = i + 1; j < 16; ++j) put(33 + i * (31 - i) / 2 + (j - i - 1), 0.25f * x[i] * x[j]);
 #pragma unroll
     for (int f = 153; f < F; ++f) out[f] = __float2bfloat16(0.0f);
   }
+  return dot;
 }
 
-// Fills sm.feat with f(x_t) for the chunk's rows (zero rows past the valid length).
-__device__ void build_features(Smem& sm, const bf16* x, int valid) {
+// Fills sm.feat with f(x_t) for the chunk's rows (zero rows past the valid length). For the queries
+// (with_den): rows are scaled by gamma^(t+1) and sm.den[t] = f(q_t) . z (the inter-chunk denominator).
+__device__ void build_features(Smem& sm, const bf16* x, int valid, bool with_den = false, float log2g = 0.0f) {
   const int t = threadIdx.x / 2, half = threadIdx.x % 2;  // NT == 2 * C
-  row_features(x + t * LDQ, sm.feat + t * LDF, half, t < valid);
+  const float scale = (with_den && log2g != 0.0f) ? exp2f(log2g * float(t + 1)) : 1.0f;
+  float d = row_features(x + t * LDQ, sm.feat + t * LDF, half, t < valid, scale, with_den ? sm.z : nullptr);
+  if (with_den) {
+    d += __shfl_xor_sync(0xffffffffu, d, 1);
+    if (half == 0) sm.den[t] = d;
+  }
 }
 
 struct Seq {
@@ -121,10 +142,25 @@ __device__ void load_chunk(Smem& sm, const LaCudaArgs& a, int64_t row0, int vali
   }
 }
 
+// Copies the register state to its bf16 shared-memory copy, tile by tile through the warp's staging.
+__device__ void state_to_stb(Smem& sm, StateFrags& sf) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float* stage = sm.u.stage[warp];
+#pragma unroll
+  for (int i = 0; i < kTilesPerWarp; ++i) {
+    int tr, tc;
+    tile_of(i, &tr, &tc);
+    wmma::store_matrix_sync(stage, sf[i], 16, wmma::mem_row_major);
+    __syncwarp();
+    for (int e = lane; e < 256; e += 32)
+      sm.stb[(tr * 16 + e / 16) * LDSB + tc * 16 + e % 16] = __float2bfloat16(stage[e]);
+    __syncwarp();
+  }
+}
+
 // S = gamma^valid S + F(K)^T diag(gamma^(valid-1-j)) V; z += sum F(K). sm.feat must hold F(K); v is
 // scaled in place when decaying.
-__device__ void update_state(Smem& sm, int valid, float log2g, bool decay) {
-  const int warp = threadIdx.x / 32;
+__device__ void update_state(Smem& sm, StateFrags& sf, int valid, float log2g, bool decay) {
   if (decay) {
     for (int idx = threadIdx.x; idx < C * W; idx += NT) {
       const int r = idx / W, c = idx % W;
@@ -134,21 +170,20 @@ __device__ void update_state(Smem& sm, int valid, float log2g, bool decay) {
     __syncthreads();
   }
   const float gC = decay ? pow_gamma(log2g, valid) : 1.0f;
-  // 10 x 2 output tiles of 16x16, 5 per warp.
-  for (int tile = warp; tile < (F / 16) * (W / 16); tile += NT / 32) {
-    const int tr = tile / (W / 16), tc = tile % (W / 16);
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-    wmma::load_matrix_sync(acc, sm.st + tr * 16 * LDS + tc * 16, LDS, wmma::mem_row_major);
+#pragma unroll
+  for (int i = 0; i < kTilesPerWarp; ++i) {
+    int tr, tc;
+    tile_of(i, &tr, &tc);
     if (decay)
-      for (int i = 0; i < acc.num_elements; ++i) acc.x[i] *= gC;
+      for (int e = 0; e < sf[i].num_elements; ++e) sf[i].x[e] *= gC;
+#pragma unroll
     for (int kb = 0; kb < C / 16; ++kb) {
       wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::col_major> fa;  // F(K)^T
       wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fb;  // V
       wmma::load_matrix_sync(fa, sm.feat + kb * 16 * LDF + tr * 16, LDF);
       wmma::load_matrix_sync(fb, sm.v + kb * 16 * LDV + tc * 16, LDV);
-      wmma::mma_sync(acc, fa, fb, acc);
+      wmma::mma_sync(sf[i], fa, fb, sf[i]);
     }
-    wmma::store_matrix_sync(sm.st + tr * 16 * LDS + tc * 16, acc, LDS, wmma::mem_row_major);
   }
   // z += column sums of F(K) (fp32 sums of the bf16 features).
   for (int f = threadIdx.x; f < F; f += NT) {
@@ -156,11 +191,7 @@ __device__ void update_state(Smem& sm, int valid, float log2g, bool decay) {
     for (int t = 0; t < valid; ++t) acc_z += __bfloat162float(sm.feat[t * LDF + f]);
     sm.z[f] += acc_z;
   }
-  __syncthreads();
-  for (int idx = threadIdx.x; idx < F * W; idx += NT) {
-    const int r = idx / W, c = idx % W;
-    sm.stb[r * LDSB + c] = __float2bfloat16(sm.st[r * LDS + c]);
-  }
+  state_to_stb(sm, sf);
   __syncthreads();
 }
 
@@ -171,21 +202,42 @@ __device__ Seq seq_of(const LaCudaArgs& a, int b) {
   return s;
 }
 
-__device__ void load_state(Smem& sm, const float* S, const float* z, int col0, int dv) {
-  for (int idx = threadIdx.x; idx < F * W; idx += NT) {
-    const int r = idx / W, c = idx % W;
-    float val = (S && col0 + c < dv) ? S[int64_t(r) * dv + col0 + c] : 0.0f;
-    sm.st[r * LDS + c] = val;
-    sm.stb[r * LDSB + c] = __float2bfloat16(val);
+// Initial state (S [160, dv] fp32 at this head, or zero) into the fragments, the bf16 copy and z.
+__device__ void load_state(Smem& sm, StateFrags& sf, const float* S, const float* z, int col0, int dv) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float* stage = sm.u.stage[warp];
+#pragma unroll
+  for (int i = 0; i < kTilesPerWarp; ++i) {
+    int tr, tc;
+    tile_of(i, &tr, &tc);
+    for (int e = lane; e < 256; e += 32) {
+      const int r = tr * 16 + e / 16, c = col0 + tc * 16 + e % 16;
+      const float val = (S && c < dv) ? S[int64_t(r) * dv + c] : 0.0f;
+      stage[e] = val;
+      sm.stb[r * LDSB + tc * 16 + e % 16] = __float2bfloat16(val);
+    }
+    __syncwarp();
+    wmma::load_matrix_sync(sf[i], stage, 16, wmma::mem_row_major);
+    __syncwarp();
   }
   for (int f = threadIdx.x; f < F; f += NT) sm.z[f] = z ? z[f] : 0.0f;
   __syncthreads();
 }
 
-__device__ void store_state(const Smem& sm, float* S, float* z, int col0, int dv, bool write_z) {
-  for (int idx = threadIdx.x; idx < F * W; idx += NT) {
-    const int r = idx / W, c = idx % W;
-    if (col0 + c < dv) S[int64_t(r) * dv + col0 + c] = sm.st[r * LDS + c];
+__device__ void store_state(Smem& sm, StateFrags& sf, float* S, float* z, int col0, int dv, bool write_z) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float* stage = sm.u.stage[warp];
+#pragma unroll
+  for (int i = 0; i < kTilesPerWarp; ++i) {
+    int tr, tc;
+    tile_of(i, &tr, &tc);
+    wmma::store_matrix_sync(stage, sf[i], 16, wmma::mem_row_major);
+    __syncwarp();
+    for (int e = lane; e < 256; e += 32) {
+      const int r = tr * 16 + e / 16, c = col0 + tc * 16 + e % 16;
+      if (c < dv) S[int64_t(r) * dv + c] = stage[e];
+    }
+    __syncwarp();
   }
   if (write_z)
     for (int f = threadIdx.x; f < F; f += NT) z[f] = sm.z[f];
@@ -200,17 +252,18 @@ __global__ void __launch_bounds__(NT) seg_state_kernel(LaCudaArgs a, int seg_len
   const int beg = s * seg_len, end = min(sq.len, beg + seg_len);
   if (beg >= sq.len || s == nseg - 1) return;  // the last segment's local state is never needed
   const float log2g = a.gamma ? log2f(a.gamma[h]) : 0.0f;
-  load_state(sm, nullptr, nullptr, col0, a.dv);
+  StateFrags sf;
+  load_state(sm, sf, nullptr, nullptr, col0, a.dv);
   for (int t0 = beg; t0 < end; t0 += C) {
     const int valid = min(C, end - t0);
     load_chunk(sm, a, sq.start + t0, valid, h, col0, false);
     __syncthreads();
     build_features(sm, sm.k, valid);
     __syncthreads();
-    update_state(sm, valid, log2g, a.gamma != nullptr);
+    update_state(sm, sf, valid, log2g, a.gamma != nullptr);
   }
   const int64_t base = (int64_t(blockIdx.y) * nseg + s);
-  store_state(sm, segS + base * F * a.dv, segZ + base * F, col0, a.dv, blockIdx.x == 0);
+  store_state(sm, sf, segS + base * F * a.dv, segZ + base * F, col0, a.dv, blockIdx.x == 0);
 }
 
 // Pass 2: exclusive scan over segments -> initial state of every segment. One thread per state element.
@@ -250,12 +303,13 @@ __global__ void __launch_bounds__(NT) chunk_kernel(LaCudaArgs a, int seg_len, in
   const bool decay = a.gamma != nullptr;
   const float log2g = decay ? log2f(a.gamma[h]) : 0.0f;
   const int ldo = int(a.ldo ? a.ldo : int64_t(a.H) * a.dv);
+  StateFrags sf;
   if (nseg > 1) {
     const int64_t base = int64_t(blockIdx.y) * nseg + s;
-    load_state(sm, segS + base * F * a.dv, segZ + base * F, col0, a.dv);
+    load_state(sm, sf, segS + base * F * a.dv, segZ + base * F, col0, a.dv);
   } else {
-    load_state(sm, a.S0 ? a.S0 + int64_t(blockIdx.y) * F * a.dv : nullptr, a.z0 ? a.z0 + int64_t(blockIdx.y) * F : nullptr,
-               col0, a.dv);
+    load_state(sm, sf, a.S0 ? a.S0 + int64_t(blockIdx.y) * F * a.dv : nullptr,
+               a.z0 ? a.z0 + int64_t(blockIdx.y) * F : nullptr, col0, a.dv);
   }
   for (int t0 = beg; t0 < end; t0 += C) {
     const int valid = min(C, end - t0);
@@ -263,7 +317,7 @@ __global__ void __launch_bounds__(NT) chunk_kernel(LaCudaArgs a, int seg_len, in
     for (int r = threadIdx.x; r < C; r += NT)
       sm.dts[r] = (a.dt && r < valid) ? a.dt[(int64_t(sq.start) + t0 + r) * a.H + h] : 1.0f;
     __syncthreads();
-    build_features(sm, sm.q, valid);
+    build_features(sm, sm.q, valid, true, log2g);
     // Scores: warp w owns query rows [16w, 16w+16); key tiles above the diagonal are skipped.
     for (int tc = 0; tc <= warp; ++tc) {
       wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fq;
@@ -291,10 +345,10 @@ __global__ void __launch_bounds__(NT) chunk_kernel(LaCudaArgs a, int seg_len, in
         sm.p[r * LDP + c] = __float2bfloat16(w);
       }
       rs += __shfl_xor_sync(0xffffffffu, rs, 1);
-      if (half == 0) sm.den[r] = rs;
+      if (half == 0) sm.den[r] += rs;
     }
     __syncthreads();
-    // Ob = P V (lower-triangular P: k blocks <= row block), Oa = F(Q) S.
+    // O = P V (lower-triangular P: k blocks <= row block) + F(Q) S, one accumulator per column tile.
     for (int tc = 0; tc < W / 16; ++tc) {
       wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
       wmma::fill_fragment(acc, 0.0f);
@@ -305,8 +359,7 @@ __global__ void __launch_bounds__(NT) chunk_kernel(LaCudaArgs a, int seg_len, in
         wmma::load_matrix_sync(fv, sm.v + kb * 16 * LDV + tc * 16, LDV);
         wmma::mma_sync(acc, fp, fv, acc);
       }
-      wmma::store_matrix_sync(sm.u.o.ob + warp * 16 * LDO + tc * 16, acc, LDO, wmma::mem_row_major);
-      wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
       for (int kb = 0; kb < F / 16; ++kb) {
         wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> ff;
         wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fs;
@@ -314,26 +367,17 @@ __global__ void __launch_bounds__(NT) chunk_kernel(LaCudaArgs a, int seg_len, in
         wmma::load_matrix_sync(fs, sm.stb + kb * 16 * LDSB + tc * 16, LDSB);
         wmma::mma_sync(acc, ff, fs, acc);
       }
-      wmma::store_matrix_sync(sm.u.o.oa + warp * 16 * LDO + tc * 16, acc, LDO, wmma::mem_row_major);
-    }
-    // Denominator's inter-chunk part: f(q_r) . z, two threads per row.
-    {
-      const int r = threadIdx.x / 2, half = threadIdx.x % 2;
-      float d = 0.0f;
-      for (int f = half * (F / 2); f < (half + 1) * (F / 2); ++f) d += __bfloat162float(sm.feat[r * LDF + f]) * sm.z[f];
-      d += __shfl_xor_sync(0xffffffffu, d, 1);
-      __syncwarp();
-      if (half == 0) sm.den[r] += d;
+      // u.o overlaps u.a, whose scores every warp finished reading before the barrier above.
+      wmma::store_matrix_sync(sm.u.o + warp * 16 * LDO + tc * 16, acc, LDO, wmma::mem_row_major);
     }
     __syncthreads();
     // Output rows.
     for (int idx = threadIdx.x; idx < valid * (W / 2); idx += NT) {
       const int r = idx / (W / 2), c = (idx % (W / 2)) * 2;
       if (col0 + c >= a.dv) continue;
-      const float g = decay ? pow_gamma(log2g, r + 1) : 1.0f;
       const float scale = sm.dts[r] / (sm.den[r] + a.eps);
-      const float y0 = (g * sm.u.o.oa[r * LDO + c] + sm.u.o.ob[r * LDO + c]) * scale;
-      const float y1 = (g * sm.u.o.oa[r * LDO + c + 1] + sm.u.o.ob[r * LDO + c + 1]) * scale;
+      const float y0 = sm.u.o[r * LDO + c] * scale;
+      const float y1 = sm.u.o[r * LDO + c + 1] * scale;
       *reinterpret_cast<__nv_bfloat162*>(a.o + (int64_t(sq.start) + t0 + r) * ldo + int64_t(h) * a.dv + col0 + c) =
           __floats2bfloat162_rn(y0, y1);
     }
@@ -341,10 +385,10 @@ __global__ void __launch_bounds__(NT) chunk_kernel(LaCudaArgs a, int seg_len, in
     // State update with F(K) (overwrites the F(Q) buffer).
     build_features(sm, sm.k, valid);
     __syncthreads();
-    update_state(sm, valid, log2g, decay);
+    update_state(sm, sf, valid, log2g, decay);
   }
   if (a.S_out && end == sq.len)
-    store_state(sm, a.S_out + int64_t(blockIdx.y) * F * a.dv, a.z_out + int64_t(blockIdx.y) * F, col0, a.dv,
+    store_state(sm, sf, a.S_out + int64_t(blockIdx.y) * F * a.dv, a.z_out + int64_t(blockIdx.y) * F, col0, a.dv,
                 blockIdx.x == 0);
 }
 
@@ -356,16 +400,17 @@ __global__ void __launch_bounds__(NT) accumulate_kernel(LaCudaArgs a) {
   const Seq sq = seq_of(a, b);
   float* S = a.S_out + int64_t(blockIdx.y) * F * a.dv;
   float* z = a.z_out + int64_t(blockIdx.y) * F;
-  load_state(sm, S, z, col0, a.dv);
+  StateFrags sf;
+  load_state(sm, sf, S, z, col0, a.dv);
   for (int t0 = 0; t0 < sq.len; t0 += C) {
     const int valid = min(C, sq.len - t0);
     load_chunk(sm, a, sq.start + t0, valid, h, col0, false);
     __syncthreads();
     build_features(sm, sm.k, valid);
     __syncthreads();
-    update_state(sm, valid, 0.0f, false);
+    update_state(sm, sf, valid, 0.0f, false);
   }
-  store_state(sm, S, z, col0, a.dv, blockIdx.x == 0);
+  store_state(sm, sf, S, z, col0, a.dv, blockIdx.x == 0);
 }
 
 void init_pairs() {

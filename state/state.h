@@ -15,8 +15,10 @@ namespace jrt {
 class ByteWriter {
  public:
   void put_raw(const void* p, size_t n) {
-    const auto* c = static_cast<const uint8_t*>(p);
-    buf_.insert(buf_.end(), c, c + n);
+    if (n == 0) return;
+    const size_t old = buf_.size();
+    buf_.resize(old + n);
+    std::memcpy(buf_.data() + old, p, n);
   }
   void put_i64(int64_t v) { put_raw(&v, 8); }
   void put_floats(const std::vector<float>& v) {
