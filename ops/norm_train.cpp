@@ -16,7 +16,7 @@ void rmsnorm_fwd_t(const T* x, const T* w, double eps, int64_t N, int64_t d, T* 
       double ss = 0;
       for (int64_t i = 0; i < d; ++i) ss += double(xr[i]) * xr[i];
       const T r = T(1.0 / std::sqrt(ss / double(d) + eps));
-      rstd[n] = r;
+      if (rstd) rstd[n] = r;
       for (int64_t i = 0; i < d; ++i) yr[i] = xr[i] * r * w[i];
     }
   });
@@ -64,8 +64,8 @@ void layernorm_fwd_t(const T* x, const T* w, const T* b, double eps, int64_t N, 
       const double mu = s / double(d);
       for (int64_t i = 0; i < d; ++i) ss += (xr[i] - mu) * (xr[i] - mu);
       const T r = T(1.0 / std::sqrt(ss / double(d) + eps));
-      mean[n] = T(mu);
-      rstd[n] = r;
+      if (mean) mean[n] = T(mu);
+      if (rstd) rstd[n] = r;
       for (int64_t i = 0; i < d; ++i) yr[i] = T(xr[i] - mu) * r * w[i] + (b ? b[i] : T(0));
     }
   });
