@@ -413,6 +413,71 @@ __global__ void __launch_bounds__(NT) accumulate_kernel(LaCudaArgs a) {
   store_state(sm, sf, S, z, col0, a.dv, blockIdx.x == 0);
 }
 
+// grid B*H, block 256 = 64 state columns x 4 feature groups (each thread updates rows f = g, g+4, ...
+// of its columns and keeps a partial readout; the groups are summed in shared memory). Features in
+// shared memory, fp32.
+constexpr int kDecCols = 64, kDecGroups = 4, kDecMaxDv = 256;
+__global__ void __launch_bounds__(kDecCols * kDecGroups) decode_step_kernel(const bf16* q, const bf16* k, const bf16* v,
+                                                                           bf16* y, float* S, float* z, int H, int dv,
+                                                                           const float* gamma, const float* dt,
+                                                                           float eps) {
+  __shared__ float fq[F], fk[F], red[8], part[kDecGroups][kDecMaxDv];
+  const int bh = blockIdx.x, h = bh % H;
+  float* Sb = S + int64_t(bh) * F * dv;
+  float* zb = z + int64_t(bh) * F;
+  if (threadIdx.x < 2) {
+    // Two threads build the two feature vectors in fp32 from the 16 inputs.
+    const bf16* x = (threadIdx.x == 0 ? q : k) + int64_t(bh) * 16;
+    float* out = threadIdx.x == 0 ? fq : fk;
+    float xv[16];
+#pragma unroll
+    for (int i = 0; i < 16; ++i) xv[i] = __bfloat162float(x[i]);
+    out[0] = 1.0f;
+#pragma unroll
+    for (int i = 0; i < 16; ++i) out[1 + i] = 0.5f * xv[i], out[17 + i] = xv[i] * xv[i] * 0.17677669529663687f;
+#pragma unroll
+    for (int i = 0; i < 15; ++i)
+#pragma unroll
+      for (int j = i + 1; j < 16; ++j) out[33 + i * (31 - i) / 2 + (j - i - 1)] = 0.25f * xv[i] * xv[j];
+#pragma unroll
+    for (int f = 153; f < F; ++f) out[f] = 0.0f;
+  }
+  __syncthreads();
+  // z update and the denominator f(q).z (update first: the token attends to itself).
+  float d = 0.0f;
+  for (int f = threadIdx.x; f < F; f += blockDim.x) {
+    const float zf = zb[f] + fk[f];
+    zb[f] = zf;
+    d += fq[f] * zf;
+  }
+  for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = d;
+  const float g = gamma ? gamma[h] : 1.0f;
+  const bf16* vb = v + int64_t(bh) * dv;
+  const int col = threadIdx.x % kDecCols, grp = threadIdx.x / kDecCols;
+  for (int e = col; e < dv; e += kDecCols) {
+    const float ve = __bfloat162float(vb[e]);
+    float num = 0.0f;
+#pragma unroll 4
+    for (int f = grp; f < 153; f += kDecGroups) {
+      const float s = g * Sb[int64_t(f) * dv + e] + fk[f] * ve;
+      Sb[int64_t(f) * dv + e] = s;
+      num += fq[f] * s;
+    }
+    part[grp][e] = num;
+  }
+  __syncthreads();
+  float den = 0.0f;
+  for (int w = 0; w < int(blockDim.x / 32); ++w) den += red[w];
+  const float scale = (dt ? dt[bh] : 1.0f) / (den + eps);
+  for (int e = threadIdx.x; e < dv; e += blockDim.x) {
+    float num = 0.0f;
+#pragma unroll
+    for (int gi = 0; gi < kDecGroups; ++gi) num += part[gi][e];
+    y[int64_t(bh) * dv + e] = __float2bfloat16(num * scale);
+  }
+}
+
 void init_pairs() {
   static bool done = false;
   if (done) return;
@@ -469,6 +534,15 @@ void la_prefill_cuda(const LaCudaArgs& a, void* workspace) {
     seg_scan_kernel<<<dim3((per + 255) / 256, a.B * a.H), 256, 0, a.stream>>>(a, seg_len, nseg, segS, segZ);
   }
   chunk_kernel<<<grid, NT, sizeof(Smem), a.stream>>>(a, seg_len, nseg, segS, segZ);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+void la_decode_step_cuda(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, __nv_bfloat16* y,
+                         float* S, float* z, int B, int H, int dv, const float* gamma, const float* dt, float eps,
+                         cudaStream_t stream) {
+  JRT_CHECK(B > 0 && H > 0 && dv > 0, "la_decode_step_cuda: empty batch");
+  JRT_CHECK(dv <= kDecMaxDv, "la_decode_step_cuda: d_v {} > {} is not supported", dv, kDecMaxDv);
+  decode_step_kernel<<<B * H, kDecCols * kDecGroups, 0, stream>>>(q, k, v, y, S, z, H, dv, gamma, dt, eps);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

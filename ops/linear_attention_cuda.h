@@ -54,6 +54,15 @@ struct LaCudaArgs {
 size_t la_prefill_cuda_workspace(const LaCudaArgs& a);
 void la_prefill_cuda(const LaCudaArgs& a, void* workspace);
 
+// One decode step for B sequences x H heads (the recurrence of ops/linear_attention.h la_step, in the
+// 160-feature state layout): S = gamma S + f(k) v^T, z += f(k), y = dt (f(q)^T S) / (f(q).z + eps).
+// q, k [B, H, 16] bf16, v [B, H, dv] bf16, y [B, H, dv] bf16; S [B, H, 160, dv], z [B, H, 160] fp32 in
+// place; gamma [H] and dt [B, H] optional. One CTA per (sequence, head); bandwidth-bound by design
+// (the state is read and written once).
+void la_decode_step_cuda(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, __nv_bfloat16* y,
+                         float* S, float* z, int B, int H, int dv, const float* gamma, const float* dt, float eps,
+                         cudaStream_t stream);
+
 // Encoder pass of JRT's prefix attention: S_out += sum_j f(k_j) v_j^T, z_out += sum_j f(k_j) over each
 // sequence's rows (non-causal; cu_seqlens delimit the prefixes). S_out/z_out must be initialised.
 void la_accumulate_state_cuda(const LaCudaArgs& a);
