@@ -142,8 +142,10 @@ __device__ void load_chunk(Smem& sm, const LaCudaArgs& a, int64_t row0, int vali
   }
 }
 
-// Copies the register state to its bf16 shared-memory copy, tile by tile through the warp's staging.
-__device__ void state_to_stb(Smem& sm, StateFrags& sf) {
+// Calls fn(row, column within the slice, value) for every element of this warp's state tiles, each
+// tile moved from its fragment through the warp's shared-memory staging.
+template <class Fn>
+__device__ void each_state_value(Smem& sm, StateFrags& sf, Fn&& fn) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   float* stage = sm.u.stage[warp];
 #pragma unroll
@@ -152,10 +154,14 @@ __device__ void state_to_stb(Smem& sm, StateFrags& sf) {
     tile_of(i, &tr, &tc);
     wmma::store_matrix_sync(stage, sf[i], 16, wmma::mem_row_major);
     __syncwarp();
-    for (int e = lane; e < 256; e += 32)
-      sm.stb[(tr * 16 + e / 16) * LDSB + tc * 16 + e % 16] = __float2bfloat16(stage[e]);
+    for (int e = lane; e < 256; e += 32) fn(tr * 16 + e / 16, tc * 16 + e % 16, stage[e]);
     __syncwarp();
   }
+}
+
+// Copies the register state to its bf16 shared-memory copy.
+__device__ void state_to_stb(Smem& sm, StateFrags& sf) {
+  each_state_value(sm, sf, [&](int r, int c, float v) { sm.stb[r * LDSB + c] = __float2bfloat16(v); });
 }
 
 // S = gamma^valid S + F(K)^T diag(gamma^(valid-1-j)) V; z += sum F(K). sm.feat must hold F(K); v is
@@ -225,20 +231,9 @@ __device__ void load_state(Smem& sm, StateFrags& sf, const float* S, const float
 }
 
 __device__ void store_state(Smem& sm, StateFrags& sf, float* S, float* z, int col0, int dv, bool write_z) {
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  float* stage = sm.u.stage[warp];
-#pragma unroll
-  for (int i = 0; i < kTilesPerWarp; ++i) {
-    int tr, tc;
-    tile_of(i, &tr, &tc);
-    wmma::store_matrix_sync(stage, sf[i], 16, wmma::mem_row_major);
-    __syncwarp();
-    for (int e = lane; e < 256; e += 32) {
-      const int r = tr * 16 + e / 16, c = col0 + tc * 16 + e % 16;
-      if (c < dv) S[int64_t(r) * dv + c] = stage[e];
-    }
-    __syncwarp();
-  }
+  each_state_value(sm, sf, [&](int r, int c, float v) {
+    if (col0 + c < dv) S[int64_t(r) * dv + col0 + c] = v;
+  });
   if (write_z)
     for (int f = threadIdx.x; f < F; f += NT) z[f] = sm.z[f];
 }
