@@ -99,17 +99,13 @@ std::string utc_now() {
   return buf;
 }
 
-void check_device(const std::string& device) {
+bool check_device(const std::string& device) {
   JRT_CHECK(device == "cpu" || device == "cuda", "--device must be cpu or cuda, got '{}'", device);
-  if (device == "cuda") {
-#ifdef JRT_HAVE_CUDA
-    fail(
-        "--device cuda: CUDA backend not built/available for evaluation yet (the models run on the CPU only); "
-        "use --device cpu");
-#else
-    fail("--device cuda: CUDA backend not built/available (this jrt was built without CUDA); use --device cpu");
+#ifndef JRT_HAVE_CUDA
+  JRT_CHECK(device == "cpu",
+            "--device cuda: CUDA backend not built/available (this jrt was built without CUDA); use --device cpu");
 #endif
-  }
+  return device == "cuda";
 }
 
 void write_text(const std::string& path, const std::string& text) {
@@ -292,6 +288,12 @@ json run_eval(const EvalOptions& opt) {
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return ex[a].fed.ids.size() > ex[b].fed.ids.size(); });
+  std::unique_ptr<GpuModel> gpu;
+  if (opt.device == "cuda") {
+    int64_t longest = 0;
+    for (const auto& e : ex) longest = std::max<int64_t>(longest, int64_t(e.fed.ids.size()));
+    gpu = GpuModel::create(*model, GpuModelOptions{.slots = opt.batch, .max_seq = longest + kMaxGenToks});
+  }
   const auto t_gen = Clock::now();
   double prefill_s = 0, decode_s = 0;
   int64_t prefill_toks = 0, decode_toks = 0;
@@ -310,7 +312,13 @@ json run_eval(const EvalOptions& opt) {
     go.max_new_tokens = kMaxGenToks;
     go.sampling.greedy = true;
     if (opt.early_stop) go.on_token = [&](int64_t, int64_t id) { return ends_prediction(tok, id); };
-    GenerateResult g = generate(*model, prompts, masks, go);
+    GenerateResult g;
+    if (gpu) {
+      GpuDecoder dec(*gpu);
+      g = generate(dec, prompts, masks, go);
+    } else {
+      g = generate(*model, prompts, masks, go);
+    }
     prefill_s += g.prefill_seconds;
     decode_s += g.decode_seconds;
     prefill_toks += g.prefill_tokens;

@@ -36,7 +36,67 @@ int64_t sample_token(std::span<const float> logits, const SamplingParams& p, std
   return idx[size_t(dist(rng))];
 }
 
+namespace {
+
+// The CPU model: one state per prompt; a step runs only the sequences still running.
+class CpuDecoder final : public Decoder {
+ public:
+  explicit CpuDecoder(const Model& m) : m_(m) {}
+  int64_t vocab() const override { return m_.vocab(); }
+  void prefill(std::span<const int64_t> ids, std::span<const int64_t> lengths, std::span<const int64_t> mask,
+               float* logits) override {
+    std::vector<Segment> segs;
+    std::vector<SequenceState*> sp;
+    int64_t off = 0;
+    states_.clear();
+    for (int64_t len : lengths) {
+      segs.push_back({off, len});
+      off += len;
+      states_.push_back(m_.new_state());
+      sp.push_back(states_.back().get());
+    }
+    m_.run(ids, segs, sp, mask.empty() ? nullptr : mask.data(), false, logits);
+  }
+  void step(std::span<const int64_t> running, std::span<const int64_t> ids, float* logits) override {
+    std::vector<Segment> ds;
+    std::vector<SequenceState*> dsp;
+    for (size_t r = 0; r < running.size(); ++r) {
+      ds.push_back({int64_t(r), 1});
+      dsp.push_back(states_[size_t(running[r])].get());
+    }
+    m_.run(ids, ds, dsp, nullptr, false, logits);
+  }
+
+ private:
+  const Model& m_;
+  std::vector<std::unique_ptr<SequenceState>> states_;
+};
+
+}  // namespace
+
+void GpuDecoder::prefill(std::span<const int64_t> ids, std::span<const int64_t> lengths, std::span<const int64_t> mask,
+                         float* logits) {
+  g_.prefill(ids, lengths, mask, false, logits);
+}
+
+void GpuDecoder::step(std::span<const int64_t> running, std::span<const int64_t> ids, float* logits) {
+  // Every slot steps (finished ones on token 0, their results unused); the running rows are copied out.
+  const int64_t S = g_.slots(), V = g_.vocab();
+  std::vector<int64_t> all(static_cast<size_t>(S), 0);
+  for (size_t r = 0; r < running.size(); ++r) all[size_t(running[r])] = ids[r];
+  buf_.resize(size_t(S * V));
+  g_.step(all, buf_.data());
+  for (size_t r = 0; r < running.size(); ++r)
+    std::copy_n(buf_.data() + running[r] * V, V, logits + int64_t(r) * V);
+}
+
 GenerateResult generate(const Model& m, const std::vector<std::vector<int64_t>>& prompts,
+                        const std::vector<std::vector<int64_t>>& masks, const GenerateOptions& opt) {
+  CpuDecoder dec(m);
+  return generate(dec, prompts, masks, opt);
+}
+
+GenerateResult generate(Decoder& m, const std::vector<std::vector<int64_t>>& prompts,
                         const std::vector<std::vector<int64_t>>& masks, const GenerateOptions& opt) {
   using clock = std::chrono::steady_clock;
   const int64_t B = int64_t(prompts.size()), V = m.vocab(), N = opt.max_new_tokens;
@@ -48,15 +108,12 @@ GenerateResult generate(const Model& m, const std::vector<std::vector<int64_t>>&
   if (opt.keep_step_logits) res.step_logits.assign(size_t(B * N * V), 0.0f);
   std::mt19937_64 rng(opt.sampling.seed);
 
-  std::vector<std::unique_ptr<SequenceState>> states;
-  std::vector<SequenceState*> sp;
-  std::vector<int64_t> ids, mask;
-  std::vector<Segment> segs;
+  std::vector<int64_t> ids, mask, lengths;
   bool any_mask = false;
   for (int64_t b = 0; b < B; ++b) {
     const auto& p = prompts[size_t(b)];
     JRT_CHECK(!p.empty(), "generate: prompt {} is empty", b);
-    segs.push_back({int64_t(ids.size()), int64_t(p.size())});
+    lengths.push_back(int64_t(p.size()));
     ids.insert(ids.end(), p.begin(), p.end());
     if (!masks.empty() && !masks[size_t(b)].empty()) {
       JRT_CHECK(masks[size_t(b)].size() == p.size(), "generate: mask {} has {} entries, prompt has {}", b,
@@ -66,12 +123,10 @@ GenerateResult generate(const Model& m, const std::vector<std::vector<int64_t>>&
     } else {
       mask.insert(mask.end(), p.size(), 1);
     }
-    states.push_back(m.new_state());
-    sp.push_back(states.back().get());
   }
   std::vector<float> logits(size_t(B * V));
   auto t0 = clock::now();
-  m.run(ids, segs, sp, any_mask ? mask.data() : nullptr, false, logits.data());
+  m.prefill(ids, lengths, any_mask ? std::span<const int64_t>(mask) : std::span<const int64_t>(), logits.data());
   res.prefill_seconds = std::chrono::duration<double>(clock::now() - t0).count();
   res.prefill_tokens = int64_t(ids.size());
 
@@ -96,14 +151,8 @@ GenerateResult generate(const Model& m, const std::vector<std::vector<int64_t>>&
     }
     running = still;
     if (step + 1 == N || running.empty()) break;
-    std::vector<Segment> ds;
-    std::vector<SequenceState*> dsp;
-    for (size_t r = 0; r < running.size(); ++r) {
-      ds.push_back({int64_t(r), 1});
-      dsp.push_back(states[size_t(running[r])].get());
-    }
     logits.resize(running.size() * size_t(V));
-    m.run(next_ids, ds, dsp, nullptr, false, logits.data());
+    m.step(running, next_ids, logits.data());
     res.decode_tokens += int64_t(running.size());
   }
   res.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();

@@ -7,6 +7,7 @@
 #include <span>
 #include <vector>
 
+#include "models/gpu_model.h"
 #include "models/model.h"
 
 namespace jrt {
@@ -38,6 +39,34 @@ struct GenerateResult {
   double prefill_seconds = 0, decode_seconds = 0;
   int64_t prefill_tokens = 0, decode_tokens = 0;
 };
+
+// What generate() drives: prefill of packed prompts (logits of each last row [B, V]), then steps
+// of the still-running sequences (indices into the prompts; logits [running, V] in that order).
+class Decoder {
+ public:
+  virtual ~Decoder() = default;
+  virtual int64_t vocab() const = 0;
+  virtual void prefill(std::span<const int64_t> ids, std::span<const int64_t> lengths, std::span<const int64_t> mask,
+                       float* logits) = 0;
+  virtual void step(std::span<const int64_t> running, std::span<const int64_t> ids, float* logits) = 0;
+};
+
+// The GPU model as a Decoder (its slots must cover the prompts).
+class GpuDecoder final : public Decoder {
+ public:
+  explicit GpuDecoder(GpuModel& g) : g_(g) {}
+  int64_t vocab() const override { return g_.vocab(); }
+  void prefill(std::span<const int64_t> ids, std::span<const int64_t> lengths, std::span<const int64_t> mask,
+               float* logits) override;
+  void step(std::span<const int64_t> running, std::span<const int64_t> ids, float* logits) override;
+
+ private:
+  GpuModel& g_;
+  std::vector<float> buf_;
+};
+
+GenerateResult generate(Decoder& dec, const std::vector<std::vector<int64_t>>& prompts,
+                        const std::vector<std::vector<int64_t>>& masks, const GenerateOptions& opt);
 
 // prompts[b] (with masks[b] if not empty: 1 = token, 0 = pad) are prefilled together as one packed
 // batch, then decoded one token per running sequence per step. Step t = 0's logits are the

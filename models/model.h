@@ -78,6 +78,8 @@ class Model {
   int64_t vocab() const { return cfg_.padded_vocab; }
   int64_t d_model() const { return cfg_.d_model; }
   ExecOptions& options() { return opt_; }
+  // The checkpoint tensors after the loader's renames (the GPU model uploads them from here).
+  const WeightStore& weights() const { return weights_; }
 
   std::unique_ptr<SequenceState> new_state() const;
 

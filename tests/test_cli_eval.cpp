@@ -23,25 +23,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string tiny_model(const std::string& family) {
-  const fs::path dir = fs::path(temp_dir()) / ("cli_tiny_" + family);
-  if (fs::exists(dir / "model.safetensors")) return dir.string();
-  fs::create_directories(dir);
-  json cfg = json::parse(read_file(data_path("models/" + family + "/config.json")));
-  cfg["vocab_size"] = 50257;
-  // The Based fixture's decay mask covers 128 positions (mixer.l_max, alt_mixer.l_max); eval prompts need
-  // up to 2048.
-  for (const char* k : {"mixer", "alt_mixer"})
-    if (cfg.contains(k) && cfg[k].contains("l_max")) cfg[k]["l_max"] = 2048;
-  cfg["n_layer"] = 3;
-  write_file((dir / "config.json").string(), cfg.dump(1));
-  ModelConfig c = parse_config(cfg.dump(), (dir / "config.json").string());
-  WeightStore ws = random_weights(c, 3);
-  std::vector<NamedTensor> ts;
-  for (const auto& n : ws.names()) ts.push_back({n, ws.get(n)});
-  write_safetensors((dir / "model.safetensors").string(), ts);
-  return dir.string();
-}
+std::string tiny_model(const std::string& family) { return tiny_gpt2_vocab_model(family, 3); }
 
 std::string write_row(const std::string& name, const json& row) {
   const std::string p = temp_dir() + "/" + name + ".json";

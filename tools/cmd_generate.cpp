@@ -63,10 +63,13 @@ Runner setup(CLI::App& app) {
               "JRT-RNN with --prompt: do not left-pad a prompt shorter than enc_length with token 220 "
               "(the reference harness's default_left_pad mode pads it)");
   c->add_flag("--quiet", a->quiet, "Do not print the generated text");
-  c->add_option("--device", a->device, "cpu or cuda")->capture_default_str();
+  c->add_option("--device", a->device,
+                "cpu or cuda (cuda: bf16 weights and activations, fp32 accumulation and state; the decode step "
+                "is one CUDA graph)")
+      ->capture_default_str();
   c->add_option("--threads", a->threads, "CPU threads (0 = all)")->capture_default_str();
   return [a, t, k, pp] {
-    check_device(a->device);
+    const bool gpu = check_device(a->device);
     JRT_CHECK(!a->prompt.empty() || !a->input.empty(), "give --prompt TEXT or --input FILE");
     set_num_threads(a->threads);
     auto model = Model::load(a->model, a->weights);
@@ -136,7 +139,17 @@ Runner setup(CLI::App& app) {
       }
       return stop;
     };
-    GenerateResult r = generate(*model, prompts, masks, go);
+    GenerateResult r;
+    if (gpu) {
+      int64_t longest = 0;
+      for (auto& p : prompts) longest = std::max<int64_t>(longest, int64_t(p.size()));
+      auto g = GpuModel::create(*model, GpuModelOptions{.slots = int64_t(prompts.size()),
+                                                        .max_seq = longest + a->max_new, .use_graph = true});
+      GpuDecoder dec(*g);
+      r = generate(dec, prompts, masks, go);
+    } else {
+      r = generate(*model, prompts, masks, go);
+    }
     if (!a->quiet) {
       if (stream)
         std::printf("\n");

@@ -13,6 +13,6 @@ std::vector<std::vector<int64_t>> read_int_matrix(const SafeTensorsFile& f, cons
 
 // --device: "cpu" runs; "cuda" is refused with the reason (no whole-model GPU path yet); anything
 // else is an error naming the value.
-void check_device(const std::string& device);
+bool check_device(const std::string& device);  // true for cuda
 
 }  // namespace jrt::cli

@@ -1,10 +1,17 @@
 // tests/common/test_util.cpp — see test_util.h.
 #include "common/test_util.h"
 
+#include <nlohmann/json.hpp>
+
+#include "io/config.h"
+#include "io/safetensors.h"
+#include "models/params.h"
+
 #include <unistd.h>
 
 #include <array>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -12,8 +19,36 @@
 
 namespace jrt::test {
 
-std::string data_path(const std::string& rel) { return std::string(JRT_TEST_DATA) + "/" + rel; }
-std::string jrt_bin() { return JRT_BIN; }
+// The environment may relocate both (binaries built here and run on another machine, e.g. the GPU host).
+std::string data_path(const std::string& rel) {
+  const char* env = std::getenv("JRT_TEST_DATA");
+  return std::string(env && *env ? env : JRT_TEST_DATA) + "/" + rel;
+}
+std::string jrt_bin() {
+  const char* env = std::getenv("JRT_BIN");
+  return env && *env ? env : JRT_BIN;
+}
+
+std::string tiny_gpt2_vocab_model(const std::string& family, int64_t n_layer) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(temp_dir()) / ("cli_tiny_" + family);
+  if (fs::exists(dir / "model.safetensors")) return dir.string();
+  fs::create_directories(dir);
+  nlohmann::json cfg = nlohmann::json::parse(read_file(data_path("models/" + family + "/config.json")));
+  cfg["vocab_size"] = 50257;
+  // The Based fixture's decay mask covers 128 positions (mixer.l_max, alt_mixer.l_max); eval prompts need
+  // up to 2048.
+  for (const char* k : {"mixer", "alt_mixer"})
+    if (cfg.contains(k) && cfg[k].contains("l_max")) cfg[k]["l_max"] = 2048;
+  cfg["n_layer"] = n_layer;
+  write_file((dir / "config.json").string(), cfg.dump(1));
+  ModelConfig c = parse_config(cfg.dump(), (dir / "config.json").string());
+  WeightStore ws = random_weights(c, 3);
+  std::vector<NamedTensor> ts;
+  for (const auto& n : ws.names()) ts.push_back({n, ws.get(n)});
+  write_safetensors((dir / "model.safetensors").string(), ts);
+  return dir.string();
+}
 
 std::string temp_dir() {
   static std::string dir = [] {

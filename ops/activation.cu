@@ -1,0 +1,96 @@
+// ops/activation.cu — GPU elementwise activations (SwiGLU, GELU, gated SiLU) and the greedy argmax
+// over logits rows; bf16 in memory, fp32 math with the same formulas as ops/activation.h.
+#include <cfloat>
+
+#include "core/cuda_util.h"
+#include "ops/cuda_ops.h"
+
+namespace jrt::ops::cuda {
+
+__device__ __forceinline__ float silu_f(float x) { return x / (1.0f + expf(-x)); }
+
+// u [N, 2F] -> y [N, F]; one thread per output element.
+__global__ void swiglu_kernel(const bf16* u, int64_t N, int64_t F, bf16* y) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= N * F) return;
+  const int64_t n = i / F, f = i % F;
+  const float a = __bfloat162float(u[n * 2 * F + f]), g = __bfloat162float(u[n * 2 * F + F + f]);
+  y[i] = __float2bfloat16(a * silu_f(g));
+}
+
+__global__ void gelu_kernel(bf16* x, int64_t n, bool tanh_approx) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const float v = __bfloat162float(x[i]);
+  float r;
+  if (tanh_approx)
+    r = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+  else
+    r = 0.5f * v * (1.0f + erff(v * 0.7071067811865476f));
+  x[i] = __float2bfloat16(r);
+}
+
+// a, g, y [N, F] with row strides; one thread per element.
+__global__ void gated_silu_kernel(const bf16* a, int64_t lda, const bf16* g, int64_t ldg, int64_t N, int64_t F, bf16* y,
+                                  int64_t ldy) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= N * F) return;
+  const int64_t n = i / F, f = i % F;
+  const float av = __bfloat162float(a[n * lda + f]), gv = __bfloat162float(g[n * ldg + f]);
+  y[n * ldy + f] = __float2bfloat16(av * silu_f(gv));
+}
+
+// One CTA (256 threads) per row: logits [N, V] -> out [N] (first index of the maximum; NaN never wins).
+__global__ void argmax_kernel(const float* logits, int64_t V, int32_t* out) {
+  const float* row = logits + int64_t(blockIdx.x) * V;
+  float best = -FLT_MAX;
+  int32_t bi = 0x7fffffff;
+  for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
+    const float v = row[i];
+    if (v > best || (v == best && int32_t(i) < bi)) best = v, bi = int32_t(i);
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+    const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (ov > best || (ov == best && oi < bi)) best = ov, bi = oi;
+  }
+  __shared__ float sv[32];
+  __shared__ int32_t si[32];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) sv[warp] = best, si[warp] = bi;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < int(blockDim.x / 32); ++w)
+      if (sv[w] > best || (sv[w] == best && si[w] < bi)) best = sv[w], bi = si[w];
+    out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
+  }
+}
+
+static unsigned blocks(int64_t n) { return unsigned((n + 255) / 256); }
+
+void swiglu_cuda(const bf16* u, int64_t N, int64_t F, bf16* y, cudaStream_t stream) {
+  if (N * F == 0) return;
+  swiglu_kernel<<<blocks(N * F), 256, 0, stream>>>(u, N, F, y);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+void gelu_cuda(bf16* x, int64_t n, bool tanh_approx, cudaStream_t stream) {
+  if (n == 0) return;
+  gelu_kernel<<<blocks(n), 256, 0, stream>>>(x, n, tanh_approx);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+void gated_silu_cuda(const bf16* a, int64_t lda, const bf16* g, int64_t ldg, int64_t N, int64_t F, bf16* y,
+                     int64_t ldy, cudaStream_t stream) {
+  if (N * F == 0) return;
+  gated_silu_kernel<<<blocks(N * F), 256, 0, stream>>>(a, lda, g, ldg, N, F, y, ldy);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+void argmax_cuda(const float* logits, int64_t N, int64_t V, int32_t* out, cudaStream_t stream) {
+  if (N <= 0) return;
+  argmax_kernel<<<unsigned(N), 256, 0, stream>>>(logits, V, out);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace jrt::ops::cuda

@@ -1,0 +1,85 @@
+// ops/linear.cu — GPU GEMMs of the linear layers through cuBLAS (bf16 operands, fp32 accumulation),
+// and the bias adds. The handle is per thread with a fixed workspace so the calls can be captured
+// in a CUDA graph (cuBLAS must not allocate during capture).
+#include <cublas_v2.h>
+
+#include "core/cuda_util.h"
+#include "ops/cuda_ops.h"
+
+#define JRT_CUBLAS_CHECK(call)                                                           \
+  do {                                                                                   \
+    cublasStatus_t st_ = (call);                                                         \
+    if (st_ != CUBLAS_STATUS_SUCCESS) ::jrt::fail("cuBLAS error {} in {}", int(st_), #call); \
+  } while (0)
+
+namespace jrt::ops::cuda {
+
+namespace {
+struct BlasHandle {
+  cublasHandle_t h = nullptr;
+  void* ws = nullptr;
+  static constexpr size_t kWorkspace = size_t(32) << 20;
+  BlasHandle() {
+    JRT_CUBLAS_CHECK(cublasCreate(&h));
+    JRT_CUDA_CHECK(cudaMalloc(&ws, kWorkspace));
+    JRT_CUBLAS_CHECK(cublasSetWorkspace(h, ws, kWorkspace));
+    JRT_CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));
+  }
+  ~BlasHandle() {
+    if (h) cublasDestroy(h);
+    if (ws) cudaFree(ws);
+  }
+};
+}  // namespace
+
+cublasHandle_t blas_handle() {
+  thread_local BlasHandle handle;
+  return handle.h;
+}
+
+// Row-major y[N, out] = x[N, in] W[out, in]^T is column-major y^T[out, N] = W^T... i.e. with cuBLAS's
+// column-major view: C(out x N, ld ldy) = op(A) B where A = W seen as (in x out, ld in) transposed, and
+// B = x seen as (in x N, ld ldx).
+static void gemm(const bf16* x, int64_t ldx, const bf16* W, int64_t N, int64_t in, int64_t out, void* y, int64_t ldy,
+                 cudaDataType_t ytype, float beta, cudaStream_t stream) {
+  if (N <= 0 || out <= 0) return;
+  cublasHandle_t h = blas_handle();
+  JRT_CUBLAS_CHECK(cublasSetStream(h, stream));
+  const float alpha = 1.0f;
+  JRT_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(out), int(N), int(in), &alpha, W, CUDA_R_16BF,
+                                int(in), x, CUDA_R_16BF, int(ldx), &beta, y, ytype, int(ldy), CUBLAS_COMPUTE_32F,
+                                CUBLAS_GEMM_DEFAULT));
+}
+
+void linear_bf16(const bf16* x, int64_t ldx, const bf16* W, int64_t N, int64_t in, int64_t out, bf16* y, int64_t ldy,
+                 cudaStream_t stream) {
+  gemm(x, ldx, W, N, in, out, y, ldy, CUDA_R_16BF, 0.0f, stream);
+}
+
+void linear_f32(const bf16* x, int64_t ldx, const bf16* W, int64_t N, int64_t in, int64_t out, float* y, int64_t ldy,
+                bool accumulate, cudaStream_t stream) {
+  gemm(x, ldx, W, N, in, out, y, ldy, CUDA_R_32F, accumulate ? 1.0f : 0.0f, stream);
+}
+
+// y [N, C] (row stride ldy) += bias [C]; one thread per element.
+template <class T>
+__global__ void add_bias_kernel(T* y, int64_t ldy, const float* bias, int64_t N, int64_t C) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= N * C) return;
+  const int64_t n = i / C, c = i % C;
+  T* p = y + n * ldy + c;
+  *p = T(float(*p) + bias[c]);
+}
+
+void add_bias_bf16(bf16* y, int64_t ldy, const float* bias, int64_t N, int64_t C, cudaStream_t stream) {
+  if (N * C == 0) return;
+  add_bias_kernel<bf16><<<unsigned((N * C + 255) / 256), 256, 0, stream>>>(y, ldy, bias, N, C);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+void add_bias_f32(float* y, int64_t ldy, const float* bias, int64_t N, int64_t C, cudaStream_t stream) {
+  if (N * C == 0) return;
+  add_bias_kernel<float><<<unsigned((N * C + 255) / 256), 256, 0, stream>>>(y, ldy, bias, N, C);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace jrt::ops::cuda

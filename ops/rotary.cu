@@ -1,0 +1,69 @@
+// ops/rotary.cu — rotary_cuda (see cuda_ops.h): flash-attn's non-interleaved rotary embedding in place
+// on bf16 rows, with ops::Rotary's fp32 angles (theta = fp32(fp32(p) * inv_freq[i])).
+#include <cuda_bf16.h>
+
+#include <algorithm>
+
+#include "core/cuda_util.h"
+#include "ops/cuda_ops.h"
+
+namespace jrt::ops::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+// The sequence owning packed row t: the largest b with cu[b] <= t (empty sequences are skipped
+// because a later b with the same offset wins). cu has B+1 entries, cu[B] = T > t.
+__device__ __forceinline__ int find_seq(const int32_t* __restrict__ cu, int B, int64_t t) {
+  int lo = 0, hi = B;
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) >> 1;
+    if (cu[mid] <= t)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+// x [T, ld] bf16, heads of hd columns side by side; one thread per (row t, head, pair i < nf):
+// rotates (x[i], x[i + nf]) of that head by theta[p, i]. Consecutive threads take consecutive i so
+// the row loads coalesce.
+__global__ void rotary_kernel(bf16* __restrict__ x, int64_t ld, const int32_t* __restrict__ cu,
+                              const int32_t* __restrict__ pos0, int B, int64_t T, int heads, int hd,
+                              const float* __restrict__ inv_freq, int nf) {
+  const int64_t total = T * heads * nf;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    const int i = int(e % nf);
+    const int64_t rest = e / nf;
+    const int h = int(rest % heads);
+    const int64_t t = rest / heads;
+    const int b = find_seq(cu, B, t);
+    const int64_t p = (pos0 ? int64_t(pos0[b]) : 0) + (t - cu[b]);
+    // Exactly the CPU's fp32 product (no FMA contraction possible here, but __fmul_rn makes it
+    // explicit); precise sincosf, not __sinf: angles reach tens of thousands of radians.
+    const float th = __fmul_rn(float(p), inv_freq[i]);
+    float s, c;
+    sincosf(th, &s, &c);
+    bf16* x0 = x + t * ld + int64_t(h) * hd + i;
+    const float a = __bfloat162float(x0[0]), bb = __bfloat162float(x0[nf]);
+    x0[0] = __float2bfloat16(a * c - bb * s);
+    x0[nf] = __float2bfloat16(a * s + bb * c);
+  }
+}
+
+}  // namespace
+
+void rotary_cuda(bf16* x, int64_t ld, const int32_t* cu_seqlens, const int32_t* pos0, int B, int64_t T, int heads,
+                 int hd, const float* inv_freq, int nf, cudaStream_t stream) {
+  if (T <= 0 || heads <= 0 || nf <= 0) return;
+  JRT_CHECK(B > 0, "rotary_cuda: {} rows but no sequences", T);
+  JRT_CHECK(2 * nf <= hd, "rotary_cuda: {} rotated dims exceed the head dim {}", 2 * nf, hd);
+  const int64_t total = T * heads * nf;
+  // Grid-stride loop: cap the grid, each thread then handles a few elements.
+  const int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, int64_t(1) << 16);
+  rotary_kernel<<<unsigned(blocks), kThreads, 0, stream>>>(x, ld, cu_seqlens, pos0, B, T, heads, hd, inv_freq, nf);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace jrt::ops::cuda

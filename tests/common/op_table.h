@@ -1,0 +1,47 @@
+// tests/common/op_table.h — the CUDA-vs-CPU op table (llama.cpp test-backend-ops style): every GPU op
+// case prints one row "OPROW <op> <shape> nmse=<..> max_rel=<..> tol=<..> OK|FAIL" and fails the
+// test when over its tolerance. `ctest -L cuda -V | grep OPROW` collects the table.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace jrt::test {
+
+struct OpErr {
+  double nmse = 0, max_rel = 0;
+};
+
+// nmse = sum (got-ref)^2 / sum ref^2; max_rel = max |got-ref| / max |ref|.
+inline OpErr op_error(const float* got, const float* ref, size_t n) {
+  double se = 0, sr = 0, mx = 0, mr = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double e = double(got[i]) - double(ref[i]);
+    se += e * e;
+    sr += double(ref[i]) * double(ref[i]);
+    mx = std::max(mx, std::fabs(e));
+    mr = std::max(mr, std::fabs(double(ref[i])));
+  }
+  if (!std::isfinite(se)) return {INFINITY, INFINITY};
+  return {se / std::max(sr, 1e-30), mx / std::max(mr, 1e-30)};
+}
+inline OpErr op_error(const std::vector<float>& got, const std::vector<float>& ref) {
+  EXPECT_EQ(got.size(), ref.size());
+  return op_error(got.data(), ref.data(), std::min(got.size(), ref.size()));
+}
+
+// Prints the row and checks both bounds.
+inline void op_report(const std::string& op, const std::string& shape, OpErr e, double nmse_tol, double max_rel_tol) {
+  const bool ok = e.nmse <= nmse_tol && e.max_rel <= max_rel_tol;
+  std::printf("OPROW %-22s %-34s nmse=%.2e max_rel=%.2e tol=(%.0e, %.0e) %s\n", op.c_str(), shape.c_str(), e.nmse,
+              e.max_rel, nmse_tol, max_rel_tol, ok ? "OK" : "FAIL");
+  std::fflush(stdout);
+  EXPECT_LE(e.nmse, nmse_tol) << op << " " << shape;
+  EXPECT_LE(e.max_rel, max_rel_tol) << op << " " << shape;
+}
+
+}  // namespace jrt::test

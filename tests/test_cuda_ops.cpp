@@ -1,0 +1,193 @@
+// CUDA vs CPU for the row and elementwise ops and the cuBLAS GEMMs (label cuda; skipped without a
+// GPU): linear (bf16 and fp32 results, accumulate, bias), RMSNorm / LayerNorm with a row gather,
+// embedding, SwiGLU, GELU (erf, tanh), gated SiLU, argmax. The CPU op gets the same bf16-rounded
+// inputs; rows print as the op table (tests/common/op_table.h).
+//
+// Tolerances: a bf16 result is rounded once (relative 2^-9 = 2e-3): NMSE <= 1e-5, max-rel <= 1e-2.
+// fp32 results (GEMM into fp32, embedding) only differ by summation order: NMSE <= 1e-9, max-rel <= 1e-5
+// (embedding: exact).
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include <random>
+#include <vector>
+
+#include "common/op_table.h"
+#include "core/dtype.h"
+#include "ops/activation.h"
+#include "ops/embedding.h"
+#include "ops/linear.h"
+#include "ops/norm.h"
+
+#ifdef JRT_HAVE_CUDA
+#include "core/cuda_util.h"
+#include "ops/cuda_ops.h"
+
+using namespace jrt;
+using jrt::cuda::DeviceBuffer;
+using jrt::ops::cuda::bf16;
+using jrt::test::op_error;
+using jrt::test::op_report;
+
+namespace {
+
+// Random values rounded to bf16 (so CPU and GPU see identical inputs).
+std::vector<float> rnd(size_t n, float scale, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = bf16_to_f32(f32_to_bf16(d(g)));
+  return v;
+}
+
+DeviceBuffer<bf16> up(const std::vector<float>& v) {
+  std::vector<uint16_t> h(v.size());
+  for (size_t i = 0; i < v.size(); ++i) h[i] = f32_to_bf16(v[i]);
+  DeviceBuffer<bf16> d(v.size());
+  d.upload(reinterpret_cast<const bf16*>(h.data()), h.size());
+  return d;
+}
+DeviceBuffer<float> upf(const std::vector<float>& v) {
+  DeviceBuffer<float> d(v.size());
+  d.upload(v.data(), v.size());
+  return d;
+}
+std::vector<float> down(const DeviceBuffer<bf16>& d) {
+  std::vector<uint16_t> h(d.size());
+  JRT_CUDA_CHECK(cudaDeviceSynchronize());
+  d.download(reinterpret_cast<bf16*>(h.data()), h.size());
+  std::vector<float> v(h.size());
+  for (size_t i = 0; i < h.size(); ++i) v[i] = bf16_to_f32(h[i]);
+  return v;
+}
+std::vector<float> downf(const DeviceBuffer<float>& d) {
+  std::vector<float> v(d.size());
+  JRT_CUDA_CHECK(cudaDeviceSynchronize());
+  d.download(v.data(), v.size());
+  return v;
+}
+
+class CudaOps : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  }
+};
+
+TEST_F(CudaOps, Linear) {
+  struct Case {
+    int64_t N, in, out;
+  };
+  for (Case c : {Case{1, 64, 64}, Case{7, 100, 33}, Case{128, 1024, 2048}, Case{300, 2048, 50280}}) {
+    auto x = rnd(size_t(c.N * c.in), 1.0f, 1), W = rnd(size_t(c.out * c.in), 0.05f, 2),
+         b = rnd(size_t(c.out), 0.5f, 3), r0 = rnd(size_t(c.N * c.out), 1.0f, 4);
+    std::vector<float> ref(size_t(c.N * c.out));
+    ops::linear_fwd(x.data(), c.N, c.in, W.data(), b.data(), c.out, ref.data());
+    auto dx = up(x), dW = up(W);
+    auto db = upf(b);
+    const std::string shape = fmt::format("N={} in={} out={}", c.N, c.in, c.out);
+    DeviceBuffer<bf16> y(ref.size());
+    ops::cuda::linear_bf16(dx.get(), c.in, dW.get(), c.N, c.in, c.out, y.get(), c.out, nullptr);
+    ops::cuda::add_bias_bf16(y.get(), c.out, db.get(), c.N, c.out, nullptr);
+    op_report("linear_bf16+bias", shape, op_error(down(y), ref), 1e-5, 1e-2);
+    // fp32 result added to a residual: r += x W^T + b.
+    auto dr = upf(r0);
+    ops::cuda::linear_f32(dx.get(), c.in, dW.get(), c.N, c.in, c.out, dr.get(), c.out, true, nullptr);
+    ops::cuda::add_bias_f32(dr.get(), c.out, db.get(), c.N, c.out, nullptr);
+    std::vector<float> ref2(ref);
+    for (size_t i = 0; i < ref2.size(); ++i) ref2[i] += r0[i];
+    op_report("linear_f32_accumulate", shape, op_error(downf(dr), ref2), 1e-9, 1e-5);
+  }
+}
+
+TEST_F(CudaOps, Norms) {
+  for (int64_t d : {64, 100, 1024, 2048}) {
+    for (bool rms : {true, false}) {
+      const int64_t N = 37, R = 5;
+      auto x = rnd(size_t(N * d), 2.0f, 5), w = rnd(size_t(d), 1.0f, 6), b = rnd(size_t(d), 0.3f, 7);
+      std::vector<int32_t> rows = {36, 0, 17, 17, 3};
+      std::vector<float> full(size_t(N * d)), ref;
+      if (rms)
+        ops::rmsnorm_fwd(x.data(), w.data(), 1e-5f, N, d, full.data());
+      else
+        ops::layernorm_fwd(x.data(), w.data(), b.data(), 1e-5f, N, d, full.data());
+      for (int32_t r : rows) ref.insert(ref.end(), full.begin() + r * d, full.begin() + (r + 1) * d);
+      auto dx = upf(x), dw = upf(w), dbb = upf(b);
+      DeviceBuffer<int32_t> drows(rows.size());
+      drows.upload(rows.data(), rows.size());
+      DeviceBuffer<bf16> y(size_t(N * d)), yg(size_t(R * d));
+      ops::cuda::norm_cuda(dx.get(), d, nullptr, dw.get(), dbb.get(), rms, 1e-5f, N, d, y.get(), d, nullptr);
+      ops::cuda::norm_cuda(dx.get(), d, drows.get(), dw.get(), dbb.get(), rms, 1e-5f, R, d, yg.get(), d, nullptr);
+      const std::string op = rms ? "rmsnorm" : "layernorm";
+      op_report(op, fmt::format("N={} d={}", N, d), op_error(down(y), full), 1e-5, 1e-2);
+      op_report(op + "[rows]", fmt::format("rows={} d={}", R, d), op_error(down(yg), ref), 1e-5, 1e-2);
+    }
+  }
+}
+
+TEST_F(CudaOps, EmbeddingAndArgmax) {
+  const int64_t V = 1008, d = 96;
+  auto E = rnd(size_t(V * d), 1.0f, 8);
+  std::vector<int64_t> ids = {0, 5, 1007, 5, 300, 42, 999};
+  std::vector<int32_t> ids32(ids.begin(), ids.end());
+  std::vector<float> ref(ids.size() * size_t(d));
+  ops::embedding_fwd(ids, E.data(), V, d, ref.data());
+  auto dE = up(E);
+  DeviceBuffer<int32_t> di(ids32.size());
+  di.upload(ids32.data(), ids32.size());
+  DeviceBuffer<float> out(ref.size());
+  ops::cuda::embedding_cuda(di.get(), dE.get(), int64_t(ids.size()), d, out.get(), nullptr);
+  op_report("embedding", fmt::format("N={} V={} d={}", ids.size(), V, d), op_error(downf(out), ref), 0, 0);
+
+  // argmax over rows with ties: the lowest index wins (torch.argmax).
+  const int64_t N = 6, W = 50280;
+  auto L = rnd(size_t(N * W), 3.0f, 9);
+  L[size_t(1 * W + 77)] = 100.0f;
+  L[size_t(1 * W + 50000)] = 100.0f;
+  L[size_t(2 * W + W - 1)] = 200.0f;
+  auto dl = upf(L);
+  DeviceBuffer<int32_t> am(static_cast<size_t>(N));
+  ops::cuda::argmax_cuda(dl.get(), N, W, am.get(), nullptr);
+  std::vector<int32_t> got(static_cast<size_t>(N));
+  JRT_CUDA_CHECK(cudaDeviceSynchronize());
+  am.download(got.data(), got.size());
+  for (int64_t n = 0; n < N; ++n) {
+    const float* r = L.data() + n * W;
+    EXPECT_EQ(got[size_t(n)], int32_t(std::max_element(r, r + W) - r)) << "row " << n;
+  }
+  std::printf("OPROW %-22s %-34s exact %s\n", "argmax", fmt::format("N={} V={}", N, W).c_str(),
+              ::testing::Test::HasFailure() ? "FAIL" : "OK");
+}
+
+TEST_F(CudaOps, Activations) {
+  for (int64_t F : {1, 33, 5632}) {
+    const int64_t N = 9;
+    auto u = rnd(size_t(N * 2 * F), 2.0f, 10);
+    std::vector<float> ref(size_t(N * F));
+    ops::swiglu_fwd(u.data(), N, F, ref.data());
+    auto du = up(u);
+    DeviceBuffer<bf16> y(ref.size());
+    ops::cuda::swiglu_cuda(du.get(), N, F, y.get(), nullptr);
+    op_report("swiglu", fmt::format("N={} F={}", N, F), op_error(down(y), ref), 1e-5, 1e-2);
+
+    // gated silu in BaseConv's layout: a = second half, g = first half of each 2F row.
+    std::vector<float> ref2(size_t(N * F));
+    ops::gated_silu_fwd_t<float>(u.data() + F, 2 * F, u.data(), 2 * F, N, F, ref2.data(), F);
+    DeviceBuffer<bf16> y2(ref2.size());
+    ops::cuda::gated_silu_cuda(du.get() + F, 2 * F, du.get(), 2 * F, N, F, y2.get(), F, nullptr);
+    op_report("gated_silu", fmt::format("N={} F={} strided", N, F), op_error(down(y2), ref2), 1e-5, 1e-2);
+
+    for (bool tanh_approx : {false, true}) {
+      std::vector<float> ref3(u.size());
+      ops::gelu_fwd(u.data(), int64_t(u.size()), ref3.data(), tanh_approx);
+      auto dg = up(u);
+      ops::cuda::gelu_cuda(dg.get(), int64_t(u.size()), tanh_approx, nullptr);
+      op_report(tanh_approx ? "gelu_tanh" : "gelu_erf", fmt::format("n={}", u.size()), op_error(down(dg), ref3), 1e-5,
+                1e-2);
+    }
+  }
+}
+
+}  // namespace
+#endif
