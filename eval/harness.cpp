@@ -18,6 +18,9 @@
 #include "eval/pystr.h"
 #include "eval/synthetic.h"
 #include "models/generate.h"
+#ifdef JRT_HAVE_CUDA
+#include "core/cuda_util.h"
+#endif
 
 namespace jrt::eval {
 namespace {
@@ -99,9 +102,13 @@ std::string utc_now() {
   return buf;
 }
 
+// Refuses an unusable --device before any work is done.
 bool check_device(const std::string& device) {
   JRT_CHECK(device == "cpu" || device == "cuda", "--device must be cpu or cuda, got '{}'", device);
-#ifndef JRT_HAVE_CUDA
+#ifdef JRT_HAVE_CUDA
+  JRT_CHECK(device == "cpu" || cuda::available(),
+            "--device cuda: CUDA backend not available (no CUDA device is visible to this process); use --device cpu");
+#else
   JRT_CHECK(device == "cpu",
             "--device cuda: CUDA backend not built/available (this jrt was built without CUDA); use --device cpu");
 #endif

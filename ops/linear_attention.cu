@@ -453,11 +453,26 @@ __global__ void __launch_bounds__(kDecCols * kDecGroups) decode_step_kernel(cons
   for (int e = col; e < dv; e += kDecCols) {
     const float ve = __bfloat162float(vb[e]);
     float num = 0.0f;
-#pragma unroll 4
-    for (int f = grp; f < 153; f += kDecGroups) {
-      const float s = g * Sb[int64_t(f) * dv + e] + fk[f] * ve;
-      Sb[int64_t(f) * dv + e] = s;
-      num += fq[f] * s;
+    // Groups of kU state rows: every load of the group is issued before the first store. Interleaved,
+    // the compiler cannot prove row f + kDecGroups (offset f * dv + e, dv a run-time value) does not
+    // alias the store to row f, and keeps one load in flight per thread. Same order of sums as before.
+    constexpr int kU = 8;
+    for (int f0 = grp; f0 < 153; f0 += kU * kDecGroups) {
+      float sv[kU];
+#pragma unroll
+      for (int u = 0; u < kU; ++u) {
+        const int f = f0 + u * kDecGroups;
+        sv[u] = f < 153 ? Sb[int64_t(f) * dv + e] : 0.0f;
+      }
+#pragma unroll
+      for (int u = 0; u < kU; ++u) {
+        const int f = f0 + u * kDecGroups;
+        if (f < 153) {
+          const float s = g * sv[u] + fk[f] * ve;
+          Sb[int64_t(f) * dv + e] = s;
+          num += fq[f] * s;
+        }
+      }
     }
     part[grp][e] = num;
   }

@@ -99,7 +99,8 @@ void validate(const Experiment& e) {
   JRT_CHECK(e.task == "mqar" || e.task == "disjoint", "synth: unknown task '{}' (mqar, disjoint)", e.task);
   JRT_CHECK(e.device == "cpu" || e.device == "cuda", "synth: --device must be cpu or cuda, got '{}'", e.device);
   JRT_CHECK(e.device == "cpu",
-            "synth: --device cuda: GPU training is not available in this build (train on --device cpu)");
+            "synth: --device cuda: GPU training is not implemented yet (the GPU path runs inference only); "
+            "use --device cpu");
   JRT_CHECK(e.train_examples >= 1, "synth: --train-examples must be >= 1, got {}", e.train_examples);
   JRT_CHECK(e.test_examples >= 1, "synth: --test-examples must be >= 1, got {}", e.test_examples);
   JRT_CHECK(e.batch >= 1, "synth: --batch must be >= 1, got {}", e.batch);

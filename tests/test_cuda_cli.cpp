@@ -3,6 +3,8 @@
 // of tests/test_cuda_models.cpp), and against the reference's generated ids.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include <nlohmann/json.hpp>
 
 #include "common/op_table.h"
@@ -11,7 +13,9 @@
 
 #ifdef JRT_HAVE_CUDA
 #include "core/cuda_util.h"
+#endif
 
+#ifdef JRT_HAVE_CUDA
 using namespace jrt;
 using namespace jrt::test;
 
@@ -96,3 +100,22 @@ TEST_F(CudaCli, EvalRunsOnTheGpu) {
 
 }  // namespace
 #endif
+
+// Without a usable GPU (no device, or a build without CUDA) --device cuda is refused with a message
+// that says why, before any output is written.
+TEST(CudaCliWithoutGpu, RefusedClearly) {
+#ifdef JRT_HAVE_CUDA
+  if (jrt::cuda::available()) GTEST_SKIP() << "a CUDA device is present";
+#endif
+  using namespace jrt::test;
+  const std::string model = data_path("models/mamba");
+  const std::string out = temp_dir() + "/nogpu.safetensors";
+  auto r = run_jrt("forward --model " + model + " --input " + model + "/forward.safetensors --device cuda --output " +
+                   out);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--device cuda"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(out));
+  r = run_jrt("generate --model " + model + " --prompt ' the' --device cuda");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--device cuda"), std::string::npos) << r.err;
+}

@@ -4,6 +4,9 @@
 
 #include "core/threads.h"
 #include "io/safetensors.h"
+#ifdef JRT_HAVE_CUDA
+#include "core/cuda_util.h"
+#endif
 #include "models/gpu_model.h"
 #include "models/model.h"
 #include "tools/cli.h"
@@ -32,7 +35,10 @@ std::vector<std::vector<int64_t>> read_int_matrix(const SafeTensorsFile& f, cons
 
 bool check_device(const std::string& device) {
   JRT_CHECK(device == "cpu" || device == "cuda", "--device must be cpu or cuda, got '{}'", device);
-#ifndef JRT_HAVE_CUDA
+#ifdef JRT_HAVE_CUDA
+  JRT_CHECK(device == "cpu" || cuda::available(),
+            "--device cuda: no CUDA device is visible to this process; use --device cpu");
+#else
   JRT_CHECK(device == "cpu", "--device cuda: this jrt was built without the CUDA backend; use --device cpu");
 #endif
   return device == "cuda";

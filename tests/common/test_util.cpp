@@ -4,6 +4,9 @@
 #include <nlohmann/json.hpp>
 
 #include "io/config.h"
+#ifdef JRT_HAVE_CUDA
+#include "core/cuda_util.h"
+#endif
 #include "io/safetensors.h"
 #include "models/params.h"
 
@@ -48,6 +51,14 @@ std::string tiny_gpt2_vocab_model(const std::string& family, int64_t n_layer) {
   for (const auto& n : ws.names()) ts.push_back({n, ws.get(n)});
   write_safetensors((dir / "model.safetensors").string(), ts);
   return dir.string();
+}
+
+bool gpu_available() {
+#ifdef JRT_HAVE_CUDA
+  return cuda::available();
+#else
+  return false;
+#endif
 }
 
 std::string temp_dir() {

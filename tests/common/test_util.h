@@ -12,6 +12,7 @@ namespace jrt::test {
 std::string data_path(const std::string& rel);  // tests/data/<rel>
 std::string jrt_bin();                          // the built jrt executable
 std::string temp_dir();                         // a fresh directory for this test process
+bool gpu_available();                           // a CUDA build that sees a device
 // A fixture family's config with the full GPT-2 vocabulary (50257), n_layer layers, Based decay masks
 // widened to 2048 positions, and seeded random weights, written once per process under temp_dir().
 std::string tiny_gpt2_vocab_model(const std::string& family, int64_t n_layer);
