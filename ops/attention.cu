@@ -18,6 +18,7 @@
 #include <cstdint>
 
 #include "core/cuda_util.h"
+#include "ops/cuda_common.cuh"
 #include "ops/cuda_ops.h"
 
 namespace jrt::ops::cuda {
@@ -57,19 +58,6 @@ __device__ __forceinline__ float warp_sum(float x) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(kFull, x, o);
   return x;
-}
-
-// The sequence owning packed row t: the largest b with cu[b] <= t (cu[B] = T > t).
-__device__ __forceinline__ int find_seq(const int32_t* __restrict__ cu, int B, int64_t t) {
-  int lo = 0, hi = B;
-  while (hi - lo > 1) {
-    const int mid = (lo + hi) >> 1;
-    if (cu[mid] <= t)
-      lo = mid;
-    else
-      hi = mid;
-  }
-  return lo;
 }
 
 // Shared memory of the prefill CTA for a padded head dim hd8 (multiple of 8), in bytes:

@@ -5,26 +5,13 @@
 #include <algorithm>
 
 #include "core/cuda_util.h"
+#include "ops/cuda_common.cuh"
 #include "ops/cuda_ops.h"
 
 namespace jrt::ops::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-
-// The sequence owning packed row t: the largest b with cu[b] <= t (empty sequences are skipped
-// because a later b with the same offset wins). cu has B+1 entries, cu[B] = T > t.
-__device__ __forceinline__ int find_seq(const int32_t* __restrict__ cu, int B, int64_t t) {
-  int lo = 0, hi = B;
-  while (hi - lo > 1) {
-    const int mid = (lo + hi) >> 1;
-    if (cu[mid] <= t)
-      lo = mid;
-    else
-      hi = mid;
-  }
-  return lo;
-}
 
 // x [T, ld] bf16, heads of hd columns side by side; one thread per (row t, head, pair i < nf):
 // rotates (x[i], x[i + nf]) of that head by theta[p, i]. Consecutive threads take consecutive i so

@@ -31,6 +31,8 @@
 using namespace jrt;
 using jrt::test::op_error;
 using jrt::test::op_report;
+using jrt::test::offsets;
+using jrt::test::join;
 using bf16 = __nv_bfloat16;
 
 namespace {
@@ -68,21 +70,6 @@ std::vector<T> download(const cuda::DeviceBuffer<T>& d) {
   return h;
 }
 bf16* as_bf16(const cuda::DeviceBuffer<uint16_t>& d) { return reinterpret_cast<bf16*>(d.get()); }
-
-std::vector<int32_t> offsets(const std::vector<int>& lens) {
-  std::vector<int32_t> cu(1, 0);
-  for (int l : lens) cu.push_back(cu.back() + l);
-  return cu;
-}
-
-std::string join(const std::vector<int>& v) {
-  std::string s;
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (i) s += ',';
-    s += std::to_string(v[i]);
-  }
-  return s;
-}
 
 // ---- rotary ----------------------------------------------------------------------------------
 

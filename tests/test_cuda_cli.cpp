@@ -25,8 +25,7 @@ std::string fixture(const std::string& fam) { return data_path("models/" + fam);
 
 std::vector<float> floats(const std::string& file, const std::string& key) {
   SafeTensorsFile f(file);
-  HostTensor t = HostTensor::copy_of(f.get(key));
-  return std::vector<float>(t.ptr<float>(), t.ptr<float>() + t.numel());
+  return jrt::test::floats(f.get(key));
 }
 
 class CudaCli : public ::testing::Test {

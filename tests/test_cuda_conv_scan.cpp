@@ -27,6 +27,8 @@
 using namespace jrt;
 using jrt::test::op_error;
 using jrt::test::op_report;
+using jrt::test::offsets;
+using jrt::test::join;
 
 namespace {
 
@@ -65,21 +67,6 @@ std::vector<float> download_f32(const cuda::DeviceBuffer<float>& d, size_t n) {
 const bf16* bf(const cuda::DeviceBuffer<uint16_t>& d) { return reinterpret_cast<const bf16*>(d.get()); }
 bf16* bf_mut(cuda::DeviceBuffer<uint16_t>& d) { return reinterpret_cast<bf16*>(d.get()); }
 
-std::vector<int32_t> offsets(const std::vector<int>& lens) {
-  std::vector<int32_t> cu(1, 0);
-  for (int l : lens) cu.push_back(cu.back() + l);
-  return cu;
-}
-
-std::string lens_str(const std::vector<int>& lens) {
-  std::string s;
-  for (size_t i = 0; i < lens.size(); ++i) {
-    if (i) s += ',';
-    s += std::to_string(lens[i]);
-  }
-  return s;
-}
-
 // ---- causal conv ----------------------------------------------------------------------------------
 
 // One layer's conv with its per-sequence tails, on the GPU and the CPU side by side. Inputs are the
@@ -103,7 +90,7 @@ struct ConvRig {
   }
 
   std::string shape(const std::vector<int>& lens) const {
-    return "K=" + std::to_string(K) + " C=" + std::to_string(C) + " L=" + lens_str(lens) + (bias ? " bias" : "") +
+    return "K=" + std::to_string(K) + " C=" + std::to_string(C) + " L=" + join(lens) + (bias ? " bias" : "") +
            (silu ? " silu" : "") + (gate ? " gate" : "");
   }
 
@@ -222,7 +209,7 @@ struct ScanRig {
   }
 
   std::string shape(const std::vector<int>& lens) const {
-    return "di=" + std::to_string(di) + " ns=" + std::to_string(ns) + " L=" + lens_str(lens) + (useD ? " D" : "") +
+    return "di=" + std::to_string(di) + " ns=" + std::to_string(ns) + " L=" + join(lens) + (useD ? " D" : "") +
            (spikes ? " spikes" : "");
   }
 

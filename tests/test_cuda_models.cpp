@@ -35,18 +35,9 @@ constexpr double kNmse = 1e-3, kMaxRel = 5e-2;
 
 std::string fixture(const std::string& fam) { return data_path("models/" + fam); }
 
-std::vector<std::vector<int64_t>> rows(const Tensor& t) {
-  HostTensor c = HostTensor::copy_of(t);
-  std::vector<std::vector<int64_t>> r(size_t(t.shape[0]));
-  for (int64_t b = 0; b < t.shape[0]; ++b)
-    r[size_t(b)].assign(c.ptr<int64_t>() + b * t.shape[1], c.ptr<int64_t>() + (b + 1) * t.shape[1]);
-  return r;
-}
+std::vector<std::vector<int64_t>> rows(const Tensor& t) { return test::int_rows(t); }
 
-std::vector<float> floats(const Tensor& t) {
-  HostTensor c = HostTensor::copy_of(t);
-  return std::vector<float>(c.ptr<float>(), c.ptr<float>() + t.numel());
-}
+using test::floats;
 
 std::vector<float> gpu_forward(GpuModel& g, const std::vector<std::vector<int64_t>>& ids,
                                const std::vector<std::vector<int64_t>>* mask = nullptr) {

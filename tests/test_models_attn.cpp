@@ -27,13 +27,7 @@ namespace {
 constexpr double kTolRef = 1e-4;
 constexpr double kTolSelf = 1e-5;
 
-std::vector<std::vector<int64_t>> rows(const Tensor& t) {
-  HostTensor c = HostTensor::copy_of(t);
-  std::vector<std::vector<int64_t>> r(size_t(t.shape[0]));
-  for (int64_t b = 0; b < t.shape[0]; ++b)
-    r[size_t(b)].assign(c.ptr<int64_t>() + b * t.shape[1], c.ptr<int64_t>() + (b + 1) * t.shape[1]);
-  return r;
-}
+std::vector<std::vector<int64_t>> rows(const Tensor& t) { return test::int_rows(t); }
 
 test::Diff diff(const std::vector<float>& got, const std::vector<float>& ref) {
   return test::compare(Tensor(const_cast<float*>(got.data()), DType::F32, {int64_t(got.size())}),

@@ -24,13 +24,7 @@ constexpr double kTol = 1e-4;
 
 std::string fixture(const std::string& fam) { return data_path("models/" + fam); }
 
-std::vector<std::vector<int64_t>> rows(const Tensor& t) {
-  HostTensor c = HostTensor::copy_of(t);
-  std::vector<std::vector<int64_t>> r(size_t(t.shape[0]));
-  for (int64_t b = 0; b < t.shape[0]; ++b)
-    r[size_t(b)].assign(c.ptr<int64_t>() + b * t.shape[1], c.ptr<int64_t>() + (b + 1) * t.shape[1]);
-  return r;
-}
+std::vector<std::vector<int64_t>> rows(const Tensor& t) { return test::int_rows(t); }
 
 // Runs every row of ids as its own segment (fresh states): logits [B, L, V].
 std::vector<float> forward_batch(const Model& m, const std::vector<std::vector<int64_t>>& ids,

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -32,6 +33,21 @@ inline OpErr op_error(const float* got, const float* ref, size_t n) {
 inline OpErr op_error(const std::vector<float>& got, const std::vector<float>& ref) {
   EXPECT_EQ(got.size(), ref.size());
   return op_error(got.data(), ref.data(), std::min(got.size(), ref.size()));
+}
+
+// cu_seqlens of packed sequences of these lengths ([0, l0, l0 + l1, ...]) and "l0,l1,..." for row labels.
+inline std::vector<int32_t> offsets(const std::vector<int>& lens) {
+  std::vector<int32_t> cu(1, 0);
+  for (int l : lens) cu.push_back(cu.back() + l);
+  return cu;
+}
+inline std::string join(const std::vector<int>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) s += ',';
+    s += std::to_string(v[i]);
+  }
+  return s;
 }
 
 // Prints the row and checks both bounds.

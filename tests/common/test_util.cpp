@@ -53,6 +53,20 @@ std::string tiny_gpt2_vocab_model(const std::string& family, int64_t n_layer) {
   return dir.string();
 }
 
+std::vector<std::vector<int64_t>> int_rows(const Tensor& t) {
+  HostTensor c = HostTensor::copy_of(t);
+  std::vector<std::vector<int64_t>> r(static_cast<size_t>(t.shape[0]));
+  for (int64_t b = 0; b < t.shape[0]; ++b)
+    r[size_t(b)].assign(c.ptr<int64_t>() + b * t.shape[1], c.ptr<int64_t>() + (b + 1) * t.shape[1]);
+  return r;
+}
+
+std::vector<float> floats(const Tensor& t) {
+  std::vector<float> f(static_cast<size_t>(t.numel()));
+  convert_to_f32(t, f);
+  return f;
+}
+
 bool gpu_available() {
 #ifdef JRT_HAVE_CUDA
   return cuda::available();

@@ -17,6 +17,10 @@ bool gpu_available();                           // a CUDA build that sees a devi
 // widened to 2048 positions, and seeded random weights, written once per process under temp_dir().
 std::string tiny_gpt2_vocab_model(const std::string& family, int64_t n_layer);
 
+// A 2-D int64 tensor [B, L] as B rows; any float tensor as a flat f32 vector.
+std::vector<std::vector<int64_t>> int_rows(const Tensor& t);
+std::vector<float> floats(const Tensor& t);
+
 struct RunResult {
   int exit_code;
   std::string out, err;
