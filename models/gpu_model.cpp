@@ -125,7 +125,8 @@ struct GpuModel::Impl {
   ModelConfig cfg;
   GpuModelOptions opt;
   int64_t d = 0, V = 0;
-  DeviceBuffer<bf16> embed, head;
+  DeviceBuffer<bf16> embed, head_own;
+  const bf16* head = nullptr;  // the embedding when the head is tied (or stored as an equal copy)
   GNorm nf;
   std::vector<GLayer> layers;
   // widths of the shared buffers (max over layers)
@@ -363,7 +364,7 @@ struct GpuModel::Impl {
     oc::embedding_cuda(dec.ids.get(), embed.get(), B, d, dec.r.get(), stream);
     for (auto& L : layers) layer(L, dec, B, int(B), 1, true, dec_cu.get(), Prefix{});
     norm(nf, dec.r.get(), nullptr, B, dec.hf.get());
-    oc::linear_f32(dec.hf.get(), d, head.get(), B, d, V, dec.logits.get(), V, false, stream);
+    oc::linear_f32(dec.hf.get(), d, head, B, d, V, dec.logits.get(), V, false, stream);
     oc::argmax_cuda(dec.logits.get(), B, V, next.get(), stream);
     oc::add_i32_cuda(pos.get(), B, 1, stream);
   }
@@ -427,10 +428,17 @@ std::unique_ptr<GpuModel> GpuModel::create(const Model& cpu, const GpuModelOptio
   I.d = c.d_model;
   I.V = c.padded_vocab;
   const int64_t d = I.d, S = opt.slots;
-  I.embed = weight_bf16(ws, mamba ? "backbone.embedding.weight" : "transformer.embeddings.word_embeddings.weight");
-  I.head = ws.has("lm_head.weight") ? weight_bf16(ws, "lm_head.weight")
-                                    : weight_bf16(ws, mamba ? "backbone.embedding.weight"
-                                                            : "transformer.embeddings.word_embeddings.weight");
+  const std::string emb_name = mamba ? "backbone.embedding.weight" : "transformer.embeddings.word_embeddings.weight";
+  I.embed = weight_bf16(ws, emb_name);
+  // The released checkpoints store the tied head under both names: upload it once unless it differs.
+  I.head = I.embed.get();
+  if (ws.has("lm_head.weight")) {
+    const std::vector<float> hw = host_f32(ws, "lm_head.weight"), ew = host_f32(ws, emb_name);
+    if (hw != ew) {
+      I.head_own = upload_bf16(hw);
+      I.head = I.head_own.get();
+    }
+  }
   auto read_norm = [&](const std::string& n) {
     GNorm g;
     g.w = weight_f32(ws, n + ".weight");
@@ -510,7 +518,7 @@ std::unique_ptr<GpuModel> GpuModel::create(const Model& cpu, const GpuModelOptio
                   c.source, L.hd);
         L.inner = L.H * L.hd;
         L.window = swa ? c.swa.left_window() : -1;
-        L.C = swa ? std::min<int64_t>(L.window + 1, opt.max_seq) : opt.max_seq;
+        L.C = swa ? L.window + 1 : opt.max_seq;  // a window's ring never needs more; decode may run past max_seq
         L.scale = float(1.0 / std::sqrt(double(L.hd)));
         ops::Rotary rot(int64_t(c.rotary_fraction * double(L.hd)), c.rotary_base);
         L.nf = int(rot.inv_freq().size());
@@ -664,7 +672,7 @@ void GpuModel::prefill(std::span<const int64_t> ids, std::span<const int64_t> le
     rows = w.rows_idx.get();
   }
   I.norm(I.nf, w.r.get(), rows, LR, w.hf.get());
-  oc::linear_f32(w.hf.get(), I.d, I.head.get(), LR, I.d, V, w.logits.get(), V, false, st);
+  oc::linear_f32(w.hf.get(), I.d, I.head, LR, I.d, V, w.logits.get(), V, false, st);
   // Greedy seeds for greedy(): the argmax of each sequence's last row; other slots decode token 0.
   JRT_CUDA_CHECK(cudaMemsetAsync(I.next.get(), 0, size_t(I.opt.slots) * 4, st));
   if (!all_logits) oc::argmax_cuda(w.logits.get(), S, V, I.next.get(), st);
