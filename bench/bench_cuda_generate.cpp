@@ -15,6 +15,7 @@
 #include "models/gpu_model.h"
 #include "models/model.h"
 #include "models/params.h"
+#include "bench/bench_util.h"
 #include "models/presets.h"
 
 #ifdef JRT_HAVE_CUDA
@@ -26,13 +27,7 @@
 
 using namespace jrt;
 
-static std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> r;
-  std::stringstream ss(s);
-  std::string x;
-  while (std::getline(ss, x, ',')) r.push_back(x);
-  return r;
-}
+using bench::split_csv;
 
 int main(int argc, char** argv) {
   std::string models = "based-1b", batches = "1,16,128";
@@ -62,10 +57,10 @@ int main(int argc, char** argv) {
               (long long)steps);
   std::printf("| model | params | batch | prefill ms | step ms (graph) | tokens/ms (graph) | step ms (eager) | tokens/ms (eager) |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
-  for (const std::string& name : split(models)) {
+  for (const std::string& name : split_csv(models)) {
     ModelConfig cfg = parse_config(preset_config_json(name), name);
     auto cpu = Model::build(cfg, random_weights(cfg, 1));
-    for (const std::string& bs : split(batches)) {
+    for (const std::string& bs : split_csv(batches)) {
       const int64_t B = std::stoll(bs);
       std::mt19937_64 rng(7);
       std::vector<int64_t> ids(size_t(B * prompt)), lens(size_t(B), prompt);

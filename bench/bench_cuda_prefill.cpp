@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "core/dtype.h"
 
 #ifdef JRT_HAVE_CUDA
@@ -20,9 +21,7 @@ using namespace jrt;
 
 static std::vector<int> ints(const std::string& s) {
   std::vector<int> r;
-  std::stringstream ss(s);
-  std::string x;
-  while (std::getline(ss, x, ',')) r.push_back(std::stoi(x));
+  for (const auto& x : bench::split_csv(s)) r.push_back(std::stoi(x));
   return r;
 }
 

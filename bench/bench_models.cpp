@@ -19,18 +19,13 @@
 #include "models/generate.h"
 #include "models/model.h"
 #include "models/params.h"
+#include "bench/bench_util.h"
 #include "models/presets.h"
 
 using namespace jrt;
 using clk = std::chrono::steady_clock;
 
-static std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> r;
-  std::stringstream ss(s);
-  std::string x;
-  while (std::getline(ss, x, ',')) r.push_back(x);
-  return r;
-}
+using bench::split_csv;
 
 // Read bandwidth: XOR-reduce a 1 GiB buffer of 64-bit words (what decode does to its weights: read
 // once), best of 5. XOR is associative, so the compiler vectorises it and the loop is memory-bound.
@@ -73,7 +68,7 @@ int main(int argc, char** argv) {
     }
   }
   std::vector<int> tlist;
-  for (auto& t : split(threads)) tlist.push_back(std::stoi(t));
+  for (auto& t : split_csv(threads)) tlist.push_back(std::stoi(t));
   std::printf("memory read bandwidth:");
   std::vector<double> bw;
   for (int t : tlist) {
@@ -83,7 +78,7 @@ int main(int argc, char** argv) {
   std::printf("\n\n| model | params | threads | prefill L=%lld tok/s | decode B=%lld tok/s | bytes/token (MB) | bound tok/s | %% of bound |\n",
               (long long)prefill, (long long)batch);
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
-  for (const auto& name : split(presets)) {
+  for (const auto& name : split_csv(presets)) {
     ModelConfig cfg = parse_config(preset_config_json(name), name);
     auto model = Model::build(cfg, random_weights(cfg, 1));
     int64_t params = 0;

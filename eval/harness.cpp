@@ -18,9 +18,7 @@
 #include "eval/pystr.h"
 #include "eval/synthetic.h"
 #include "models/generate.h"
-#ifdef JRT_HAVE_CUDA
-#include "core/cuda_util.h"
-#endif
+#include "models/gpu_model.h"
 
 namespace jrt::eval {
 namespace {
@@ -102,18 +100,6 @@ std::string utc_now() {
   return buf;
 }
 
-// Refuses an unusable --device before any work is done.
-bool check_device(const std::string& device) {
-  JRT_CHECK(device == "cpu" || device == "cuda", "--device must be cpu or cuda, got '{}'", device);
-#ifdef JRT_HAVE_CUDA
-  JRT_CHECK(device == "cpu" || cuda::available(),
-            "--device cuda: CUDA backend not available (no CUDA device is visible to this process); use --device cpu");
-#else
-  JRT_CHECK(device == "cpu",
-            "--device cuda: CUDA backend not built/available (this jrt was built without CUDA); use --device cpu");
-#endif
-  return device == "cuda";
-}
 
 void write_text(const std::string& path, const std::string& text) {
   const fs::path p(path);
@@ -218,7 +204,7 @@ std::string default_samples_path(const std::string& output) {
 
 json run_eval(const EvalOptions& opt) {
   const auto t_start = Clock::now();
-  check_device(opt.device);
+  use_gpu(opt.device);  // refuses an unusable --device before any work is done
   JRT_CHECK(!opt.output.empty(), "--output OUT.json is required");
   JRT_CHECK(opt.batch >= 1, "--batch must be >= 1, got {}", opt.batch);
   JRT_CHECK(opt.limit == -1 || opt.limit >= 1, "--limit must be >= 1 (or -1 for all rows), got {}", opt.limit);

@@ -9,7 +9,6 @@
 #include "models/gpu_model.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -25,13 +24,26 @@
 
 namespace jrt {
 
+bool use_gpu(const std::string& device) {
+  JRT_CHECK(device == "cpu" || device == "cuda", "--device must be cpu or cuda, got '{}'", device);
+#ifdef JRT_HAVE_CUDA
+  JRT_CHECK(device == "cpu" || cuda::available(),
+            "--device cuda: CUDA backend not available (no CUDA device is visible to this process); use --device cpu");
+#else
+  JRT_CHECK(device == "cpu",
+            "--device cuda: CUDA backend not built/available (this jrt was built without CUDA); use --device cpu");
+#endif
+  return device == "cuda";
+}
+
 #ifndef JRT_HAVE_CUDA
 
 struct GpuModel::Impl {};
 GpuModel::GpuModel() = default;
 GpuModel::~GpuModel() = default;
 std::unique_ptr<GpuModel> GpuModel::create(const Model&, const GpuModelOptions&) {
-  fail("--device cuda: this jrt was built without the CUDA backend (no nvcc at build time); use --device cpu");
+  use_gpu("cuda");  // throws: this build has no CUDA backend
+  return nullptr;
 }
 int64_t GpuModel::slots() const { return 0; }
 int64_t GpuModel::vocab() const { return 0; }
@@ -164,8 +176,8 @@ struct GpuModel::Impl {
       w.dbc = DeviceBuffer<bf16>(R * size_t(wdbc));
       w.f = DeviceBuffer<float>(R * size_t(wf));
       w.ids = DeviceBuffer<int32_t>(R);
-      w.pad_rows = DeviceBuffer<int32_t>(R);
-      if (any_pla) {
+      if (any_pla) {  // JRT prefill bookkeeping
+        w.pad_rows = DeviceBuffer<int32_t>(R);
         w.xg = DeviceBuffer<bf16>(R * size_t(d));
         w.ke = DeviceBuffer<bf16>(R * size_t(wqk));
         w.ve = DeviceBuffer<bf16>(R * size_t(wa));
@@ -433,9 +445,11 @@ std::unique_ptr<GpuModel> GpuModel::create(const Model& cpu, const GpuModelOptio
   // The released checkpoints store the tied head under both names: upload it once unless it differs.
   I.head = I.embed.get();
   if (ws.has("lm_head.weight")) {
-    const std::vector<float> hw = host_f32(ws, "lm_head.weight"), ew = host_f32(ws, emb_name);
-    if (hw != ew) {
-      I.head_own = upload_bf16(hw);
+    const Tensor &ht = ws.get("lm_head.weight"), &et = ws.get(emb_name);
+    const bool same = ht.dtype == et.dtype && ht.shape == et.shape && ht.is_contiguous() && et.is_contiguous() &&
+                      std::memcmp(ht.data, et.data, ht.nbytes()) == 0;
+    if (!same) {
+      I.head_own = weight_bf16(ws, "lm_head.weight");
       I.head = I.head_own.get();
     }
   }

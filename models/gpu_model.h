@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "models/model.h"
@@ -18,6 +19,10 @@ struct GpuModelOptions {
   int64_t max_seq = 4096;    // longest sequence (prompt + generated): sizes the full-attention KV cache
   bool use_graph = true;     // capture the decode step in a CUDA graph
 };
+
+// Validates a --device value ("cpu" or "cuda") and refuses "cuda" up front, naming why, when this build
+// has no CUDA backend or no device is visible. Returns true for "cuda".
+bool use_gpu(const std::string& device);
 
 class GpuModel {
  public:

@@ -41,14 +41,7 @@ using bf16 = __nv_bfloat16;
 constexpr double kOutNmse = 1e-5, kOutRel = 1e-2;
 constexpr double kHNmse = 1e-9, kHRel = 1e-4;
 
-std::vector<uint16_t> to_bf16(std::vector<float>& x) {  // rounds x in place, returns the bits
-  std::vector<uint16_t> b(x.size());
-  for (size_t i = 0; i < x.size(); ++i) {
-    b[i] = f32_to_bf16(x[i]);
-    x[i] = bf16_to_f32(b[i]);
-  }
-  return b;
-}
+using jrt::test::to_bf16;
 
 std::vector<float> download_bf16(const cuda::DeviceBuffer<uint16_t>& d, size_t n) {
   std::vector<uint16_t> b(n);

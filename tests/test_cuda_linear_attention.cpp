@@ -12,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "common/op_table.h"
 #include "core/dtype.h"
 #include "ops/linear_attention.h"
 #include "ops/linear_attention_cuda.h"
@@ -38,14 +39,7 @@ Stats compare(const std::vector<float>& got, const std::vector<float>& ref) {
   return {se / std::max(sr, 1e-30), mx / std::max(mr, 1e-30)};
 }
 
-std::vector<uint16_t> to_bf16(std::vector<float>& x) {  // rounds x in place, returns the bits
-  std::vector<uint16_t> b(x.size());
-  for (size_t i = 0; i < x.size(); ++i) {
-    b[i] = f32_to_bf16(x[i]);
-    x[i] = bf16_to_f32(b[i]);
-  }
-  return b;
-}
+using jrt::test::to_bf16;
 
 struct Case {
   std::vector<int> lens;

@@ -4,9 +4,6 @@
 
 #include "core/threads.h"
 #include "io/safetensors.h"
-#ifdef JRT_HAVE_CUDA
-#include "core/cuda_util.h"
-#endif
 #include "models/gpu_model.h"
 #include "models/model.h"
 #include "tools/cli.h"
@@ -31,17 +28,6 @@ std::vector<std::vector<int64_t>> read_int_matrix(const SafeTensorsFile& f, cons
       rows[size_t(b)][size_t(l)] = v;
     }
   return rows;
-}
-
-bool check_device(const std::string& device) {
-  JRT_CHECK(device == "cpu" || device == "cuda", "--device must be cpu or cuda, got '{}'", device);
-#ifdef JRT_HAVE_CUDA
-  JRT_CHECK(device == "cpu" || cuda::available(),
-            "--device cuda: no CUDA device is visible to this process; use --device cpu");
-#else
-  JRT_CHECK(device == "cpu", "--device cuda: this jrt was built without the CUDA backend; use --device cpu");
-#endif
-  return device == "cuda";
 }
 
 namespace {
@@ -70,7 +56,7 @@ Runner setup(CLI::App& app) {
   c->add_option("--threads", a->threads, "CPU threads (0 = all)")->capture_default_str();
   c->add_option("--chunk", a->chunk, "Linear-attention chunk size")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   return [a] {
-    const bool gpu = check_device(a->device);
+    const bool gpu = use_gpu(a->device);
     set_num_threads(a->threads);
     auto model = Model::load(a->model, a->weights);
     model->options().la_chunk = a->chunk;

@@ -69,7 +69,7 @@ Runner setup(CLI::App& app) {
       ->capture_default_str();
   c->add_option("--threads", a->threads, "CPU threads (0 = all)")->capture_default_str();
   return [a, t, k, pp] {
-    const bool gpu = check_device(a->device);
+    const bool gpu = use_gpu(a->device);
     JRT_CHECK(!a->prompt.empty() || !a->input.empty(), "give --prompt TEXT or --input FILE");
     set_num_threads(a->threads);
     auto model = Model::load(a->model, a->weights);

@@ -13,6 +13,5 @@ std::vector<std::vector<int64_t>> read_int_matrix(const SafeTensorsFile& f, cons
 
 // --device: "cpu" runs; "cuda" is refused with the reason (no whole-model GPU path yet); anything
 // else is an error naming the value.
-bool check_device(const std::string& device);  // true for cuda
 
 }  // namespace jrt::cli

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
+
 namespace jrt::test {
 
 struct OpErr {
@@ -33,6 +35,16 @@ inline OpErr op_error(const float* got, const float* ref, size_t n) {
 inline OpErr op_error(const std::vector<float>& got, const std::vector<float>& ref) {
   EXPECT_EQ(got.size(), ref.size());
   return op_error(got.data(), ref.data(), std::min(got.size(), ref.size()));
+}
+
+// Rounds x to bf16 in place (so the CPU reference sees exactly the GPU's inputs); returns the bits.
+inline std::vector<uint16_t> to_bf16(std::vector<float>& x) {
+  std::vector<uint16_t> b(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    b[i] = f32_to_bf16(x[i]);
+    x[i] = bf16_to_f32(b[i]);
+  }
+  return b;
 }
 
 // cu_seqlens of packed sequences of these lengths ([0, l0, l0 + l1, ...]) and "l0,l1,..." for row labels.
