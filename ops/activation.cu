@@ -1,9 +1,11 @@
 // ops/activation.cu — GPU elementwise activations (SwiGLU, GELU, gated SiLU) and the greedy argmax
-// over logits rows; bf16 in memory, fp32 math with the same formulas as ops/activation.h.
+// over logits rows; bf16 in memory, fp32 math with the same formulas as ops/activation.h. Training:
+// SiLU forward, the SiLU / gated SiLU / SwiGLU backwards and the fp32 -> bf16 row cast.
 #include <cfloat>
 
 #include "core/cuda_util.h"
 #include "ops/cuda_ops.h"
+#include "ops/cuda_train_ops.h"
 
 namespace jrt::ops::cuda {
 
@@ -90,6 +92,77 @@ void gated_silu_cuda(const bf16* a, int64_t lda, const bf16* g, int64_t ldg, int
 void argmax_cuda(const float* logits, int64_t N, int64_t V, int32_t* out, cudaStream_t stream) {
   if (N <= 0) return;
   argmax_kernel<<<unsigned(N), 256, 0, stream>>>(logits, V, out);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+// ---- training (cuda_train_ops.h) --------------------------------------------------------------------
+
+// d silu / dx = s (1 + x (1 - s)), s = sigmoid(x) (ops::silu_grad_t).
+__device__ __forceinline__ float silu_grad_f(float x) {
+  const float s = 1.0f / (1.0f + expf(-x));
+  return s * (1.0f + x * (1.0f - s));
+}
+
+// x, y [n]; one thread per element.
+__global__ void silu_fwd_kernel(const bf16* x, int64_t n, bf16* y) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = __float2bfloat16(silu_f(__bfloat162float(x[i])));
+}
+
+// dy fp32, x, dx bf16 [n]; one thread per element.
+__global__ void silu_bwd_kernel(const float* dy, const bf16* x, int64_t n, bf16* dx) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) dx[i] = __float2bfloat16(dy[i] * silu_grad_f(__bfloat162float(x[i])));
+}
+
+// dy, a, g, da, dg [N, F] with their own row strides; one thread per element.
+__global__ void gated_silu_bwd_kernel(const bf16* dy, int64_t lddy, const bf16* a, int64_t lda, const bf16* g,
+                                      int64_t ldg, int64_t N, int64_t F, bf16* da, int64_t ldda, bf16* dg,
+                                      int64_t lddg) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= N * F) return;
+  const int64_t n = i / F, f = i - n * F;
+  const float gy = __bfloat162float(dy[n * lddy + f]), av = __bfloat162float(a[n * lda + f]),
+              gv = __bfloat162float(g[n * ldg + f]);
+  da[n * ldda + f] = __float2bfloat16(gy * silu_f(gv));
+  dg[n * lddg + f] = __float2bfloat16(gy * av * silu_grad_f(gv));
+}
+
+// x fp32 [N, C] (ldx) -> y bf16 [N, C] (ldy); one thread per element.
+__global__ void cast_f32_bf16_kernel(const float* x, int64_t ldx, int64_t N, int64_t C, bf16* y, int64_t ldy) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= N * C) return;
+  const int64_t n = i / C, c = i - n * C;
+  y[n * ldy + c] = __float2bfloat16(x[n * ldx + c]);
+}
+
+void silu_fwd_cuda(const bf16* x, int64_t n, bf16* y, cudaStream_t stream) {
+  if (n <= 0) return;
+  silu_fwd_kernel<<<blocks(n), 256, 0, stream>>>(x, n, y);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+void silu_bwd_cuda(const float* dy, const bf16* x, int64_t n, bf16* dx, cudaStream_t stream) {
+  if (n <= 0) return;
+  silu_bwd_kernel<<<blocks(n), 256, 0, stream>>>(dy, x, n, dx);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+void gated_silu_bwd_cuda(const bf16* dy, int64_t lddy, const bf16* a, int64_t lda, const bf16* g, int64_t ldg,
+                         int64_t N, int64_t F, bf16* da, int64_t ldda, bf16* dg, int64_t lddg, cudaStream_t stream) {
+  if (N <= 0 || F <= 0) return;
+  gated_silu_bwd_kernel<<<blocks(N * F), 256, 0, stream>>>(dy, lddy, a, lda, g, ldg, N, F, da, ldda, dg, lddg);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+// SwiGLU is the gated form with a = u[:, :F], g = u[:, F:] (ops::swiglu_bwd_t).
+void swiglu_bwd_cuda(const bf16* dy, const bf16* u, int64_t N, int64_t F, bf16* du, cudaStream_t stream) {
+  gated_silu_bwd_cuda(dy, F, u, 2 * F, u + F, 2 * F, N, F, du, 2 * F, du + F, 2 * F, stream);
+}
+
+void cast_f32_bf16_cuda(const float* x, int64_t ldx, int64_t N, int64_t C, bf16* y, int64_t ldy, cudaStream_t stream) {
+  if (N <= 0 || C <= 0) return;
+  cast_f32_bf16_kernel<<<blocks(N * C), 256, 0, stream>>>(x, ldx, N, C, y, ldy);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

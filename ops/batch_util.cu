@@ -3,6 +3,7 @@
 // as a CUDA graph.
 #include "core/cuda_util.h"
 #include "ops/cuda_ops.h"
+#include "ops/cuda_train_ops.h"
 
 namespace jrt::ops::cuda {
 
@@ -52,6 +53,21 @@ void add_i32_cuda(int32_t* p, int64_t n, int32_t inc, cudaStream_t stream) {
 void copy_i32_cuda(const int32_t* src, int32_t* dst, int64_t n, cudaStream_t stream) {
   if (n <= 0) return;
   copy_i32_kernel<<<unsigned((n + 255) / 256), 256, 0, stream>>>(src, dst, n);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+// grid (n), block 128: y [rows[i], width] = x [i, width] (fp32).
+__global__ void scatter_rows_f32_kernel(const float* x, int64_t ldx, const int32_t* rows, int64_t width, float* y,
+                                       int64_t ldy) {
+  const float* s = x + int64_t(blockIdx.x) * ldx;
+  float* d = y + int64_t(rows[blockIdx.x]) * ldy;
+  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) d[i] = s[i];
+}
+
+void scatter_rows_f32_cuda(const float* x, int64_t ldx, const int32_t* rows, int64_t n, int64_t width, float* y,
+                           int64_t ldy, cudaStream_t stream) {
+  if (n <= 0 || width <= 0) return;
+  scatter_rows_f32_kernel<<<unsigned(n), 128, 0, stream>>>(x, ldx, rows, width, y, ldy);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

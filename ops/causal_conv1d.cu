@@ -10,10 +10,22 @@
 //   tail_kernel   grid (C tiles of 128, B); one thread = one (sequence, channel): tail <- the last K-1
 //                 inputs of [old tail ; segment rows], shifted in place.
 // The update is a second launch because every time tile of the first reads the old tail.
+//
+// Training form (cuda_train_ops.h: conv1d_fwd_train_cuda / conv1d_bwd_train_cuda), B sequences of L rows
+// each from a zero history:
+//   train_fwd_kernel  grid (C tiles of 128, time tiles of 16 rows, B); the conv_kernel thread without
+//                     tail, SiLU or gate.
+//   train_bwd_kernel  grid (C tiles of 64, row tiles, B), 64 x 4 threads; one thread = one channel x a
+//                     run of rows of one sequence, sliding a dy window (dx) and an x window (dw) in
+//                     registers; dw / db partials are summed over the CTA's 4 row groups in shared
+//                     memory and added to the global sums with one atomicAdd per (CTA, channel, tap).
 #include <cuda_bf16.h>
+
+#include <algorithm>
 
 #include "core/cuda_util.h"
 #include "ops/cuda_ops.h"
+#include "ops/cuda_train_ops.h"
 
 namespace jrt::ops::cuda {
 namespace {
@@ -116,6 +128,164 @@ void causal_conv1d_cuda(const bf16* x, int64_t ldx, const int32_t* cu_seqlens, i
   JRT_CUDA_CHECK(cudaGetLastError());
   if (K == 1) return;  // no tail
   tail_kernel<<<dim3(unsigned(ctiles), unsigned(B)), kThreads, 0, stream>>>(x, ldx, cu_seqlens, C, K, tail);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+// ---- training form ----------------------------------------------------------------------------------
+namespace {
+
+constexpr int kBwdCh = 64;     // channels per backward CTA (threadIdx.x)
+constexpr int kBwdGroups = 4;  // row groups per backward CTA (threadIdx.y)
+
+// x [B*L, C] (ldx), y [B*L, C] (ldy), w [C, K]. Thread: channel ch, rows [t0, t0 + kRows) of sequence b.
+template <int K>
+__global__ void __launch_bounds__(kThreads)
+    train_fwd_kernel(const bf16* __restrict__ x, int64_t ldx, int64_t L, int64_t C, const float* __restrict__ w,
+                     const float* __restrict__ bias, bf16* __restrict__ y, int64_t ldy) {
+  const int64_t ch = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  const int64_t t0 = int64_t(blockIdx.y) * kRows;
+  if (ch >= C || t0 >= L) return;
+  const int64_t t1 = min(L, t0 + kRows);
+  const int64_t base = int64_t(blockIdx.z) * L;
+  float wk[K];
+#pragma unroll
+  for (int i = 0; i < K; ++i) wk[i] = w[ch * K + i];
+  const float bv = bias ? bias[ch] : 0.0f;
+  float win[K];  // win[i] = x at time t - (K-1) + i (zero before the sequence start)
+#pragma unroll
+  for (int i = 0; i < K - 1; ++i) {
+    const int64_t s = t0 - (K - 1) + i;
+    win[i] = s >= 0 ? __bfloat162float(x[(base + s) * ldx + ch]) : 0.0f;
+  }
+  for (int64_t t = t0; t < t1; ++t) {
+    win[K - 1] = __bfloat162float(x[(base + t) * ldx + ch]);
+    float acc = bv;  // bias first, then taps oldest to newest: causal_conv1d_fwd_t's order
+#pragma unroll
+    for (int i = 0; i < K; ++i) acc += wk[i] * win[i];
+    y[(base + t) * ldy + ch] = __float2bfloat16(acc);
+#pragma unroll
+    for (int i = 0; i < K - 1; ++i) win[i] = win[i + 1];
+  }
+}
+
+// dy [B*L, C] (lddy), x (ldx), dx (lddx), w / dw [C, K], db [C] (dx, dw, db may be null). Thread (tx, ty): channel ch,
+// rows [r0, r1) of sequence b, r0 = (blockIdx.y * kBwdGroups + ty) * rows.
+//   dx_s = sum_i w_i dy_{s+K-1-i} (dy zero past the sequence end);  dw_i += dy_s x_{s-K+1+i};  db += dy_s
+template <int K>
+__global__ void __launch_bounds__(kBwdCh* kBwdGroups)
+    train_bwd_kernel(const bf16* __restrict__ dy, int64_t lddy, const bf16* __restrict__ x, int64_t ldx, int64_t L,
+                     int64_t C, const float* __restrict__ w, int64_t rows, bf16* __restrict__ dx, int64_t lddx,
+                     float* __restrict__ dw, float* __restrict__ db) {
+  __shared__ float part[kBwdGroups][K + 1][kBwdCh];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t ch = int64_t(blockIdx.x) * kBwdCh + tx;
+  const int64_t r0 = (int64_t(blockIdx.y) * kBwdGroups + ty) * rows;
+  const int64_t r1 = min(L, r0 + rows);
+  const int64_t base = int64_t(blockIdx.z) * L;
+  float gw[K], gb = 0.0f;
+#pragma unroll
+  for (int i = 0; i < K; ++i) gw[i] = 0.0f;
+  if (ch < C && r0 < r1) {
+    float wk[K];
+#pragma unroll
+    for (int i = 0; i < K; ++i) wk[i] = w[ch * K + i];
+    float gwin[K], xwin[K];  // gwin[j] = dy_{s+j}, xwin[i] = x_{s-K+1+i} for the row s being computed
+#pragma unroll
+    for (int i = 0; i < K - 1; ++i) {
+      const int64_t sg = r0 + i, sx = r0 - (K - 1) + i;
+      gwin[i] = sg < L ? __bfloat162float(dy[(base + sg) * lddy + ch]) : 0.0f;
+      xwin[i] = sx >= 0 ? __bfloat162float(x[(base + sx) * ldx + ch]) : 0.0f;
+    }
+    for (int64_t s = r0; s < r1; ++s) {
+      gwin[K - 1] = s + K - 1 < L ? __bfloat162float(dy[(base + s + K - 1) * lddy + ch]) : 0.0f;
+      xwin[K - 1] = __bfloat162float(x[(base + s) * ldx + ch]);
+      float acc = 0.0f;
+#pragma unroll
+      for (int i = 0; i < K; ++i) acc += wk[i] * gwin[K - 1 - i];
+      if (dx) dx[(base + s) * lddx + ch] = __float2bfloat16(acc);
+      const float g = gwin[0];
+#pragma unroll
+      for (int i = 0; i < K; ++i) gw[i] += g * xwin[i];
+      gb += g;
+#pragma unroll
+      for (int i = 0; i < K - 1; ++i) gwin[i] = gwin[i + 1], xwin[i] = xwin[i + 1];
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < K; ++i) part[ty][i][tx] = gw[i];
+  part[ty][K][tx] = gb;
+  __syncthreads();
+  for (int i = ty * kBwdCh + tx; i < (K + 1) * kBwdCh; i += kBwdCh * kBwdGroups) {
+    const int k = i / kBwdCh, c = i % kBwdCh;
+    const int64_t cc = int64_t(blockIdx.x) * kBwdCh + c;
+    if (cc >= C || (k < K ? !dw : !db)) continue;
+    float v = 0.0f;
+#pragma unroll
+    for (int g = 0; g < kBwdGroups; ++g) v += part[g][k][c];
+    atomicAdd(k < K ? dw + cc * K + k : db + cc, v);
+  }
+}
+
+template <int K>
+void launch_train_fwd(dim3 grid, const bf16* x, int64_t ldx, int64_t L, int64_t C, const float* w, const float* bias,
+                      bf16* y, int64_t ldy, cudaStream_t stream) {
+  train_fwd_kernel<K><<<grid, kThreads, 0, stream>>>(x, ldx, L, C, w, bias, y, ldy);
+}
+
+template <int K>
+void launch_train_bwd(dim3 grid, const bf16* dy, int64_t lddy, const bf16* x, int64_t ldx, int64_t L, int64_t C,
+                      const float* w, int64_t rows, bf16* dx, int64_t lddx, float* dw, float* db, cudaStream_t stream) {
+  train_bwd_kernel<K><<<grid, dim3(kBwdCh, kBwdGroups), 0, stream>>>(dy, lddy, x, ldx, L, C, w, rows, dx, lddx, dw, db);
+}
+
+}  // namespace
+
+void conv1d_fwd_train_cuda(const bf16* x, int64_t ldx, int B, int64_t L, int64_t C, const float* w, int K,
+                           const float* bias, bf16* y, int64_t ldy, cudaStream_t stream) {
+  JRT_CHECK(K >= 1 && K <= kMaxK, "conv1d_fwd_train_cuda: kernel size {} outside [1, {}]", K, kMaxK);
+  JRT_CHECK(B >= 0 && B <= 65535 && L >= 0 && C >= 0, "conv1d_fwd_train_cuda: bad shape B {} L {} C {}", B, L, C);
+  if (B == 0 || L == 0 || C == 0) return;
+  const int64_t ctiles = (C + kThreads - 1) / kThreads, ttiles = (L + kRows - 1) / kRows;
+  JRT_CHECK(ttiles <= 65535 && ctiles <= 0x7fffffff, "conv1d_fwd_train_cuda: L {} / C {} too large for the grid", L, C);
+  const dim3 grid{unsigned(ctiles), unsigned(ttiles), unsigned(B)};
+  switch (K) {
+    case 1: launch_train_fwd<1>(grid, x, ldx, L, C, w, bias, y, ldy, stream); break;
+    case 2: launch_train_fwd<2>(grid, x, ldx, L, C, w, bias, y, ldy, stream); break;
+    case 3: launch_train_fwd<3>(grid, x, ldx, L, C, w, bias, y, ldy, stream); break;
+    case 4: launch_train_fwd<4>(grid, x, ldx, L, C, w, bias, y, ldy, stream); break;
+    case 5: launch_train_fwd<5>(grid, x, ldx, L, C, w, bias, y, ldy, stream); break;
+    case 6: launch_train_fwd<6>(grid, x, ldx, L, C, w, bias, y, ldy, stream); break;
+    case 7: launch_train_fwd<7>(grid, x, ldx, L, C, w, bias, y, ldy, stream); break;
+    default: launch_train_fwd<8>(grid, x, ldx, L, C, w, bias, y, ldy, stream); break;
+  }
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+void conv1d_bwd_train_cuda(const bf16* dy, int64_t lddy, const bf16* x, int64_t ldx, int B, int64_t L, int64_t C,
+                           const float* w, int K, bf16* dx, int64_t lddx, float* dw, float* db, cudaStream_t stream) {
+  JRT_CHECK(K >= 1 && K <= kMaxK, "conv1d_bwd_train_cuda: kernel size {} outside [1, {}]", K, kMaxK);
+  JRT_CHECK(B >= 0 && B <= 65535 && L >= 0 && C >= 0, "conv1d_bwd_train_cuda: bad shape B {} L {} C {}", B, L, C);
+  if (B == 0 || L == 0 || C == 0) return;
+  const int64_t ctiles = (C + kBwdCh - 1) / kBwdCh;
+  JRT_CHECK(ctiles <= 0x7fffffff, "conv1d_bwd_train_cuda: C {} too large for the grid", C);
+  // Rows per thread: enough CTAs to fill the GPU (~2048), but long runs so that the dw / db atomics
+  // (K + 1 per CTA and channel) stay few next to the rows read; at least 16 rows per thread.
+  const int64_t per_cta = (ctiles * B * L + 2047) / 2048;
+  int64_t rows = std::max<int64_t>(16, (per_cta + kBwdGroups - 1) / kBwdGroups);
+  rows = std::min<int64_t>(rows, (L + kBwdGroups - 1) / kBwdGroups);
+  rows = std::max<int64_t>(rows, (L + int64_t(kBwdGroups) * 65535 - 1) / (int64_t(kBwdGroups) * 65535));
+  const int64_t rtiles = (L + kBwdGroups * rows - 1) / (kBwdGroups * rows);
+  const dim3 grid{unsigned(ctiles), unsigned(rtiles), unsigned(B)};
+  switch (K) {
+    case 1: launch_train_bwd<1>(grid, dy, lddy, x, ldx, L, C, w, rows, dx, lddx, dw, db, stream); break;
+    case 2: launch_train_bwd<2>(grid, dy, lddy, x, ldx, L, C, w, rows, dx, lddx, dw, db, stream); break;
+    case 3: launch_train_bwd<3>(grid, dy, lddy, x, ldx, L, C, w, rows, dx, lddx, dw, db, stream); break;
+    case 4: launch_train_bwd<4>(grid, dy, lddy, x, ldx, L, C, w, rows, dx, lddx, dw, db, stream); break;
+    case 5: launch_train_bwd<5>(grid, dy, lddy, x, ldx, L, C, w, rows, dx, lddx, dw, db, stream); break;
+    case 6: launch_train_bwd<6>(grid, dy, lddy, x, ldx, L, C, w, rows, dx, lddx, dw, db, stream); break;
+    case 7: launch_train_bwd<7>(grid, dy, lddy, x, ldx, L, C, w, rows, dx, lddx, dw, db, stream); break;
+    default: launch_train_bwd<8>(grid, dy, lddy, x, ldx, L, C, w, rows, dx, lddx, dw, db, stream); break;
+  }
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -5,6 +5,7 @@
 
 #include "core/cuda_util.h"
 #include "ops/cuda_ops.h"
+#include "ops/cuda_train_ops.h"
 
 #define JRT_CUBLAS_CHECK(call)                                                           \
   do {                                                                                   \
@@ -79,6 +80,76 @@ void add_bias_bf16(bf16* y, int64_t ldy, const float* bias, int64_t N, int64_t C
 void add_bias_f32(float* y, int64_t ldy, const float* bias, int64_t N, int64_t C, cudaStream_t stream) {
   if (N * C == 0) return;
   add_bias_kernel<float><<<unsigned((N * C + 255) / 256), 256, 0, stream>>>(y, ldy, bias, N, C);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+// ---- training: the backward GEMMs (cuda_train_ops.h) ------------------------------------------------
+// Row-major dx[N, in] = dy[N, out] W[out, in] is column-major dx^T (in x N) = W^T (in x out, ld in, as
+// stored) times dy^T (out x N, ld lddy): no transposes.
+static void gemm_dx(const bf16* dy, int64_t lddy, const bf16* W, int64_t N, int64_t in, int64_t out, void* dx,
+                    int64_t lddx, cudaDataType_t type, float beta, cudaStream_t stream) {
+  if (N <= 0 || in <= 0) return;
+  cublasHandle_t h = blas_handle();
+  JRT_CUBLAS_CHECK(cublasSetStream(h, stream));
+  const float alpha = 1.0f;
+  JRT_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, int(in), int(N), int(out), &alpha, W, CUDA_R_16BF,
+                                int(in), dy, CUDA_R_16BF, int(lddy), &beta, dx, type, int(lddx), CUBLAS_COMPUTE_32F,
+                                CUBLAS_GEMM_DEFAULT));
+}
+
+void linear_dx_f32(const bf16* dy, int64_t lddy, const bf16* W, int64_t N, int64_t in, int64_t out, float* dx,
+                   int64_t lddx, bool accumulate, cudaStream_t stream) {
+  if (out <= 0) {  // an empty product: dx = 0 (or unchanged)
+    if (!accumulate && N > 0 && in > 0)
+      JRT_CUDA_CHECK(cudaMemset2DAsync(dx, size_t(lddx) * sizeof(float), 0, size_t(in) * sizeof(float), size_t(N),
+                                       stream));
+    return;
+  }
+  gemm_dx(dy, lddy, W, N, in, out, dx, lddx, CUDA_R_32F, accumulate ? 1.0f : 0.0f, stream);
+}
+
+void linear_dx_bf16(const bf16* dy, int64_t lddy, const bf16* W, int64_t N, int64_t in, int64_t out, bf16* dx,
+                    int64_t lddx, cudaStream_t stream) {
+  gemm_dx(dy, lddy, W, N, in, out, dx, lddx, CUDA_R_16BF, 0.0f, stream);
+}
+
+// Row-major dW[out, in] += dy^T x is column-major dW^T (in x out, ld in) += x^T (in x N, ld ldx) times
+// (dy^T)^T (N x out: dy^T seen column-major is out x N, ld lddy, transposed).
+void linear_dw(const bf16* dy, int64_t lddy, const bf16* x, int64_t ldx, int64_t N, int64_t in, int64_t out,
+               float* dW, cudaStream_t stream) {
+  if (N <= 0 || in <= 0 || out <= 0) return;
+  cublasHandle_t h = blas_handle();
+  JRT_CUBLAS_CHECK(cublasSetStream(h, stream));
+  const float alpha = 1.0f, beta = 1.0f;
+  JRT_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_T, int(in), int(out), int(N), &alpha, x, CUDA_R_16BF,
+                                int(ldx), dy, CUDA_R_16BF, int(lddy), &beta, dW, CUDA_R_32F, int(in),
+                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+// db[c] += sum_n dy[n, c]: dy [N, C] bf16. Grid (column blocks of 32, row chunks of 256 rows); a warp
+// reads 32 adjacent columns of a row (coalesced), 8 warps split the chunk's rows, then one atomic per
+// column and chunk.
+__global__ void bias_grad_kernel(const bf16* dy, int64_t lddy, int64_t N, int64_t C, float* db) {
+  __shared__ float part[8][33];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t c = int64_t(blockIdx.x) * 32 + lane;
+  const int64_t r0 = int64_t(blockIdx.y) * 256, r1 = min(N, r0 + 256);
+  float acc = 0.0f;
+  if (c < C)
+    for (int64_t r = r0 + warp; r < r1; r += 8) acc += __bfloat162float(dy[r * lddy + c]);
+  part[warp][lane] = acc;
+  __syncthreads();
+  if (warp == 0 && c < C) {
+    float s = 0.0f;
+    for (int w = 0; w < 8; ++w) s += part[w][lane];
+    atomicAdd(db + c, s);
+  }
+}
+
+void bias_grad_cuda(const bf16* dy, int64_t lddy, int64_t N, int64_t C, float* db, cudaStream_t stream) {
+  if (N <= 0 || C <= 0) return;
+  dim3 grid(unsigned((C + 31) / 32), unsigned((N + 255) / 256));
+  bias_grad_kernel<<<grid, 256, 0, stream>>>(dy, lddy, N, C, db);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -10,10 +10,30 @@
 // B / C rows of a step are the same for every channel of a sequence, so the CTA stages them in shared
 // memory 32 steps at a time. Arithmetic follows the CPU op term by term (expf / log1pf, not the fast
 // intrinsics) so prefill and decode stay close to it.
+//
+// Training form (cuda_train_ops.h), B sequences of L rows from h = 0; hsave is [B, S, ns, di] fp32
+// (S = ceil(L / ckpt); the state before steps 0, ckpt, 2 ckpt, ...; channels innermost so that a warp's
+// loads and stores of one state are coalesced):
+//   train_fwd_kernel<NS>  scan_kernel's thread layout (one thread = one (b, c), ns states in registers,
+//                         B / C staged in shared memory), writing y and the checkpoints.
+//   train_bwd_kernel<NS>  grid (ceil(di / (128 / P)), B); P = ns > 16 ? NS / 16 : 1 adjacent lanes per
+//                         channel, each holding NS / P states (<= 16: state, its gradient, A and dA in
+//                         registers). Checkpoint intervals are walked from the end; each is recomputed
+//                         from its checkpoint in passes of up to kSub steps whose h_{t-1} are kept in a
+//                         per-thread (local-memory) array, then swept backwards carrying dL/dh. dx and
+//                         ddelta sum over the P lanes by shuffles; dB / dC (sums over channels) are
+//                         reduce-scattered across the warp's channels by shuffles, summed over the CTA's
+//                         warps in shared memory and added with one atomicAdd per (CTA, row, column).
+//                         dA / dD are summed in registers over all rows, one atomicAdd per thread.
+//   Elementwise kernels for delta = softplus(pre + bias) and A = -exp(A_log) with their backwards; the
+//   softplus backward sums dbias over rows per CTA in shared memory, then atomicAdd.
 #include <cuda_bf16.h>
+
+#include <algorithm>
 
 #include "core/cuda_util.h"
 #include "ops/cuda_ops.h"
+#include "ops/cuda_train_ops.h"
 
 namespace jrt::ops::cuda {
 namespace {
@@ -111,6 +131,403 @@ void selective_scan_cuda(const ScanCudaArgs& a, cudaStream_t stream) {
     scan_kernel<32><<<grid, kThreads, 0, stream>>>(a);
   else
     scan_kernel<64><<<grid, kThreads, 0, stream>>>(a);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+// ---- training form ----------------------------------------------------------------------------------
+namespace {
+
+constexpr int kWarps = kThreads / 32;
+constexpr int kSub = 16;  // backward: steps recomputed per pass (their h_{t-1} held per thread)
+
+__device__ __forceinline__ float softplus_f(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
+
+// Rows [t0, t0 + nt) of B / C (zero past nt and past ns) into sB / sC [R][NS]; the barriers around it
+// keep the previous round's readers and this round's writers apart. Called by every thread of the CTA.
+template <int NS, int R>
+__device__ __forceinline__ void stage_bc(float (&sB)[R][NS], float (&sC)[R][NS], const bf16* __restrict__ Bm,
+                                         const bf16* __restrict__ Cm, int64_t ldbc, int64_t row0, int nt, int ns) {
+  __syncthreads();
+  for (int i = threadIdx.x; i < R * NS; i += kThreads) {
+    const int tt = i / NS, n = i % NS;
+    float bv = 0.0f, cv = 0.0f;
+    if (tt < nt && n < ns) {
+      const int64_t off = (row0 + tt) * ldbc + n;
+      bv = __bfloat162float(Bm[off]);
+      cv = __bfloat162float(Cm[off]);
+    }
+    sB[tt][n] = bv;
+    sC[tt][n] = cv;
+  }
+  __syncthreads();
+}
+
+// x [B*L, di] (ldx), delta [B*L, di], y (ldy), Bm / Cm (ldbc), A [di, ns], hsave [B, S, ns, di].
+// Thread: channel c of sequence b over the whole sequence.
+template <int NS>
+__global__ void __launch_bounds__(kThreads) train_fwd_kernel(const ScanTrainCuda s) {
+  __shared__ __align__(16) float sB[kSteps][NS];
+  __shared__ __align__(16) float sC[kSteps][NS];
+  const int64_t c = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  const int b = blockIdx.y;
+  const int64_t L = s.L, di = s.di, row0 = int64_t(b) * L;
+  const int ns = s.ns;
+  const bool active = c < di;  // inactive threads still stage B / C and reach every barrier
+  const int64_t nck = (L + s.ckpt - 1) / s.ckpt;
+
+  float h[NS], A[NS];
+#pragma unroll
+  for (int n = 0; n < NS; ++n) {
+    h[n] = 0.0f;
+    A[n] = active && n < ns ? s.A[c * ns + n] : 0.0f;
+  }
+  const float Dc = active && s.D ? s.D[c] : 0.0f;
+  float* hk = s.hsave + int64_t(b) * nck * ns * di + c;  // checkpoint k, state n at hk[(k ns + n) di]
+  int64_t next = 0;                                      // the next checkpointed step
+
+  for (int64_t t0 = 0; t0 < L; t0 += kSteps) {
+    const int nt = int(min(int64_t(kSteps), L - t0));
+    stage_bc<NS, kSteps>(sB, sC, s.Bm, s.Cm, s.ldbc, row0 + t0, nt, ns);
+    if (!active) continue;
+    for (int tt = 0; tt < nt; ++tt) {
+      const int64_t t = t0 + tt, row = row0 + t;
+      if (t == next) {
+#pragma unroll
+        for (int n = 0; n < NS; ++n)
+          if (n < ns) hk[int64_t(n) * di] = h[n];
+        hk += int64_t(ns) * di;
+        next += s.ckpt;
+      }
+      const float u = __bfloat162float(s.x[row * s.ldx + c]);
+      const float d = s.delta[row * di + c];
+      float acc = 0.0f;
+      // Same operations, same order as selective_scan_fwd_t.
+#pragma unroll
+      for (int n = 0; n < NS; ++n) {
+        const float hn = expf(d * A[n]) * h[n] + (d * sB[tt][n]) * u;
+        h[n] = hn;
+        acc += hn * sC[tt][n];
+      }
+      s.y[row * s.ldy + c] = __float2bfloat16(s.D ? acc + u * Dc : acc);
+    }
+  }
+}
+
+constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x / 2); }
+
+// Lanes per channel in the backward: at most 16 states per lane keep its registers bounded.
+template <int NS>
+struct BwdLanes {
+  static constexpr int P = NS > 16 ? NS / 16 : 1;
+  static constexpr int SP = NS / P;  // states per lane
+  static constexpr int M = 2 * SP;   // dB and dC values per lane and step
+  // Values per lane left by warp_reduce_scatter (halvings over the warp's 32 / P channels).
+  static constexpr int MOUT = M >> (ilog2(M) < ilog2(32 / P) ? ilog2(M) : ilog2(32 / P));
+};
+
+// Sums v[M] over the lanes of the warp that differ only in bits >= P (the same states of different
+// channels), scattering the result: this lane ends with the sums of values base .. base + MOUT - 1 in
+// v[0, MOUT). Each halving level (lane bit O, m values left) sends half of them to the partner lane;
+// once one value is left, levels add it whole and lanes with any of the bits in `dup` set hold
+// duplicates. A template recursion so that every index into v is a constant (v stays in registers).
+template <int M, int P, int O = 16, int m = M>
+__device__ __forceinline__ void warp_reduce_scatter(float (&v)[M], int lane, int& base, int& dup) {
+  if constexpr (O >= P) {
+    if constexpr (m > 1) {
+      constexpr int half = m / 2;
+      const bool up = lane & O;
+#pragma unroll
+      for (int i = 0; i < half; ++i) {
+        const float send = up ? v[i] : v[i + half];
+        const float keep = up ? v[i + half] : v[i];
+        v[i] = keep + __shfl_xor_sync(0xffffffffu, send, O);
+      }
+      if (up) base += half;
+      warp_reduce_scatter<M, P, O / 2, half>(v, lane, base, dup);
+    } else {
+      v[0] += __shfl_xor_sync(0xffffffffu, v[0], O);
+      dup |= O;
+      warp_reduce_scatter<M, P, O / 2, 1>(v, lane, base, dup);
+    }
+  }
+}
+
+// dy [B*L, di] (lddy); dx, ddelta [B*L, di]; dBC [B*L, 2 ns] (zeroed on the stream by the entry point,
+// accumulated here); dA [di, ns]; dD [di]. Thread: lane p of channel c of sequence b, states nb .. nb + SP - 1.
+// Reverse sweep (selective_scan_bwd_t), with gh = dL/dh_t:  gn = gh + dy_t C_t;  dC_t += dy_t h_t;
+//   ddelta_t = sum_n gn (A e_t h_{t-1} + B_t x_t);  dA += gn e_t h_{t-1} d_t;  dB_t += gn d_t x_t;
+//   dx_t = dy_t D + sum_n gn d_t B_t;  gh <- gn e_t.
+template <int NS>
+__global__ void __launch_bounds__(kThreads)
+    train_bwd_kernel(const ScanTrainCuda s, const bf16* __restrict__ dy, int64_t lddy, float* __restrict__ dx,
+                     float* __restrict__ ddelta, float* __restrict__ dBC, float* __restrict__ dA,
+                     float* __restrict__ dD) {
+  using Ln = BwdLanes<NS>;
+  constexpr int P = Ln::P, SP = Ln::SP, M = Ln::M, MOUT = Ln::MOUT;
+  __shared__ __align__(16) float sB[kSub][NS];
+  __shared__ __align__(16) float sC[kSub][NS];
+  __shared__ float red[kWarps][kSub][2 * NS];  // per warp: dB (columns < NS) and dC (NS + n) of each step
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, p = tid % P;
+  const int64_t c = int64_t(blockIdx.x) * (kThreads / P) + tid / P;
+  const int b = blockIdx.y;
+  const int64_t L = s.L, di = s.di, ckpt = s.ckpt, row0 = int64_t(b) * L;
+  const int ns = s.ns, nb = p * SP;
+  // Inactive threads run the same steps on zeros (everything they add is 0): every barrier and shuffle
+  // sees the whole CTA.
+  const bool active = c < di;
+  const int64_t nck = (L + ckpt - 1) / ckpt;
+
+  float a[SP], gh[SP], ga[SP], h[SP];
+#pragma unroll
+  for (int j = 0; j < SP; ++j) {
+    a[j] = active && nb + j < ns ? s.A[c * ns + nb + j] : 0.0f;
+    gh[j] = ga[j] = 0.0f;
+  }
+  const float Dc = active && s.D ? s.D[c] : 0.0f;
+  float gD = 0.0f;
+  float hs[kSub][SP];  // h_{t-1} of the pass's steps (indexed by time: local memory)
+
+  for (int64_t k = nck - 1; k >= 0; --k) {
+    const int64_t k0 = k * ckpt, k1 = min(L, k0 + ckpt);
+    const float* hk = s.hsave + (int64_t(b) * nck + k) * ns * di + c;
+    for (int64_t j0 = k0 + (k1 - 1 - k0) / kSub * kSub; j0 >= k0; j0 -= kSub) {
+      const int nt = int(min(int64_t(kSub), k1 - j0));
+#pragma unroll
+      for (int j = 0; j < SP; ++j) h[j] = active && nb + j < ns ? hk[int64_t(nb + j) * di] : 0.0f;
+      // Intervals longer than kSub: advance from the checkpoint to this pass's first step.
+      for (int64_t r = k0; r < j0; r += kSub) {
+        const int m = int(min(int64_t(kSub), j0 - r));
+        stage_bc<NS, kSub>(sB, sC, s.Bm, s.Cm, s.ldbc, row0 + r, m, ns);
+        for (int tt = 0; tt < m; ++tt) {
+          const int64_t row = row0 + r + tt;
+          const float u = active ? __bfloat162float(s.x[row * s.ldx + c]) : 0.0f;
+          const float d = active ? s.delta[row * di + c] : 0.0f;
+#pragma unroll
+          for (int j = 0; j < SP; ++j) h[j] = expf(d * a[j]) * h[j] + (d * sB[tt][nb + j]) * u;
+        }
+      }
+      stage_bc<NS, kSub>(sB, sC, s.Bm, s.Cm, s.ldbc, row0 + j0, nt, ns);
+      for (int tt = 0; tt < nt; ++tt) {
+        const int64_t row = row0 + j0 + tt;
+        const float u = active ? __bfloat162float(s.x[row * s.ldx + c]) : 0.0f;
+        const float d = active ? s.delta[row * di + c] : 0.0f;
+#pragma unroll
+        for (int j = 0; j < SP; ++j) {
+          hs[tt][j] = h[j];
+          h[j] = expf(d * a[j]) * h[j] + (d * sB[tt][nb + j]) * u;
+        }
+      }
+      // h = h_t of the last step; walk the pass backwards.
+      for (int tt = nt - 1; tt >= 0; --tt) {
+        const int64_t row = row0 + j0 + tt;
+        const float u = active ? __bfloat162float(s.x[row * s.ldx + c]) : 0.0f;
+        const float d = active ? s.delta[row * di + c] : 0.0f;
+        const float gy = active ? __bfloat162float(dy[row * lddy + c]) : 0.0f;
+        float gx = 0.0f, gd = 0.0f, v[M];
+#pragma unroll
+        for (int j = 0; j < SP; ++j) {
+          const float hp = hs[tt][j], bn = sB[tt][nb + j];
+          const float e = expf(d * a[j]);
+          const float gn = gh[j] + gy * sC[tt][nb + j];
+          v[SP + j] = gy * h[j];
+          const float ge = gn * e * hp;  // dL/d(d a) through e
+          gd += ge * a[j] + gn * bn * u;
+          ga[j] += ge * d;
+          v[j] = gn * d * u;
+          gx += gn * d * bn;
+          gh[j] = gn * e;
+          h[j] = hp;
+        }
+#pragma unroll
+        for (int o = 1; o < P; o <<= 1) {
+          gx += __shfl_xor_sync(0xffffffffu, gx, o);
+          gd += __shfl_xor_sync(0xffffffffu, gd, o);
+        }
+        if (active && p == 0) {
+          dx[row * di + c] = s.D ? gx + gy * Dc : gx;
+          ddelta[row * di + c] = gd;
+        }
+        if (s.D) gD += gy * u;  // as the CPU form: no D, no dD terms
+        int base = 0, dup = 0;
+        warp_reduce_scatter<M, P>(v, lane, base, dup);
+        if ((lane & dup) == 0)
+#pragma unroll
+          for (int i = 0; i < MOUT; ++i) {
+            const int idx = base + i;
+            red[warp][tt][idx < SP ? nb + idx : NS + nb + idx - SP] = v[i];
+          }
+      }
+      __syncthreads();
+      for (int i = tid; i < nt * 2 * ns; i += kThreads) {
+        const int tt = i / (2 * ns), col = i % (2 * ns);
+        const int sc = col < ns ? col : NS + col - ns;
+        float acc = 0.0f;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) acc += red[w][tt][sc];
+        atomicAdd(dBC + (row0 + j0 + tt) * 2 * ns + col, acc);
+      }
+    }
+  }
+  if (!active) return;
+  if (dA)
+#pragma unroll
+    for (int j = 0; j < SP; ++j)
+      if (nb + j < ns) atomicAdd(dA + c * ns + nb + j, ga[j]);
+  if (dD && p == 0) atomicAdd(dD + c, gD);
+}
+
+// pre, delta [N, di]; bias [di].
+__global__ void softplus_fwd_kernel(const float* __restrict__ pre, const float* __restrict__ bias, int64_t N,
+                                    int64_t di, float* __restrict__ delta) {
+  const int64_t n = N * di;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    delta[i] = softplus_f(pre[i] + bias[i % di]);
+}
+
+constexpr int kSpCh = 32, kSpGroups = 8;  // softplus backward CTA: 32 channels x 8 row groups
+
+// ddelta, pre [N, di]; dpre [N, di] (lddp); dbias [di]. Thread (tx, ty): channel c, rows
+// r0 + ty, r0 + ty + 8, ... below r0 + 8 rows.
+__global__ void __launch_bounds__(kSpCh* kSpGroups)
+    softplus_bwd_kernel(const float* __restrict__ ddelta, const float* __restrict__ pre, const float* __restrict__ bias,
+                        int64_t N, int64_t di, int64_t rows, bf16* __restrict__ dpre, int64_t lddp,
+                        float* __restrict__ dbias) {
+  __shared__ float part[kSpGroups][kSpCh];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t c = int64_t(blockIdx.x) * kSpCh + tx;
+  const int64_t r0 = int64_t(blockIdx.y) * kSpGroups * rows, r1 = min(N, r0 + kSpGroups * rows);
+  float acc = 0.0f;
+  if (c < di) {
+    const float bv = bias[c];
+    for (int64_t r = r0 + ty; r < r1; r += kSpGroups) {
+      const float v = pre[r * di + c] + bv;
+      // dbias sums the fp32 dpre (the CPU form's), not its bf16 rounding.
+      const float g = ddelta[r * di + c] * (v > 20.0f ? 1.0f : 1.0f / (1.0f + expf(-v)));
+      dpre[r * lddp + c] = __float2bfloat16(g);
+      acc += g;
+    }
+  }
+  if (!dbias) return;  // uniform over the CTA
+  part[ty][tx] = acc;
+  __syncthreads();
+  if (ty == 0 && c < di) {
+    float sum = 0.0f;
+#pragma unroll
+    for (int g = 0; g < kSpGroups; ++g) sum += part[g][tx];
+    atomicAdd(dbias + c, sum);
+  }
+}
+
+__global__ void mamba_a_fwd_kernel(const float* __restrict__ A_log, int64_t n, float* __restrict__ A) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    A[i] = -expf(A_log[i]);
+}
+
+__global__ void mamba_a_bwd_kernel(const float* __restrict__ dA, const float* __restrict__ A, int64_t n,
+                                   float* __restrict__ dA_log) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    dA_log[i] += dA[i] * A[i];
+}
+
+// Grid-stride launches: enough CTAs of 256 for any n, capped (each thread then loops).
+unsigned flat_blocks(int64_t n) { return unsigned(std::min<int64_t>((n + 255) / 256, int64_t(1) << 16)); }
+
+void check_scan_train(const ScanTrainCuda& s, const char* what) {
+  JRT_CHECK(s.ns >= 1 && s.ns <= kMaxNs, "{}: d_state {} outside [1, {}]", what, s.ns, kMaxNs);
+  JRT_CHECK(s.B >= 0 && s.B <= 65535, "{}: batch of {} sequences (at most 65535)", what, s.B);
+  JRT_CHECK(s.L >= 0 && s.di >= 0 && s.ckpt >= 1, "{}: bad L {} / d_inner {} / ckpt {}", what, s.L, s.di, s.ckpt);
+  JRT_CHECK((s.di + kThreads - 1) / kThreads <= 0x7fffffff, "{}: d_inner {} too large for the grid", what, s.di);
+}
+
+}  // namespace
+
+void delta_softplus_fwd_cuda(const float* pre, const float* bias, int64_t N, int64_t di, float* delta,
+                             cudaStream_t stream) {
+  JRT_CHECK(N >= 0 && di >= 0, "delta_softplus_fwd_cuda: bad shape N {} d_inner {}", N, di);
+  if (N == 0 || di == 0) return;
+  softplus_fwd_kernel<<<flat_blocks(N * di), 256, 0, stream>>>(pre, bias, N, di, delta);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+void delta_softplus_bwd_cuda(const float* ddelta, const float* pre, const float* bias, int64_t N, int64_t di,
+                             bf16* dpre, int64_t lddp, float* dbias, cudaStream_t stream) {
+  JRT_CHECK(N >= 0 && di >= 0, "delta_softplus_bwd_cuda: bad shape N {} d_inner {}", N, di);
+  if (N == 0 || di == 0) return;
+  const int64_t ctiles = (di + kSpCh - 1) / kSpCh;
+  JRT_CHECK(ctiles <= 0x7fffffff, "delta_softplus_bwd_cuda: d_inner {} too large for the grid", di);
+  // Rows per thread: ~2048 CTAs, at least 4 rows each (fewer dbias atomics), at most 65535 row tiles.
+  int64_t rows = std::max<int64_t>(4, (ctiles * N + 2048 * kSpGroups - 1) / (2048 * kSpGroups));
+  rows = std::max<int64_t>(rows, (N + int64_t(kSpGroups) * 65535 - 1) / (int64_t(kSpGroups) * 65535));
+  const int64_t rtiles = (N + kSpGroups * rows - 1) / (kSpGroups * rows);
+  softplus_bwd_kernel<<<dim3(unsigned(ctiles), unsigned(rtiles)), dim3(kSpCh, kSpGroups), 0, stream>>>(
+      ddelta, pre, bias, N, di, rows, dpre, lddp, dbias);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+void mamba_a_fwd_cuda(const float* A_log, int64_t n, float* A, cudaStream_t stream) {
+  if (n <= 0) return;
+  mamba_a_fwd_kernel<<<flat_blocks(n), 256, 0, stream>>>(A_log, n, A);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+void mamba_a_bwd_cuda(const float* dA, const float* A, int64_t n, float* dA_log, cudaStream_t stream) {
+  if (n <= 0) return;
+  mamba_a_bwd_kernel<<<flat_blocks(n), 256, 0, stream>>>(dA, A, n, dA_log);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+int64_t scan_train_saved_floats(int B, int64_t L, int64_t di, int ns, int ckpt) {
+  if (B <= 0 || L <= 0 || di <= 0 || ns <= 0) return 0;
+  JRT_CHECK(ckpt >= 1, "scan_train_saved_floats: checkpoint interval must be >= 1, got {}", ckpt);
+  return int64_t(B) * ((L + ckpt - 1) / ckpt) * di * ns;
+}
+
+void selective_scan_fwd_train_cuda(const ScanTrainCuda& s, cudaStream_t stream) {
+  check_scan_train(s, "selective_scan_fwd_train_cuda");
+  if (s.B == 0 || s.L == 0 || s.di == 0) return;
+  JRT_CHECK(s.x && s.delta && s.A && s.Bm && s.Cm && s.y && s.hsave, "selective_scan_fwd_train_cuda: missing operand");
+  const dim3 grid{unsigned((s.di + kThreads - 1) / kThreads), unsigned(s.B)};
+  if (s.ns <= 4)
+    train_fwd_kernel<4><<<grid, kThreads, 0, stream>>>(s);
+  else if (s.ns <= 8)
+    train_fwd_kernel<8><<<grid, kThreads, 0, stream>>>(s);
+  else if (s.ns <= 16)
+    train_fwd_kernel<16><<<grid, kThreads, 0, stream>>>(s);
+  else if (s.ns <= 32)
+    train_fwd_kernel<32><<<grid, kThreads, 0, stream>>>(s);
+  else
+    train_fwd_kernel<64><<<grid, kThreads, 0, stream>>>(s);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+namespace {
+template <int NS>
+void launch_train_bwd(const ScanTrainCuda& s, const bf16* dy, int64_t lddy, float* dx, float* ddelta, float* dBC,
+                      float* dA, float* dD, cudaStream_t stream) {
+  constexpr int cb = kThreads / BwdLanes<NS>::P;  // channels per CTA
+  const dim3 grid{unsigned((s.di + cb - 1) / cb), unsigned(s.B)};
+  train_bwd_kernel<NS><<<grid, kThreads, 0, stream>>>(s, dy, lddy, dx, ddelta, dBC, dA, dD);
+}
+}  // namespace
+
+void selective_scan_bwd_train_cuda(const ScanTrainCuda& s, const bf16* dy, int64_t lddy, float* dx, float* ddelta,
+                                   float* dBC, float* dA, float* dD, cudaStream_t stream) {
+  check_scan_train(s, "selective_scan_bwd_train_cuda");
+  if (s.B == 0 || s.L == 0 || s.di == 0) return;
+  JRT_CHECK(s.x && s.delta && s.A && s.Bm && s.Cm && s.hsave && dy && dx && ddelta && dBC,
+            "selective_scan_bwd_train_cuda: missing operand");
+  // dB / dC are sums over every channel CTA: zeroed here, accumulated by the kernel.
+  JRT_CUDA_CHECK(cudaMemsetAsync(dBC, 0, size_t(s.B) * size_t(s.L) * 2 * size_t(s.ns) * sizeof(float), stream));
+  if (s.ns <= 4)
+    launch_train_bwd<4>(s, dy, lddy, dx, ddelta, dBC, dA, dD, stream);
+  else if (s.ns <= 8)
+    launch_train_bwd<8>(s, dy, lddy, dx, ddelta, dBC, dA, dD, stream);
+  else if (s.ns <= 16)
+    launch_train_bwd<16>(s, dy, lddy, dx, ddelta, dBC, dA, dD, stream);
+  else if (s.ns <= 32)
+    launch_train_bwd<32>(s, dy, lddy, dx, ddelta, dBC, dA, dD, stream);
+  else
+    launch_train_bwd<64>(s, dy, lddy, dx, ddelta, dBC, dA, dD, stream);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -7,6 +7,7 @@
 #include "core/threads.h"
 #include "io/safetensors.h"
 #include "io/state_size.h"
+#include "models/gpu_model.h"
 #include "synth/dataset.h"
 #include "train/train_model.h"
 
@@ -98,9 +99,7 @@ std::vector<std::pair<int64_t, int64_t>> parse_shapes(const std::string& text, c
 void validate(const Experiment& e) {
   JRT_CHECK(e.task == "mqar" || e.task == "disjoint", "synth: unknown task '{}' (mqar, disjoint)", e.task);
   JRT_CHECK(e.device == "cpu" || e.device == "cuda", "synth: --device must be cpu or cuda, got '{}'", e.device);
-  JRT_CHECK(e.device == "cpu",
-            "synth: --device cuda: GPU training is not implemented yet (the GPU path runs inference only); "
-            "use --device cpu");
+  use_gpu(e.device);  // a CUDA run without a usable GPU is refused here, before any data is made
   JRT_CHECK(e.train_examples >= 1, "synth: --train-examples must be >= 1, got {}", e.train_examples);
   JRT_CHECK(e.test_examples >= 1, "synth: --test-examples must be >= 1, got {}", e.test_examples);
   JRT_CHECK(e.batch >= 1, "synth: --batch must be >= 1, got {}", e.batch);
@@ -119,6 +118,13 @@ void validate(const Experiment& e) {
   ModelOptions m = resolved_model(e);
   if (m.mixer == "sliding") JRT_CHECK(m.window >= 1, "synth: --window must be >= 1, got {}", m.window);
   (void)model_config(m);  // throws on bad model options
+  if (e.device == "cuda") {  // the GPU kernels' limits, checked before any run of a sweep starts
+    if (m.mixer == "attention" || m.mixer == "sliding")
+      JRT_CHECK(m.d_model / m.attn_heads <= 128,
+                "synth: --device cuda: attention head dim d_model / heads = {} must be <= 128 (raise --heads)",
+                m.d_model / m.attn_heads);
+    if (m.mixer == "mamba") JRT_CHECK(m.d_state <= 64, "synth: --device cuda: --d-state {} must be <= 64", m.d_state);
+  }
 }
 
 ExperimentResult run_experiment(const Experiment& e, std::FILE* log) {
@@ -139,22 +145,25 @@ ExperimentResult run_experiment(const Experiment& e, std::FILE* log) {
   SegmentBatches train(std::move(train_segs), e.batch);
   SegmentBatches test(std::move(test_segs), e.test_batch);
 
-  TrainModel<float> model(cfg, std::max(e.batch, e.test_batch), std::max(train.max_len(), test.max_len()));
-  model.load(init_weights(cfg, e.init_seed));
-  r.params = model.num_parameters();
+  auto engine = make_train_engine(e.device, cfg, std::max(e.batch, e.test_batch),
+                                  std::max(train.max_len(), test.max_len()), e.train.adam);
+  engine->host().load(init_weights(cfg, e.init_seed));
+  engine->push();
+  r.params = engine->host().num_parameters();
   r.state_bytes = model_state_bytes(cfg, StatePolicy::CpuFp32).at(test.max_len());
 
   TrainerOptions to = e.train;
   to.config_json = r.config_json;
-  Trainer trainer(model, train, &test, to);
+  Trainer trainer(*engine, train, &test, to);
   if (!e.resume.empty()) trainer.resume(e.resume);
   if (log)
     std::fprintf(
         log,
-        "synth %s: mixer %s (pattern %s), d_model %lld, %lld layers, params %lld, state %lld bytes, "
+        "synth %s on %s: mixer %s (pattern %s), d_model %lld, %lld layers, params %lld, state %lld bytes, "
         "%lld train / %lld test examples of <= %lld / %lld tokens in %zu / %zu segment(s), %lld batches/epoch\n",
-        e.task.c_str(), mo.mixer.c_str(), cfg.pattern().c_str(), (long long)cfg.d_model, (long long)cfg.n_layer,
-        (long long)r.params, (long long)r.state_bytes, (long long)(e.train_examples * int64_t(train.segments().size())),
+        e.task.c_str(), e.device.c_str(), mo.mixer.c_str(), cfg.pattern().c_str(), (long long)cfg.d_model,
+        (long long)cfg.n_layer, (long long)r.params, (long long)r.state_bytes,
+        (long long)(e.train_examples * int64_t(train.segments().size())),
         (long long)(e.test_examples * int64_t(test.segments().size())), (long long)train.max_len(),
         (long long)test.max_len(), train.segments().size(), test.segments().size(), (long long)train.num_batches());
   r.train = trainer.run(log);
@@ -170,7 +179,8 @@ ExperimentResult run_experiment(const Experiment& e, std::FILE* log) {
       JRT_CHECK(f.good(), "cannot write {}", tmp);
       fs::rename(tmp, fs::path(e.out_dir) / "config.json");
     }
-    WeightStore ws = model.weights();
+    engine->pull();
+    WeightStore ws = engine->host().weights();
     std::vector<NamedTensor> t;
     for (const auto& n : ws.names()) t.push_back({n, ws.get(n)});
     write_safetensors((fs::path(e.out_dir) / "model.safetensors").string(), t, {{"format", "pt"}});

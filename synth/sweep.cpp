@@ -89,13 +89,13 @@ std::vector<SweepRun> expand_sweep(const YamlMap& y, const std::string& src, con
       "lr",          "seeds",      "feature_dim",  "vocab",        "epochs",   "train_examples", "test_examples",
       "batch",       "test_batch", "layers",       "window",       "d_state",  "enc_length",     "early_stop",
       "time_budget", "la_heads",   "heads",        "weight_decay", "power_a",  "random_fill",    "mlp",
-      "threads",     "decay_all",  "train_shapes", "test_shapes"};
+      "threads",     "decay_all",  "train_shapes", "test_shapes",  "device"};
   for (const auto& [k, v] : y)
     JRT_CHECK(known.count(k),
               "{}: unknown key '{}' (known: task, mixers, d_model, seq_len, kv_pairs, short_length, "
               "long_length, lr, seeds, feature_dim, vocab, epochs, train_examples, test_examples, batch, test_batch, "
               "layers, window, d_state, enc_length, early_stop, time_budget, la_heads, heads, weight_decay, power_a, "
-              "random_fill, mlp, threads, decay_all, train_shapes, test_shapes)",
+              "random_fill, mlp, threads, decay_all, train_shapes, test_shapes, device)",
               src, k);
   auto list = [&](const std::string& k, std::vector<std::string> def) { return y.count(k) ? y.at(k) : def; };
   auto one = [&](const std::string& k) -> const std::string* {
@@ -145,6 +145,7 @@ std::vector<SweepRun> expand_sweep(const YamlMap& y, const std::string& src, con
   if (y.count("test_shapes")) e.test_shapes = shape_list("test_shapes");
   if (auto v = one("decay_all")) e.train.adam.decay_all = *v == "true" || *v == "1";
   if (auto v = one("threads")) e.threads = int(to_int(*v, "threads", src));
+  if (auto v = one("device")) e.device = *v;
 
   // Task shapes (zipped; a single value broadcasts).
   std::vector<std::pair<int64_t, int64_t>> shapes;

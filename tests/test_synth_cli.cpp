@@ -91,7 +91,9 @@ TEST(CliSynth, InvalidTaskParametersFailBeforeTraining) {
   expect_error_before_training("synth mqar --mixer transformer", "unknown --mixer 'transformer'");
   expect_error_before_training("synth mqar --d-model 33", "--d-model must be even");
   expect_error_before_training("synth mqar --mixer attention --heads 3", "--heads 3 must divide --d-model 64");
-  expect_error_before_training("synth mqar --device cuda", "--device cuda");
+  if (!gpu_available())  // with a GPU, --device cuda trains (tests/test_cuda_train_model.cpp)
+    expect_error_before_training("synth mqar --device cuda", "--device cuda");
+  expect_error_before_training("synth mqar --device tpu", "--device must be cpu or cuda");
   expect_error_before_training("synth mqar --batch 0", "--batch must be >= 1");
   expect_error_before_training("synth mqar --lr 0", "--lr must be > 0");
   expect_error_before_training("synth mqar --test-shapes 32x4,64x20", "--kv-pairs 20 do not fit in --seq-len 64");

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <set>
 
 #include "common/test_util.h"
@@ -73,4 +74,19 @@ TEST(CliGrad, BadInputsAreClearErrors) {
               temp_dir() + "/x.safetensors");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("/nonexistent"), std::string::npos) << r.err;
+}
+
+TEST(CliGrad, UnusableDeviceIsRefusedBeforeReading) {
+  const std::string out = temp_dir() + "/grad_dev.safetensors";
+  const std::string args =
+      "grad --model " + fixture("attn") + " --input " + fixture("attn") + "/train_step.safetensors --output " + out;
+  auto r = run_jrt(args + " --device tpu");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--device must be cpu or cuda, got 'tpu'"), std::string::npos) << r.err;
+  if (!gpu_available()) {  // with a GPU, --device cuda runs (tests/test_cuda_train_model.cpp)
+    r = run_jrt(args + " --device cuda");
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("--device cuda"), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(std::filesystem::exists(out));
 }

@@ -8,15 +8,16 @@
 #include "core/threads.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
+#include "models/gpu_model.h"
 #include "tools/cli.h"
 #include "tools/io_util.h"
-#include "train/train_model.h"
+#include "train/engine.h"
 
 namespace jrt::cli {
 namespace {
 
 struct GradArgs {
-  std::string model, input, output, objective = "auto";
+  std::string model, input, output, objective = "auto", device = "cpu";
   int threads = 0;
   double mlm_weight = -1;
   int64_t enc_length = -1;
@@ -50,7 +51,12 @@ Runner setup(CLI::App& app) {
                 "JRT objective prefix length E (default: the input's enc_length, else the config's)");
   c->add_option("--mlm-weight", a->mlm_weight, "JRT objective MLM weight (default: the input's mlm_weight, else 0.25)");
   c->add_option("--threads", a->threads, "CPU threads (0 = all)")->capture_default_str();
+  c->add_option("--device", a->device,
+                "cpu (fp32) or cuda (bf16 mixed precision: bf16 GEMM operands and activations, fp32 master "
+                "weights, statistics and gradients)")
+      ->capture_default_str();
   return [a] {
+    use_gpu(a->device);  // refuse an unusable --device before reading anything
     set_num_threads(a->threads);
     namespace fs = std::filesystem;
     JRT_CHECK(fs::is_directory(a->model), "--model '{}' is not a model folder", a->model);
@@ -85,11 +91,15 @@ Runner setup(CLI::App& app) {
       obj.mlm_weight = a->mlm_weight >= 0 ? a->mlm_weight : in.has("mlm_weight") ? read_scalar(in, "mlm_weight") : 0.25;
     }
     auto t0 = std::chrono::steady_clock::now();
-    TrainModel<float> m(cfg, B, L);
+    auto engine = make_train_engine(a->device, cfg, B, L, AdamWConfig{});
+    TrainModel<float>& m = engine->host();
     m.load(ws);
-    m.zero_grad();
-    LossParts lp = m.forward(fid.data(), flab.data(), B, L, obj);
-    m.backward();
+    engine->push();
+    engine->zero_grad();
+    engine->forward(fid.data(), flab.data(), B, L, obj);
+    engine->backward(1.0);
+    engine->pull_grads();
+    const LossParts lp = engine->take_losses().back();
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 
     std::vector<HostTensor> keep;

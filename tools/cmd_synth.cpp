@@ -18,7 +18,7 @@ struct SynthArgs {
   synth::Experiment e;
   double weight_decay = 0.1;
   bool no_progress = false, rms_norm = false, random_fill = false, decay_all = false;
-  std::string sweep_file, csv = "sweep.csv", train_shapes, test_shapes;
+  std::string sweep_file, csv = "sweep.csv", train_shapes, test_shapes, sweep_device;
 };
 
 // Flags shared by `synth mqar` and `synth disjoint`.
@@ -158,6 +158,7 @@ Runner setup(CLI::App& app) {
   sw->add_option("--csv", a->csv, "Output CSV")->capture_default_str();
   sw->add_option("--threads", e.threads, "CPU threads (0 = all)")->capture_default_str();
   sw->add_flag("--no-progress", a->no_progress, "No progress bar on stderr");
+  sw->add_option("--device", a->sweep_device, "cpu or cuda for every run (overrides the YAML's device key)");
 
   return [a, mq, dj, sw] {
     finish_args(*a);
@@ -180,7 +181,10 @@ Runner setup(CLI::App& app) {
     synth::Experiment base = a->e;
     base.train.log_every = 0;
     auto runs = synth::expand_sweep(synth::parse_yaml_subset(ss.str(), a->sweep_file), a->sweep_file, base);
-    for (auto& r : runs) r.exp.train.shuffle = r.exp.task == "disjoint";
+    for (auto& r : runs) {
+      r.exp.train.shuffle = r.exp.task == "disjoint";
+      if (!a->sweep_device.empty()) r.exp.device = a->sweep_device;
+    }
     std::ofstream csv(a->csv);
     JRT_CHECK(bool(csv), "{}: cannot write the CSV", a->csv);
     csv << synth::csv_header() << "\n" << std::flush;

@@ -33,28 +33,26 @@ std::string rate(double tps) {
 
 }  // namespace
 
-EvalResult evaluate(TrainModel<float>& m, const BatchSource& data, const Objective& obj) {
+EvalResult evaluate(TrainEngine& m, const BatchSource& data, const Objective& obj) {
   EvalResult r;
   const auto names = data.slice_names();
   std::vector<double> sacc(names.size(), 0.0);
   std::vector<int64_t> sn(names.size(), 0);
-  const int64_t V = m.config().padded_vocab;
   double acc_sum = 0, loss_sum = 0;
   int64_t nbatch = 0;
+  std::vector<int32_t> pred;
   for (int64_t i = 0; i < data.num_batches(); ++i) {
     const Batch b = data.batch(i);
-    LossParts lp = m.forward(b.ids, b.labels, b.B, b.L, obj);
-    loss_sum += lp.loss;
+    m.forward(b.ids, b.labels, b.B, b.L, obj);
+    m.predictions(pred);
+    loss_sum += m.take_losses().back().loss;
     ++nbatch;
-    const float* lg = m.logits();
     for (int64_t e = 0; e < b.B; ++e) {
       int64_t correct = 0, count = 0;
       for (int64_t t = 0; t < b.L; ++t) {
         const int64_t n = e * b.L + t, lab = b.labels[n];
         if (lab == -100) continue;
-        const float* row = lg + n * V;
-        const int64_t arg = int64_t(std::max_element(row, row + V) - row);
-        correct += arg == lab;
+        correct += pred[size_t(n)] == lab;
         ++count;
       }
       if (count == 0) continue;
@@ -74,22 +72,12 @@ EvalResult evaluate(TrainModel<float>& m, const BatchSource& data, const Objecti
   return r;
 }
 
-Trainer::Trainer(TrainModel<float>& model, const BatchSource& train, const BatchSource* test, TrainerOptions opt)
-    : m_(model), train_(train), test_(test), opt_(std::move(opt)) {
+Trainer::Trainer(TrainEngine& engine, const BatchSource& train, const BatchSource* test, TrainerOptions opt)
+    : m_(engine), train_(train), test_(test), opt_(std::move(opt)) {
   JRT_CHECK(train_.num_batches() > 0, "trainer: the training set has no batches");
   JRT_CHECK(opt_.epochs >= 1, "trainer: --epochs must be >= 1, got {}", opt_.epochs);
   JRT_CHECK(opt_.accum >= 1, "trainer: --accum must be >= 1, got {}", opt_.accum);
   JRT_CHECK(opt_.lr > 0 && std::isfinite(opt_.lr), "trainer: --lr must be > 0, got {}", opt_.lr);
-  std::vector<AdamW::Slot> slots;
-  for (size_t i = 0; i < m_.specs().size(); ++i) {
-    const ParamSpec& s = m_.specs()[i];
-    if (s.role == ParamRole::Buffer) continue;
-    slots.push_back({m_.offset(i), shape_numel(s.shape), s.role});
-  }
-  adam_ = AdamW(opt_.adam, std::move(slots));
-  // AdamW sizes its moments to the last tensor's end; the model's flat span may have alignment padding after it.
-  adam_.m().resize(m_.params().size(), 0.0f);
-  adam_.v().resize(m_.params().size(), 0.0f);
   st_.rng.reseed(opt_.seed);
 }
 
@@ -117,11 +105,13 @@ void Trainer::save(const std::string& path) const {
       {"num_batches", std::to_string(train_.num_batches())},
       {"config", opt_.config_json},
   };
-  write_checkpoint(path, m_, adam_, meta);
+  m_.pull();
+  write_checkpoint(path, m_.host(), m_.adam(), meta);
 }
 
 void Trainer::resume(const std::string& path) {
-  auto meta = read_checkpoint(path, m_, adam_);
+  auto meta = read_checkpoint(path, m_.host(), m_.adam());
+  m_.push();
   if (!opt_.config_json.empty() && meta.count("config") && !meta.at("config").empty())
     JRT_CHECK(meta.at("config") == opt_.config_json,
               "{}: the checkpoint was written for another model configuration than this run's", path);
@@ -152,8 +142,6 @@ TrainResult Trainer::run(std::FILE* log) {
   int64_t tokens_run = 0, steps_run = 0;
   bool out_of_time = false;
   auto last_draw = t_run;
-  auto params = m_.params();
-  auto grads = m_.grads();
 
   while (!st_.done && st_.epoch < opt_.epochs) {
     const std::vector<int64_t> order = epoch_order(st_.epoch);
@@ -170,19 +158,19 @@ TrainResult Trainer::run(std::FILE* log) {
       const auto t0 = Clock::now();
       m_.zero_grad();
       const int64_t k = std::min(opt_.accum, nb - st_.batch);
-      double loss = 0;
       int64_t tokens = 0;
       for (int64_t j = 0; j < k; ++j) {
         const Batch b = train_.batch(order[size_t(st_.batch + j)]);
-        LossParts lp = m_.forward(b.ids, b.labels, b.B, b.L, opt_.objective);
+        m_.forward(b.ids, b.labels, b.B, b.L, opt_.objective);
         m_.backward(1.0 / double(k));
-        loss += lp.loss / double(k);
         tokens += b.B * b.L;
       }
-      const double gnorm = clip_grad_norm(grads, opt_.clip);
       const double lr =
           opt_.per_epoch_schedule ? lr_epoch : cosine_lr(st_.step, opt_.warmup, total_steps, opt_.lr, opt_.min_lr);
-      adam_.step(params, grads, lr);
+      m_.step(lr, opt_.clip);
+      double loss = 0;
+      for (const LossParts& lp : m_.take_losses()) loss += lp.loss / double(k);
+      const double gnorm = m_.last_grad_norm();
       st_.batch += k;
       st_.step += 1;
       st_.tokens += tokens;

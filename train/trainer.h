@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "train/engine.h"
 #include "train/optimizer.h"
 #include "train/rng.h"
 #include "train/train_model.h"
@@ -60,7 +61,7 @@ struct EvalResult {
 
 // Mean over examples of (correct supervised positions / supervised positions); examples without a
 // supervised position are skipped. Loss: mean of the per-batch mean cross-entropies.
-EvalResult evaluate(TrainModel<float>& m, const BatchSource& data, const Objective& obj = {});
+EvalResult evaluate(TrainEngine& m, const BatchSource& data, const Objective& obj = {});
 
 struct TrainState {
   int64_t step = 0;    // optimizer steps done
@@ -81,22 +82,22 @@ struct TrainResult {
 
 class Trainer {
  public:
-  Trainer(TrainModel<float>& model, const BatchSource& train, const BatchSource* test, TrainerOptions opt);
+  // The engine's AdamW (its configuration and moments) is the optimizer; opt.adam is not used here.
+  Trainer(TrainEngine& engine, const BatchSource& train, const BatchSource* test, TrainerOptions opt);
   // Continues from a checkpoint written by a run with the same model and data (throws on mismatch).
   void resume(const std::string& path);
   // Trains until the epochs are done, early stop, max_steps or the time budget; log lines go to `log`.
   TrainResult run(std::FILE* log);
   const TrainState& state() const { return st_; }
-  AdamW& optimizer() { return adam_; }
+  AdamW& optimizer() { return m_.adam(); }
   void save(const std::string& path) const;
 
  private:
   std::vector<int64_t> epoch_order(int64_t epoch) const;
-  TrainModel<float>& m_;
+  TrainEngine& m_;
   const BatchSource& train_;
   const BatchSource* test_;
   TrainerOptions opt_;
-  AdamW adam_;
   TrainState st_;
 };
 

@@ -1,0 +1,596 @@
+// ops/attention_train.cu — the training form of causal (optionally windowed) softmax attention on the GPU
+// (cuda_train_ops.h): a flash-attention-2 forward that also saves the row log-sum-exp, and the FA2
+// backward. Both run on bf16 tensor cores (mma.sync m16n8k16, fp32 accumulators); softmax statistics,
+// probabilities and their gradients are fp32 in registers and rounded to bf16 only as mma operands
+// (as FlashAttention does). The softmax runs in base 2 (scores times scale * log2(e)).
+//
+// Every operand of an mma is read from shared memory as bf16 pairs: A [m][k] row-major, B [k][n] stored
+// n-major ([n][k]); so each tile is staged in the orientation(s) its products need (K and V row-major
+// and / or transposed). Rows of the staged tiles are padded by 8 bf16, which makes the fragment loads
+// (8 rows x 4 words per instruction) free of bank conflicts.
+//
+// Forward: grid (ceil(L / 64), H, B), 4 warps; warp w owns 16 query rows of the CTA's 64. Key tiles of 64
+// from the first key of the block's window to its last query; a warp skips the tiles it cannot see.
+// Backward: Di = rowsum(dO * O) (one warp per (row, head)); then grid (ceil(L / 64), H, B), 4 warps, warp
+// w owns 16 keys of the CTA's key block and accumulates their dK, dV in registers over the query tiles
+// that see the block; dQ = scale dS K of each tile goes through shared memory (dS) and fp32 atomics into
+// the workspace, cast to bf16 by a last kernel.
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+
+#include "core/cuda_util.h"
+#include "ops/cuda_train_ops.h"
+
+namespace jrt::ops::cuda {
+namespace {
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+constexpr int kMaxHd = 128;
+constexpr int kWarps = 4;
+constexpr int kThreads = kWarps * 32;
+constexpr int kBlock = 64;  // forward: query rows per CTA and keys per tile; backward: keys per CTA
+constexpr int kPad = 8;     // bf16 padding of every staged row (row stride = 4 words mod 32)
+constexpr unsigned kFull = 0xffffffffu;
+
+__device__ __forceinline__ uint32_t ld32(const bf16* p) { return *reinterpret_cast<const uint32_t*>(p); }
+__device__ __forceinline__ void st32(bf16* p, uint32_t u) { *reinterpret_cast<uint32_t*>(p) = u; }
+// Two floats -> a bf16 pair (x at the lower address / lower half).
+__device__ __forceinline__ uint32_t pack_bf2(float x, float y) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(x, y);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// dst[0] += x, dst[1] += y (dst 8-byte aligned): one vector atomic on sm_90, which halves the dQ traffic.
+__device__ __forceinline__ void atomic_add2(float* dst, float x, float y) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  atomicAdd(reinterpret_cast<float2*>(dst), make_float2(x, y));
+#else
+  atomicAdd(dst, x);
+  atomicAdd(dst + 1, y);
+#endif
+}
+
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(kFull, x, o);
+  return x;
+}
+
+// d += a b for one m16n8k16 tile (bf16 in, fp32 accumulate). Lane = 4 g + c (g = lane / 4, c = lane % 4):
+//   a[0] = A[g][2c..2c+1], a[1] = A[g+8][2c..], a[2] = A[g][2c+8..], a[3] = A[g+8][2c+8..];
+//   b[0] = B[2c..2c+1][g], b[1] = B[2c+8..2c+9][g];   d[0..1] = D[g][2c..2c+1], d[2..3] = D[g+8][2c..2c+1].
+__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// A fragment of rows m0 .. m0+15, columns k0 .. k0+15 of a row-major [m][lda] bf16 array.
+__device__ __forceinline__ void load_a(uint32_t (&f)[4], const bf16* a, int lda, int m0, int k0, int lane) {
+  const bf16* p = a + (m0 + (lane >> 2)) * lda + k0 + 2 * (lane & 3);
+  f[0] = ld32(p);
+  f[1] = ld32(p + 8 * lda);
+  f[2] = ld32(p + 8);
+  f[3] = ld32(p + 8 * lda + 8);
+}
+// B fragment of B[k][n] (k0 .. k0+15, n0 .. n0+7) stored n-major: B[k][n] = b[n * ldb + k].
+__device__ __forceinline__ void load_b(uint32_t (&f)[2], const bf16* b, int ldb, int n0, int k0, int lane) {
+  const bf16* p = b + (n0 + (lane >> 2)) * ldb + k0 + 2 * (lane & 3);
+  f[0] = ld32(p);
+  f[1] = ld32(p + 8);
+}
+// The A fragment of k chunk j (columns 16j .. 16j+15) of a 16-row accumulator held as C tiles s[n] (8
+// columns each): the C layout of tiles 2j, 2j+1 is the A layout (FlashAttention-2's register reuse).
+template <int kN>
+__device__ __forceinline__ void c_to_a(uint32_t (&f)[4], const float (&s)[kN][4], int j) {
+  f[0] = pack_bf2(s[2 * j][0], s[2 * j][1]);
+  f[1] = pack_bf2(s[2 * j][2], s[2 * j][3]);
+  f[2] = pack_bf2(s[2 * j + 1][0], s[2 * j + 1][1]);
+  f[3] = pack_bf2(s[2 * j + 1][2], s[2 * j + 1][3]);
+}
+
+// Stages rows [0, R) x columns [0, kHd) of one head's tile (row r at src + r * ld; rows >= nrows and
+// columns >= hd are zero) into xs [R][kHd + kPad] (row-major; null: skipped) and / or xt [kHd][R + kPad]
+// (transposed; null: skipped). A thread moves 2 rows x 1 column pair; a warp covers 16 rows x 4 pairs,
+// which keeps the transposed stores conflict-free (the row-major ones 2-way).
+template <int kHd, int R>
+__device__ __forceinline__ void stage(const bf16* __restrict__ src, int64_t ld, int nrows, int hd, bf16* xs, bf16* xt) {
+  static_assert(R % 16 == 0 && kHd % 8 == 0, "whole warp groups of 16 rows x 4 pairs");
+  constexpr int kGroupsD = kHd / 8;  // groups of 4 column pairs
+  constexpr int kItems = (R / 2) * (kHd / 2);
+  for (int e = threadIdx.x; e < kItems; e += kThreads) {
+    const int grp = e >> 5;
+    const int dp = (e & 3) + 4 * (grp % kGroupsD);
+    const int r = 2 * (((e >> 2) & 7) + 8 * (grp / kGroupsD));
+    uint32_t u0 = 0u, u1 = 0u;
+    if (2 * dp < hd) {
+      if (r < nrows) u0 = ld32(src + int64_t(r) * ld + 2 * dp);
+      if (r + 1 < nrows) u1 = ld32(src + int64_t(r + 1) * ld + 2 * dp);
+    }
+    if (xs) {
+      st32(xs + r * (kHd + kPad) + 2 * dp, u0);
+      st32(xs + (r + 1) * (kHd + kPad) + 2 * dp, u1);
+    }
+    if (xt) {
+      st32(xt + (2 * dp) * (R + kPad) + r, __byte_perm(u0, u1, 0x5410));      // low halves: column 2 dp
+      st32(xt + (2 * dp + 1) * (R + kPad) + r, __byte_perm(u0, u1, 0x7632));  // high halves: column 2 dp + 1
+    }
+  }
+}
+
+// ---- forward ---------------------------------------------------------------------------------------
+
+template <int kHd>
+constexpr size_t fwd_smem() {
+  return (size_t(kBlock) * (kHd + kPad) + size_t(kHd) * (kBlock + kPad)) * sizeof(bf16);
+}
+
+// qkv [B*L, ldqkv] (q | k | v blocks of H*hd), o [B*L, ldo], lse [B, H, L]; grid (ceil(L / 64), H, B).
+// Shared memory: Ks [64][kHd + 8] (first Q, then each key tile), Vt [kHd][64 + 8] (V tile transposed).
+template <int kHd>
+__global__ void __launch_bounds__(kThreads)
+    attn_fwd_kernel(const bf16* __restrict__ qkv, int64_t ldqkv, int L, int H, int hd, int lw, float qscale,
+                    bf16* __restrict__ o, int64_t ldo, float* __restrict__ lse) {
+  constexpr int kS = kHd + kPad, kVS = kBlock + kPad, kNT = kBlock / 8, kKC = kHd / 16, kDT = kHd / 8;
+  const int q0 = (int(gridDim.x) - 1 - int(blockIdx.x)) * kBlock;  // the longest rows first
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c2 = 2 * (lane & 3);
+  extern __shared__ __align__(16) unsigned char smem[];
+  bf16* Ks = reinterpret_cast<bf16*>(smem);
+  bf16* Vt = Ks + kBlock * kS;
+
+  const int64_t inner = int64_t(H) * hd;
+  const bf16* qg = qkv + int64_t(b) * L * ldqkv + int64_t(h) * hd;  // row t of this (sequence, head): + t ldqkv
+  const bf16* kg = qg + inner;
+  const bf16* vg = qg + 2 * inner;
+
+  // The warp's Q fragments, staged through Ks (the first key tile overwrites it after a barrier).
+  stage<kHd, kBlock>(qg + int64_t(q0) * ldqkv, ldqkv, L - q0, hd, Ks, nullptr);
+  __syncthreads();
+  uint32_t qf[kKC][4];
+#pragma unroll
+  for (int kc = 0; kc < kKC; ++kc) load_a(qf[kc], Ks, kS, 16 * warp, 16 * kc, lane);
+
+  const int wq0 = q0 + 16 * warp;             // the warp's first query row
+  const int qlast = min(q0 + kBlock, L) - 1;  // the CTA's last row, and last key
+  const int kstart = lw < 0 ? 0 : max(0, q0 - lw);
+  float acc[kDT][4];
+#pragma unroll
+  for (int n = 0; n < kDT; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // rows g, g + 8: running max (base 2), lane's sum
+
+  for (int k0 = kstart; k0 <= qlast; k0 += kBlock) {
+    __syncthreads();  // the previous tile (first pass: the Q fragments) is read
+    stage<kHd, kBlock>(kg + int64_t(k0) * ldqkv, ldqkv, qlast + 1 - k0, hd, Ks, nullptr);
+    stage<kHd, kBlock>(vg + int64_t(k0) * ldqkv, ldqkv, qlast + 1 - k0, hd, nullptr, Vt);
+    __syncthreads();
+    // No row of the warp sees a key of the tile (right of the diagonal, or left of every window):
+    // warp-uniform, no barrier inside.
+    if (wq0 > qlast || k0 > wq0 + 15 || (lw >= 0 && k0 + kBlock - 1 + lw < wq0)) continue;
+
+    float s[kNT][4];
+#pragma unroll
+    for (int n = 0; n < kNT; ++n) {
+      s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+      for (int kc = 0; kc < kKC; ++kc) {
+        uint32_t bf[2];
+        load_b(bf, Ks, kS, 8 * n, 16 * kc, lane);
+        mma_bf16_16816(s[n], qf[kc], bf);
+      }
+    }
+    // Mask, online softmax; s becomes P (unnormalised, relative to the new running max).
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int t = wq0 + g + 8 * r;
+      float mx = -INFINITY;
+#pragma unroll
+      for (int n = 0; n < kNT; ++n)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int j = k0 + 8 * n + c2 + e;
+          const bool ok = j <= t && (lw < 0 || j + lw >= t);
+          const float v = ok ? s[n][2 * r + e] * qscale : -INFINITY;
+          s[n][2 * r + e] = v;
+          mx = fmaxf(mx, v);
+        }
+      mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 2));
+      const float mnew = fmaxf(m[r], mx);
+      // A row without a visible key so far keeps mnew = -inf: subtract 0 then, so exp2 gives 0, not NaN.
+      const float mref = mnew == -INFINITY ? 0.f : mnew;
+      const float alpha = exp2f(m[r] - mref);
+      float sum = 0.f;
+#pragma unroll
+      for (int n = 0; n < kNT; ++n)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float p = exp2f(s[n][2 * r + e] - mref);
+          s[n][2 * r + e] = p;
+          sum += p;
+        }
+      m[r] = mnew;
+      l[r] = l[r] * alpha + sum;
+#pragma unroll
+      for (int n = 0; n < kDT; ++n) acc[n][2 * r] *= alpha, acc[n][2 * r + 1] *= alpha;
+    }
+    // acc += P V.
+#pragma unroll
+    for (int j = 0; j < kBlock / 16; ++j) {
+      uint32_t pf[4];
+      c_to_a(pf, s, j);
+#pragma unroll
+      for (int n = 0; n < kDT; ++n) {
+        uint32_t bf[2];
+        load_b(bf, Vt, kVS, 8 * n, 16 * j, lane);
+        mma_bf16_16816(acc[n], pf, bf);
+      }
+    }
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float lsum = l[r];
+    lsum += __shfl_xor_sync(kFull, lsum, 1);
+    lsum += __shfl_xor_sync(kFull, lsum, 2);
+    const int t = wq0 + g + 8 * r;
+    if (t > qlast) continue;
+    const float inv = 1.0f / lsum;  // >= 1: the row's maximum key contributes exp2(0)
+    bf16* orow = o + (int64_t(b) * L + t) * ldo + int64_t(h) * hd;
+#pragma unroll
+    for (int n = 0; n < kDT; ++n)
+      if (8 * n + c2 < hd) st32(orow + 8 * n + c2, pack_bf2(acc[n][2 * r] * inv, acc[n][2 * r + 1] * inv));
+    if (c2 == 0) lse[(int64_t(b) * H + h) * L + t] = m[r] * kLn2 + logf(lsum);
+  }
+}
+
+// ---- backward --------------------------------------------------------------------------------------
+
+// Di[b, h, t] = sum_d dO[n, h hd + d] O[n, h hd + d] (n = b L + t); one warp per (row, head).
+__global__ void attn_dsum_kernel(const bf16* __restrict__ o, int64_t ldo, const bf16* __restrict__ dout, int64_t lddo,
+                                 int64_t N, int L, int H, int hd, float* __restrict__ D) {
+  const int lane = threadIdx.x & 31;
+  const int64_t nw = int64_t(gridDim.x) * (blockDim.x >> 5);
+  for (int64_t w = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5; w < N * H; w += nw) {
+    const int64_t n = w / H;
+    const int h = int(w % H);
+    const bf16* orow = o + n * ldo + int64_t(h) * hd;
+    const bf16* drow = dout + n * lddo + int64_t(h) * hd;
+    float s = 0.f;
+    for (int p = 2 * lane; p < hd; p += 64) {
+      const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(orow + p));
+      const float2 d = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(drow + p));
+      s = fmaf(a.x, d.x, s);
+      s = fmaf(a.y, d.y, s);
+    }
+    s = warp_sum(s);
+    if (lane == 0) D[(n / L * H + h) * L + n % L] = s;
+  }
+}
+
+// Query rows per tile of the backward: 64, or 32 for the widest heads (register budget of dK, dV).
+template <int kHd>
+constexpr int bwd_rows() {
+  return kHd <= 64 ? 64 : 32;
+}
+
+// Ks, Vs [64][kHd + 8], Kt [kHd][64 + 8], Qs, dOs [kBr][kHd + 8], Qt, dOt [kHd][kBr + 8], dSs [kBr][64 + 8]
+// (bf16), lse2 and Di of the tile [kBr] (fp32).
+template <int kHd>
+constexpr size_t bwd_smem() {
+  constexpr int kBr = bwd_rows<kHd>();
+  return (size_t(2) * kBlock * (kHd + kPad) + size_t(kHd) * (kBlock + kPad) + size_t(2) * kBr * (kHd + kPad) +
+          size_t(2) * kHd * (kBr + kPad) + size_t(kBr) * (kBlock + kPad)) *
+             sizeof(bf16) +
+         size_t(2) * kBr * sizeof(float);
+}
+
+// qkv, dqkv [B*L, 3 H hd] (row strides ldqkv, lddqkv), dout [B*L, H hd], lse / D [B, H, L], dq_acc fp32
+// [B*L, H hd] (zeroed; += scale dS K). Writes the k, v blocks of dqkv. Grid (ceil(L / 64), H, B).
+template <int kHd>
+__global__ void __launch_bounds__(kThreads)
+    attn_bwd_kernel(const bf16* __restrict__ qkv, int64_t ldqkv, const bf16* __restrict__ dout, int64_t lddo,
+                    const float* __restrict__ lse, const float* __restrict__ D, int L, int H, int hd, int lw,
+                    float qscale, float scale, bf16* __restrict__ dqkv, int64_t lddqkv, float* __restrict__ dq_acc) {
+  constexpr int kBr = bwd_rows<kHd>();
+  constexpr int kS = kHd + kPad, kKS = kBlock + kPad, kRS = kBr + kPad;
+  constexpr int kKC = kHd / 16, kDT = kHd / 8, kQT = kBr / 8;
+  // dQ of the tile: (kBr / 16) row tiles x kDT column tiles; warp w takes row tile w % kMT and a kNW-wide
+  // run of column tiles.
+  constexpr int kMT = kBr / 16, kNW = kDT * kMT / kWarps;
+  static_assert(kWarps % kMT == 0 && kNW * kWarps == kDT * kMT, "dQ tiles spread evenly over the warps");
+
+  const int k0 = blockIdx.x * kBlock, h = blockIdx.y, b = blockIdx.z;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c2 = 2 * (lane & 3);
+  extern __shared__ __align__(16) unsigned char smem[];
+  bf16* Ks = reinterpret_cast<bf16*>(smem);
+  bf16* Vs = Ks + kBlock * kS;
+  bf16* Kt = Vs + kBlock * kS;
+  bf16* Qs = Kt + kHd * kKS;
+  bf16* dOs = Qs + kBr * kS;
+  bf16* Qt = dOs + kBr * kS;
+  bf16* dOt = Qt + kHd * kRS;
+  bf16* dSs = dOt + kHd * kRS;
+  float* lse2 = reinterpret_cast<float*>(dSs + kBr * kKS);
+  float* Ds = lse2 + kBr;
+
+  const int64_t inner = int64_t(H) * hd;
+  const int64_t row0 = int64_t(b) * L;
+  const bf16* qg = qkv + row0 * ldqkv + int64_t(h) * hd;
+  const bf16* dog = dout + row0 * lddo + int64_t(h) * hd;
+  const float* lse_bh = lse + (int64_t(b) * H + h) * L;
+  const float* D_bh = D + (int64_t(b) * H + h) * L;
+
+  stage<kHd, kBlock>(qg + inner + int64_t(k0) * ldqkv, ldqkv, L - k0, hd, Ks, Kt);
+  stage<kHd, kBlock>(qg + 2 * inner + int64_t(k0) * ldqkv, ldqkv, L - k0, hd, Vs, nullptr);
+
+  const int wk0 = k0 + 16 * warp;  // the warp's first key
+  // The last query that sees a key of the block.
+  const int qend = lw < 0 ? L - 1 : min(L - 1, k0 + kBlock - 1 + lw);
+  float dk[kDT][4], dv[kDT][4];
+#pragma unroll
+  for (int n = 0; n < kDT; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dk[n][e] = dv[n][e] = 0.f;
+
+  for (int qs = k0; qs <= qend; qs += kBr) {
+    __syncthreads();  // the previous tile's Q, dO, dS are read (first pass: nothing to wait for)
+    stage<kHd, kBr>(qg + int64_t(qs) * ldqkv, ldqkv, L - qs, hd, Qs, Qt);
+    stage<kHd, kBr>(dog + int64_t(qs) * lddo, lddo, L - qs, hd, dOs, dOt);
+    for (int i = threadIdx.x; i < kBr; i += kThreads) {
+      const bool in = qs + i < L;
+      lse2[i] = in ? lse_bh[qs + i] * kLog2e : 0.f;
+      Ds[i] = in ? D_bh[qs + i] : 0.f;
+    }
+    __syncthreads();
+
+    // Some key of the warp is seen by some query of the tile (warp-uniform).
+    const bool active = wk0 < L && qs + kBr - 1 >= wk0 && (lw < 0 || qs <= wk0 + 15 + lw);
+    if (active) {
+      // S^T [16 keys x kBr queries] = K Q^T, then P^T = exp2(qscale S^T - lse2) (0 where masked).
+      float st[kQT][4];
+#pragma unroll
+      for (int n = 0; n < kQT; ++n) st[n][0] = st[n][1] = st[n][2] = st[n][3] = 0.f;
+#pragma unroll
+      for (int kc = 0; kc < kKC; ++kc) {
+        uint32_t af[4];
+        load_a(af, Ks, kS, 16 * warp, 16 * kc, lane);
+#pragma unroll
+        for (int n = 0; n < kQT; ++n) {
+          uint32_t bf[2];
+          load_b(bf, Qs, kS, 8 * n, 16 * kc, lane);
+          mma_bf16_16816(st[n], af, bf);
+        }
+      }
+#pragma unroll
+      for (int n = 0; n < kQT; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int j = wk0 + g + 8 * (e >> 1), i = 8 * n + c2 + (e & 1), t = qs + i;
+          const bool ok = j <= t && t < L && (lw < 0 || j + lw >= t);
+          st[n][e] = ok ? exp2f(st[n][e] * qscale - lse2[i]) : 0.f;
+        }
+        // dV += P^T dO.
+#pragma unroll
+      for (int jc = 0; jc < kBr / 16; ++jc) {
+        uint32_t pf[4];
+        c_to_a(pf, st, jc);
+#pragma unroll
+        for (int n = 0; n < kDT; ++n) {
+          uint32_t bf[2];
+          load_b(bf, dOt, kRS, 8 * n, 16 * jc, lane);
+          mma_bf16_16816(dv[n], pf, bf);
+        }
+      }
+      // dP^T = V dO^T; dS^T = P^T (dP^T - Di), in place of P^T.
+      float dp[kQT][4];
+#pragma unroll
+      for (int n = 0; n < kQT; ++n) dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.f;
+#pragma unroll
+      for (int kc = 0; kc < kKC; ++kc) {
+        uint32_t af[4];
+        load_a(af, Vs, kS, 16 * warp, 16 * kc, lane);
+#pragma unroll
+        for (int n = 0; n < kQT; ++n) {
+          uint32_t bf[2];
+          load_b(bf, dOs, kS, 8 * n, 16 * kc, lane);
+          mma_bf16_16816(dp[n], af, bf);
+        }
+      }
+#pragma unroll
+      for (int n = 0; n < kQT; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) st[n][e] *= dp[n][e] - Ds[8 * n + c2 + (e & 1)];
+          // dK += dS^T Q (scaled at the end).
+#pragma unroll
+      for (int jc = 0; jc < kBr / 16; ++jc) {
+        uint32_t sf[4];
+        c_to_a(sf, st, jc);
+#pragma unroll
+        for (int n = 0; n < kDT; ++n) {
+          uint32_t bf[2];
+          load_b(bf, Qt, kRS, 8 * n, 16 * jc, lane);
+          mma_bf16_16816(dk[n], sf, bf);
+        }
+      }
+      // dS [query][key] for the dQ product.
+#pragma unroll
+      for (int n = 0; n < kQT; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          dSs[(8 * n + c2 + (e & 1)) * kKS + 16 * warp + g + 8 * (e >> 1)] = __float2bfloat16(st[n][e]);
+    } else {
+      for (int i = lane; i < kBr * 16; i += 32) dSs[(i >> 4) * kKS + 16 * warp + (i & 15)] = __float2bfloat16(0.f);
+    }
+    __syncthreads();
+
+    // dQ [kBr x kHd] += scale dS K over the block's 64 keys.
+    {
+      const int mt = warp % kMT, n0 = (warp / kMT) * kNW;
+      float dq[kNW][4];
+#pragma unroll
+      for (int n = 0; n < kNW; ++n) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.f;
+#pragma unroll
+      for (int kc = 0; kc < kBlock / 16; ++kc) {
+        uint32_t af[4];
+        load_a(af, dSs, kKS, 16 * mt, 16 * kc, lane);
+#pragma unroll
+        for (int n = 0; n < kNW; ++n) {
+          uint32_t bf[2];
+          load_b(bf, Kt, kKS, 8 * (n0 + n), 16 * kc, lane);
+          mma_bf16_16816(dq[n], af, bf);
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int t = qs + 16 * mt + g + 8 * r;
+        if (t >= L) continue;
+        float* dst = dq_acc + (row0 + t) * inner + int64_t(h) * hd;
+#pragma unroll
+        for (int n = 0; n < kNW; ++n) {
+          const int col = 8 * (n0 + n) + c2;
+          if (col < hd) atomic_add2(dst + col, dq[n][2 * r] * scale, dq[n][2 * r + 1] * scale);
+        }
+      }
+    }
+  }
+
+  // dK, dV rows of the warp's keys.
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int j = wk0 + g + 8 * r;
+    if (j >= L) continue;
+    bf16* dkrow = dqkv + (row0 + j) * lddqkv + inner + int64_t(h) * hd;
+    bf16* dvrow = dkrow + inner;
+#pragma unroll
+    for (int n = 0; n < kDT; ++n) {
+      const int col = 8 * n + c2;
+      if (col < hd) {
+        st32(dkrow + col, pack_bf2(dk[n][2 * r] * scale, dk[n][2 * r + 1] * scale));
+        st32(dvrow + col, pack_bf2(dv[n][2 * r], dv[n][2 * r + 1]));
+      }
+    }
+  }
+}
+
+// dq_acc fp32 [N, inner] -> the q block of dqkv (bf16, row stride lddqkv); one thread per column pair.
+__global__ void attn_dq_cast_kernel(const float* __restrict__ dq_acc, int64_t N, int64_t inner, bf16* __restrict__ dqkv,
+                                    int64_t lddqkv) {
+  const int64_t np = inner >> 1, total = N * np;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t n = e / np, p = 2 * (e % np);
+    const float2 v = *reinterpret_cast<const float2*>(dq_acc + n * inner + p);
+    st32(dqkv + n * lddqkv + p, pack_bf2(v.x, v.y));
+  }
+}
+
+bool aligned4(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 3u) == 0; }
+
+size_t round_up(size_t n) { return (n + 255) & ~size_t(255); }
+
+// Shared, bounds and alignment checks of the two entry points; returns the effective window (-1 when it
+// covers every earlier position, which also keeps the int sums in the kernels small).
+int64_t check_args(const char* what, int B, int64_t L, int H, int hd, int64_t left_window) {
+  JRT_CHECK(H > 0 && hd > 0 && hd <= kMaxHd && hd % 2 == 0, "{}: {} heads of dim {} (need an even dim <= {})", what, H,
+            hd, kMaxHd);
+  JRT_CHECK(B <= 65535 && H <= 65535 && L <= INT_MAX / 2, "{}: {} sequences x {} heads x {} rows exceed the grid", what,
+            B, H, L);
+  return left_window >= L ? -1 : left_window;
+}
+
+template <int kHd>
+void launch_fwd(const bf16* qkv, int64_t ldqkv, int B, int L, int H, int hd, int lw, float scale, bf16* o, int64_t ldo,
+                float* lse, cudaStream_t stream) {
+  const dim3 grid(unsigned((L + kBlock - 1) / kBlock), unsigned(H), unsigned(B));
+  attn_fwd_kernel<kHd>
+      <<<grid, kThreads, fwd_smem<kHd>(), stream>>>(qkv, ldqkv, L, H, hd, lw, scale * kLog2e, o, ldo, lse);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+template <int kHd>
+void launch_bwd(const bf16* qkv, int64_t ldqkv, const bf16* dout, int64_t lddo, const float* lse, const float* D, int B,
+                int L, int H, int hd, int lw, float scale, bf16* dqkv, int64_t lddqkv, float* dq_acc,
+                cudaStream_t stream) {
+  static const bool attr = [] {  // more than the default 48 KB of shared memory for kHd >= 64
+    JRT_CUDA_CHECK(
+        cudaFuncSetAttribute(attn_bwd_kernel<kHd>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bwd_smem<kHd>())));
+    return true;
+  }();
+  (void)attr;
+  const dim3 grid(unsigned((L + kBlock - 1) / kBlock), unsigned(H), unsigned(B));
+  attn_bwd_kernel<kHd><<<grid, kThreads, bwd_smem<kHd>(), stream>>>(qkv, ldqkv, dout, lddo, lse, D, L, H, hd, lw,
+                                                                    scale * kLog2e, scale, dqkv, lddqkv, dq_acc);
+  JRT_CUDA_CHECK(cudaGetLastError());
+}
+
+static_assert(fwd_smem<kMaxHd>() <= 48 * 1024, "the forward fits the default shared memory limit");
+
+}  // namespace
+
+void attention_fwd_train_cuda(const bf16* qkv, int64_t ldqkv, int B, int64_t L, int H, int hd, int64_t left_window,
+                              float scale, bf16* o, int64_t ldo, float* lse, cudaStream_t stream) {
+  if (B <= 0 || L <= 0) return;
+  const int lw = int(check_args("attention_fwd_train_cuda", B, L, H, hd, left_window));
+  JRT_CHECK(ldqkv % 2 == 0 && ldo % 2 == 0 && aligned4(qkv) && aligned4(o),
+            "attention_fwd_train_cuda: rows must be 4-byte aligned (ldqkv {}, ldo {})", ldqkv, ldo);
+  if (hd <= 32)
+    launch_fwd<32>(qkv, ldqkv, B, int(L), H, hd, lw, scale, o, ldo, lse, stream);
+  else if (hd <= 64)
+    launch_fwd<64>(qkv, ldqkv, B, int(L), H, hd, lw, scale, o, ldo, lse, stream);
+  else
+    launch_fwd<128>(qkv, ldqkv, B, int(L), H, hd, lw, scale, o, ldo, lse, stream);
+}
+
+// Workspace: dq_acc fp32 [B*L, H hd], then D fp32 [B, H, L] (each rounded up to 256 bytes).
+size_t attention_bwd_workspace_bytes(int B, int64_t L, int H, int hd) {
+  if (B <= 0 || L <= 0 || H <= 0 || hd <= 0) return 0;
+  const size_t rows = size_t(B) * size_t(L);
+  return round_up(rows * size_t(H) * size_t(hd) * sizeof(float)) + round_up(rows * size_t(H) * sizeof(float));
+}
+
+void attention_bwd_train_cuda(const bf16* qkv, int64_t ldqkv, const bf16* o, int64_t ldo, const float* lse,
+                              const bf16* dout, int64_t lddo, int B, int64_t L, int H, int hd, int64_t left_window,
+                              float scale, bf16* dqkv, int64_t lddqkv, void* workspace, cudaStream_t stream) {
+  if (B <= 0 || L <= 0) return;
+  const int lw = int(check_args("attention_bwd_train_cuda", B, L, H, hd, left_window));
+  JRT_CHECK(ldqkv % 2 == 0 && ldo % 2 == 0 && lddo % 2 == 0 && lddqkv % 2 == 0 && aligned4(qkv) && aligned4(o) &&
+                aligned4(dout) && aligned4(dqkv),
+            "attention_bwd_train_cuda: rows must be 4-byte aligned (ldqkv {}, ldo {}, lddo {}, lddqkv {})", ldqkv, ldo,
+            lddo, lddqkv);
+  JRT_CHECK(workspace != nullptr && (reinterpret_cast<uintptr_t>(workspace) & 7u) == 0,
+            "attention_bwd_train_cuda: the workspace must be an 8-byte aligned device buffer");
+  const int64_t N = int64_t(B) * L, inner = int64_t(H) * hd;
+  float* dq_acc = static_cast<float*>(workspace);
+  const size_t dq_bytes = round_up(size_t(N) * size_t(inner) * sizeof(float));
+  float* D = reinterpret_cast<float*>(static_cast<unsigned char*>(workspace) + dq_bytes);
+
+  JRT_CUDA_CHECK(cudaMemsetAsync(dq_acc, 0, size_t(N) * size_t(inner) * sizeof(float), stream));
+  {
+    const int64_t warps = N * H, per_block = 8;
+    const int64_t blocks = std::min<int64_t>((warps + per_block - 1) / per_block, int64_t(1) << 16);
+    attn_dsum_kernel<<<unsigned(blocks), unsigned(per_block * 32), 0, stream>>>(o, ldo, dout, lddo, N, int(L), H, hd,
+                                                                                D);
+    JRT_CUDA_CHECK(cudaGetLastError());
+  }
+  if (hd <= 32)
+    launch_bwd<32>(qkv, ldqkv, dout, lddo, lse, D, B, int(L), H, hd, lw, scale, dqkv, lddqkv, dq_acc, stream);
+  else if (hd <= 64)
+    launch_bwd<64>(qkv, ldqkv, dout, lddo, lse, D, B, int(L), H, hd, lw, scale, dqkv, lddqkv, dq_acc, stream);
+  else
+    launch_bwd<128>(qkv, ldqkv, dout, lddo, lse, D, B, int(L), H, hd, lw, scale, dqkv, lddqkv, dq_acc, stream);
+  {
+    const int64_t total = N * (inner / 2);
+    const int64_t blocks = std::min<int64_t>((total + 255) / 256, int64_t(1) << 16);
+    attn_dq_cast_kernel<<<unsigned(blocks), 256, 0, stream>>>(dq_acc, N, inner, dqkv, lddqkv);
+    JRT_CUDA_CHECK(cudaGetLastError());
+  }
+}
+
+}  // namespace jrt::ops::cuda

@@ -1,0 +1,466 @@
+// CUDA vs CPU for the training forms of the row, elementwise, loss and optimizer ops (cuda_train_ops.h;
+// label cuda, skipped without a GPU): embedding backward (repeated ids), RMSNorm / LayerNorm forward
+// with saved statistics and backward (dx / dw / db accumulated into non-zero buffers, grids that stride
+// over more rows than one wave), softmax cross-entropy forward / backward (ignored rows, strided rows,
+// a GPT-2-sized vocabulary), SiLU / gated SiLU / SwiGLU backwards, the fp32 -> bf16 cast, the squared
+// gradient norm and AdamW over several steps. The CPU references are the T = float training forms
+// (ops/*_train.cpp, ops/cross_entropy.cpp, train/optimizer.cpp) on the same bf16-rounded inputs.
+//
+// Tolerances (reason next to each):
+//   bf16 results: rounded once (relative 2^-9): NMSE <= 1e-5, max-rel <= 1e-2.
+//   fp32 row results (norm statistics, dx, lse, row loss): fp32 vs the CPU's double row sums, rsqrtf /
+//     expf / logf ulps: NMSE <= 1e-11, max-rel <= 1e-5.
+//   fp32 column sums over N rows (dw, db, embedding dtable): the CPU sums each column sequentially in
+//     fp32 (random-walk error ~ sqrt(N) ulps), the GPU in blocks + atomics: NMSE <= 1e-9, max-rel <= 1e-4.
+//   cast and AdamW: the same float operations in the same order: exact (AdamW relaxed to ulps when the
+//     CPU library may contract to FMA, i.e. built with -march=native on an FMA machine).
+//   sum of squares: exact squares in double, only the summation order differs: relative 1e-12.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/op_table.h"
+#include "common/test_util.h"
+#include "core/dtype.h"
+#include "ops/activation.h"
+#include "ops/cross_entropy.h"
+#include "ops/embedding.h"
+#include "ops/norm.h"
+#include "train/optimizer.h"
+
+#ifdef JRT_HAVE_CUDA
+#include "core/cuda_util.h"
+#include "ops/cuda_train_ops.h"
+
+using namespace jrt;
+using jrt::cuda::DeviceBuffer;
+using jrt::ops::cuda::bf16;
+using jrt::test::op_error;
+using jrt::test::op_report;
+using jrt::test::to_bf16;
+
+namespace {
+
+constexpr double kBfNmse = 1e-5, kBfRel = 1e-2;
+constexpr double kRowNmse = 1e-11, kRowRel = 1e-5;
+constexpr double kColNmse = 1e-9, kColRel = 1e-4;
+
+std::vector<float> randn(size_t n, std::mt19937& rng, float mean, float sd) {
+  std::normal_distribution<float> d(mean, sd);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+template <class T>
+DeviceBuffer<T> dev(const std::vector<T>& h) {
+  DeviceBuffer<T> d(h.size());
+  if (!h.empty()) d.upload(h.data(), h.size());
+  return d;
+}
+template <class T>
+std::vector<T> host(const DeviceBuffer<T>& d) {
+  std::vector<T> h(d.size());
+  if (!h.empty()) d.download(h.data(), h.size());
+  return h;
+}
+std::vector<float> host_bf16(const DeviceBuffer<uint16_t>& d) {
+  const std::vector<uint16_t> b = host(d);
+  std::vector<float> f(b.size());
+  for (size_t i = 0; i < b.size(); ++i) f[i] = bf16_to_f32(b[i]);
+  return f;
+}
+const bf16* bf(const DeviceBuffer<uint16_t>& d) { return reinterpret_cast<const bf16*>(d.get()); }
+bf16* bf_mut(DeviceBuffer<uint16_t>& d) { return reinterpret_cast<bf16*>(d.get()); }
+
+// The [N, C] block of a buffer with row stride ld, packed.
+std::vector<float> block(const std::vector<float>& buf, int64_t N, int64_t C, int64_t ld) {
+  std::vector<float> out(size_t(N * C));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c) out[size_t(n * C + c)] = buf[size_t(n * ld + c)];
+  return out;
+}
+// Bits of a strided buffer outside its [N, C] block (the padding a kernel must leave alone).
+std::vector<uint16_t> padding(const std::vector<uint16_t>& buf, int64_t C, int64_t ld) {
+  std::vector<uint16_t> out;
+  for (size_t i = 0; i < buf.size(); ++i)
+    if (int64_t(i) % ld >= C) out.push_back(buf[i]);
+  return out;
+}
+
+void sync() { JRT_CUDA_CHECK(cudaDeviceSynchronize()); }
+
+std::string nd(int64_t N, int64_t d) { return "N=" + std::to_string(N) + " d=" + std::to_string(d); }
+
+// ---- embedding backward ---------------------------------------------------------------------------
+
+TEST(CudaTrainRows, EmbeddingBwdMatchesCpu) {
+  if (!jrt::test::gpu_available()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(11);
+  struct Case {
+    int64_t N, d, V;
+  };
+  // Few-token vocabularies make many rows hit the same table row (the atomics' race).
+  for (Case c : {Case{1, 64, 10}, Case{77, 3, 5}, Case{300, 100, 37}, Case{2048, 512, 1000}}) {
+    std::uniform_int_distribution<int64_t> id(0, c.V - 1);
+    std::vector<int64_t> ids(size_t(c.N));
+    for (auto& i : ids) i = id(rng);
+    std::vector<int32_t> ids32(ids.begin(), ids.end());
+    const std::vector<float> dout = randn(size_t(c.N * c.d), rng, 0.0f, 1.0f);
+    std::vector<float> table = randn(size_t(c.V * c.d), rng, 0.0f, 1.0f);  // += onto non-zero values
+    DeviceBuffer<int32_t> dids = dev(ids32);
+    DeviceBuffer<float> ddout = dev(dout), dtable = dev(table);
+    ops::cuda::embedding_bwd_cuda(dids.get(), ddout.get(), c.N, c.d, dtable.get(), nullptr);
+    sync();
+    ops::embedding_bwd_t<float>(ids, dout.data(), c.V, c.d, table.data());
+    op_report("embedding_bwd", nd(c.N, c.d) + " V=" + std::to_string(c.V), op_error(host(dtable), table), kColNmse,
+              kColRel);
+  }
+}
+
+// ---- RMSNorm / LayerNorm --------------------------------------------------------------------------
+
+struct NormCase {
+  int64_t N, d;
+};
+// Warp-per-row widths (<= 1024, odd ones, d = 1024 itself) and block-per-row ones (1025 .. 4096).
+const std::vector<NormCase> kNormCases = {{1, 64},   {37, 64},  {129, 100}, {16, 3},  {64, 512},
+                                          {9, 1024}, {5, 1025}, {33, 2048}, {4, 4096}};
+
+TEST(CudaTrainRows, NormFwdMatchesCpu) {
+  if (!jrt::test::gpu_available()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(22);
+  const float eps = 1e-5f;
+  for (NormCase c : kNormCases)
+    for (int kind = 0; kind < 3; ++kind) {  // RMSNorm, LayerNorm with bias, LayerNorm without
+      const bool rms = kind == 0, bias = kind == 1;
+      const std::string op = rms ? "rmsnorm_fwd_train" : bias ? "layernorm_fwd_train" : "layernorm_fwd_train.nob";
+      const std::vector<float> x = randn(size_t(c.N * c.d), rng, rms ? 0.0f : 0.7f, 1.5f);  // LN: a real mean
+      const std::vector<float> w = randn(size_t(c.d), rng, 1.0f, 0.2f), b = randn(size_t(c.d), rng, 0.0f, 0.1f);
+      std::vector<float> y(x.size()), mean(size_t(c.N)), rstd(size_t(c.N));
+      if (rms)
+        ops::rmsnorm_fwd_t<float>(x.data(), w.data(), eps, c.N, c.d, y.data(), rstd.data());
+      else
+        ops::layernorm_fwd_t<float>(x.data(), w.data(), bias ? b.data() : nullptr, eps, c.N, c.d, y.data(), mean.data(),
+                                    rstd.data());
+      DeviceBuffer<float> dx = dev(x), dw = dev(w), db = dev(b), dmean(size_t(c.N)), drstd(size_t(c.N));
+      DeviceBuffer<uint16_t> dy(x.size());
+      ops::cuda::norm_fwd_train_cuda(dx.get(), dw.get(), bias ? db.get() : nullptr, rms, eps, c.N, c.d, bf_mut(dy),
+                                     rms ? nullptr : dmean.get(), drstd.get(), nullptr);
+      sync();
+      op_report(op, nd(c.N, c.d), op_error(host_bf16(dy), y), kBfNmse, kBfRel);
+      op_report(op + ".rstd", nd(c.N, c.d), op_error(host(drstd), rstd), kRowNmse, kRowRel);
+      if (!rms) op_report(op + ".mean", nd(c.N, c.d), op_error(host(dmean), mean), kRowNmse, kRowRel);
+    }
+}
+
+TEST(CudaTrainRows, NormBwdMatchesCpu) {
+  if (!jrt::test::gpu_available()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(33);
+  const float eps = 1e-5f;
+  std::vector<NormCase> cases = kNormCases;
+  cases.push_back({10000, 64});   // warp form: 1250 row groups > the 1024-block grid, rows stride
+  cases.push_back({1100, 2048});  // block form: more rows than blocks
+  for (NormCase c : cases)
+    for (int kind = 0; kind < 4; ++kind) {  // RMSNorm; LayerNorm with dw + db, dw only, neither
+      const bool rms = kind == 0, want_dw = kind <= 2, want_db = kind == 1;
+      const std::string op =
+          rms ? "rmsnorm_bwd"
+              : "layernorm_bwd" + std::string(kind == 2 ? ".nodb" : "") + std::string(kind == 3 ? ".dxonly" : "");
+      const std::vector<float> x = randn(size_t(c.N * c.d), rng, rms ? 0.0f : 0.7f, 1.5f);
+      const std::vector<float> w = randn(size_t(c.d), rng, 1.0f, 0.2f);
+      const std::vector<float> gy = randn(x.size(), rng, 0.0f, 1.0f);
+      std::vector<float> y(x.size()), mean(size_t(c.N)), rstd(size_t(c.N));
+      if (rms)
+        ops::rmsnorm_fwd_t<float>(x.data(), w.data(), eps, c.N, c.d, y.data(), rstd.data());
+      else
+        ops::layernorm_fwd_t<float>(x.data(), w.data(), nullptr, eps, c.N, c.d, y.data(), mean.data(), rstd.data());
+      // Every gradient starts from the same non-zero values on both sides (+=).
+      std::vector<float> gx = randn(x.size(), rng, 0.0f, 1.0f), gw = randn(size_t(c.d), rng, 0.0f, 1.0f),
+                         gb = randn(size_t(c.d), rng, 0.0f, 1.0f);
+      DeviceBuffer<float> dx = dev(x), dw = dev(w), dgy = dev(gy), dmean = dev(mean), drstd = dev(rstd), dgx = dev(gx),
+                          dgw = dev(gw), dgb = dev(gb);
+      ops::cuda::norm_bwd_cuda(dgy.get(), dx.get(), dw.get(), rms ? nullptr : dmean.get(), drstd.get(), rms, c.N, c.d,
+                               dgx.get(), want_dw ? dgw.get() : nullptr, want_db ? dgb.get() : nullptr, nullptr);
+      sync();
+      if (rms)
+        ops::rmsnorm_bwd_t<float>(gy.data(), x.data(), w.data(), rstd.data(), c.N, c.d, gx.data(),
+                                  want_dw ? gw.data() : nullptr, true);
+      else
+        ops::layernorm_bwd_t<float>(gy.data(), x.data(), w.data(), mean.data(), rstd.data(), c.N, c.d, gx.data(),
+                                    want_dw ? gw.data() : nullptr, want_db ? gb.data() : nullptr, true);
+      op_report(op + ".dx", nd(c.N, c.d), op_error(host(dgx), gx), kRowNmse, kRowRel);
+      // A skipped gradient must stay exactly at its start values (the CPU leaves it there too).
+      op_report(op + ".dw", nd(c.N, c.d), op_error(host(dgw), gw), want_dw ? kColNmse : 0.0, want_dw ? kColRel : 0.0);
+      op_report(op + ".db", nd(c.N, c.d), op_error(host(dgb), gb), want_db ? kColNmse : 0.0, want_db ? kColRel : 0.0);
+    }
+}
+
+// ---- cross entropy --------------------------------------------------------------------------------
+
+TEST(CudaTrainRows, CrossEntropyMatchesCpu) {
+  if (!jrt::test::gpu_available()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(44);
+  struct Case {
+    int64_t N, V, ldl, lddl;
+  };
+  for (Case c : {Case{1, 1, 1, 1}, Case{7, 5, 8, 6}, Case{64, 1000, 1000, 1000}, Case{37, 3001, 3005, 3002},
+                 Case{6, 50257, 50257, 50257}}) {
+    // Logits of a trained-ish LM: N(0, 2) plus a few confident spikes.
+    std::vector<float> logits = randn(size_t(c.N * c.ldl), rng, 0.0f, 2.0f);
+    std::uniform_int_distribution<int64_t> tok(0, c.V - 1);
+    for (int64_t n = 0; n < c.N; ++n) logits[size_t(n * c.ldl + tok(rng))] += 8.0f;
+    // Labels: every 4th row ignored, as -100 (the CPU's ignore index) or -1 (any negative on the GPU).
+    std::vector<int64_t> lab(size_t(c.N));
+    std::vector<int32_t> lab32(size_t(c.N));
+    int64_t count = 0;
+    for (int64_t n = 0; n < c.N; ++n) {
+      const bool ignored = c.N > 1 && n % 4 == 1;
+      lab[size_t(n)] = ignored ? ops::kIgnoreIndex : tok(rng);
+      lab32[size_t(n)] = ignored ? (n % 8 == 1 ? -1 : -100) : int32_t(lab[size_t(n)]);
+      count += !ignored;
+    }
+    // Objective weights: 1 / count, 0.25 / count on some rows, 0 on one counted row; ignored rows get a
+    // non-zero scale too, which the kernel must not apply.
+    std::vector<float> scale(size_t(c.N));
+    for (int64_t n = 0; n < c.N; ++n) scale[size_t(n)] = (n == 2 ? 0.0f : n % 3 == 2 ? 0.25f : 1.0f) / float(count);
+
+    std::vector<float> lse(size_t(c.N)), row_loss(size_t(c.N));
+    ops::cross_entropy_fwd_t<float>(logits.data(), c.N, c.V, lab.data(), lse.data(), row_loss.data(), c.ldl);
+    std::vector<float> dref(size_t(c.N * c.V));
+    for (int64_t n = 0; n < c.N; ++n)
+      ops::cross_entropy_bwd_t<float>(logits.data() + n * c.ldl, 1, c.V, &lab[size_t(n)], &lse[size_t(n)],
+                                      scale[size_t(n)], dref.data() + n * c.V, c.ldl, c.V);
+
+    DeviceBuffer<float> dlogits = dev(logits), dlse(size_t(c.N)), dloss(size_t(c.N)), dscale = dev(scale),
+                        dlse_cpu = dev(lse);
+    DeviceBuffer<int32_t> dlab = dev(lab32);
+    std::vector<uint16_t> dl0(size_t(c.N * c.lddl), 0x7fc1);  // NaN padding that must survive
+    DeviceBuffer<uint16_t> ddl = dev(dl0);
+    ops::cuda::cross_entropy_fwd_cuda(dlogits.get(), c.ldl, dlab.get(), c.N, c.V, dlse.get(), dloss.get(), nullptr);
+    // The backward reads the CPU's lse, so it is checked on its own.
+    ops::cuda::cross_entropy_bwd_cuda(dlogits.get(), c.ldl, dlab.get(), dlse_cpu.get(), dscale.get(), c.N, c.V,
+                                      bf_mut(ddl), c.lddl, nullptr);
+    sync();
+    const std::string shape = "N=" + std::to_string(c.N) + " V=" + std::to_string(c.V) +
+                              " ldl=" + std::to_string(c.ldl) + " lddl=" + std::to_string(c.lddl);
+    op_report("cross_entropy_fwd.lse", shape, op_error(host(dlse), lse), kRowNmse, kRowRel);
+    op_report("cross_entropy_fwd.loss", shape, op_error(host(dloss), row_loss), kRowNmse, kRowRel);
+    const std::vector<float> dl = host_bf16(ddl);
+    op_report("cross_entropy_bwd", shape, op_error(block(dl, c.N, c.V, c.lddl), dref), kBfNmse, kBfRel);
+    EXPECT_EQ(padding(host(ddl), c.V, c.lddl), padding(dl0, c.V, c.lddl)) << shape;
+  }
+}
+
+// ---- activations and the cast ---------------------------------------------------------------------
+
+TEST(CudaTrainRows, SiluMatchesCpu) {
+  if (!jrt::test::gpu_available()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(55);
+  for (int64_t n : {int64_t(1), int64_t(1000), int64_t(65537)}) {
+    std::vector<float> x = randn(size_t(n), rng, 0.0f, 2.0f);
+    const std::vector<uint16_t> xb = to_bf16(x);
+    const std::vector<float> gy = randn(size_t(n), rng, 0.0f, 1.0f);  // fp32 upstream gradient
+    std::vector<float> y(static_cast<size_t>(n)), gx(static_cast<size_t>(n));
+    ops::silu_fwd_t<float>(x.data(), n, y.data());
+    ops::silu_bwd_t<float>(gy.data(), x.data(), n, gx.data());
+    DeviceBuffer<uint16_t> dx = dev(xb), dy(static_cast<size_t>(n)), dgx(static_cast<size_t>(n));
+    DeviceBuffer<float> dgy = dev(gy);
+    ops::cuda::silu_fwd_cuda(bf(dx), n, bf_mut(dy), nullptr);
+    ops::cuda::silu_bwd_cuda(dgy.get(), bf(dx), n, bf_mut(dgx), nullptr);
+    sync();
+    op_report("silu_fwd", "n=" + std::to_string(n), op_error(host_bf16(dy), y), kBfNmse, kBfRel);
+    op_report("silu_bwd", "n=" + std::to_string(n), op_error(host_bf16(dgx), gx), kBfNmse, kBfRel);
+  }
+}
+
+TEST(CudaTrainRows, GatedSiluBwdMatchesCpu) {
+  if (!jrt::test::gpu_available()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(66);
+  struct Case {
+    int64_t N, F, lddy, lda, ldg, ldda, lddg;
+  };
+  // Contiguous; every operand with its own stride (odd widths); a and g interleaved in one buffer.
+  for (Case c :
+       {Case{1, 1, 1, 1, 1, 1, 1}, Case{256, 513, 513, 513, 513, 513, 513}, Case{37, 100, 103, 300, 300, 101, 107}}) {
+    std::vector<float> dy = randn(size_t(c.N * c.lddy), rng, 0.0f, 1.0f),
+                       a = randn(size_t(c.N * c.lda), rng, 0.0f, 1.5f), g = randn(size_t(c.N * c.ldg), rng, 0.0f, 2.0f);
+    const std::vector<uint16_t> dyb = to_bf16(dy), ab = to_bf16(a), gb = to_bf16(g);
+    std::vector<float> da(size_t(c.N * c.ldda)), dg(size_t(c.N * c.lddg));
+    ops::gated_silu_bwd_t<float>(dy.data(), c.lddy, a.data(), c.lda, g.data(), c.ldg, c.N, c.F, da.data(), c.ldda,
+                                 dg.data(), c.lddg);
+    const std::vector<uint16_t> da0(da.size(), 0x7fc2), dg0(dg.size(), 0x7fc3);  // padding must survive
+    DeviceBuffer<uint16_t> ddy = dev(dyb), dA = dev(ab), dG = dev(gb), dda = dev(da0), ddg = dev(dg0);
+    ops::cuda::gated_silu_bwd_cuda(bf(ddy), c.lddy, bf(dA), c.lda, bf(dG), c.ldg, c.N, c.F, bf_mut(dda), c.ldda,
+                                   bf_mut(ddg), c.lddg, nullptr);
+    sync();
+    const std::string shape = nd(c.N, c.F) + " ld=" + std::to_string(c.lddy) + "," + std::to_string(c.lda) + "," +
+                              std::to_string(c.ldg) + "," + std::to_string(c.ldda) + "," + std::to_string(c.lddg);
+    op_report("gated_silu_bwd.da", shape,
+              op_error(block(host_bf16(dda), c.N, c.F, c.ldda), block(da, c.N, c.F, c.ldda)), kBfNmse, kBfRel);
+    op_report("gated_silu_bwd.dg", shape,
+              op_error(block(host_bf16(ddg), c.N, c.F, c.lddg), block(dg, c.N, c.F, c.lddg)), kBfNmse, kBfRel);
+    EXPECT_EQ(padding(host(dda), c.F, c.ldda), padding(da0, c.F, c.ldda)) << shape;
+    EXPECT_EQ(padding(host(ddg), c.F, c.lddg), padding(dg0, c.F, c.lddg)) << shape;
+  }
+}
+
+TEST(CudaTrainRows, SwigluBwdMatchesCpu) {
+  if (!jrt::test::gpu_available()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(77);
+  for (NormCase c : {NormCase{1, 1}, NormCase{64, 300}, NormCase{129, 1025}}) {
+    std::vector<float> dy = randn(size_t(c.N * c.d), rng, 0.0f, 1.0f),
+                       u = randn(size_t(c.N * 2 * c.d), rng, 0.0f, 2.0f);
+    const std::vector<uint16_t> dyb = to_bf16(dy), ub = to_bf16(u);
+    std::vector<float> du(u.size());
+    ops::swiglu_bwd_t<float>(dy.data(), u.data(), c.N, c.d, du.data());
+    DeviceBuffer<uint16_t> ddy = dev(dyb), dU = dev(ub), ddu(u.size());
+    ops::cuda::swiglu_bwd_cuda(bf(ddy), bf(dU), c.N, c.d, bf_mut(ddu), nullptr);
+    sync();
+    op_report("swiglu_bwd", "N=" + std::to_string(c.N) + " F=" + std::to_string(c.d), op_error(host_bf16(ddu), du),
+              kBfNmse, kBfRel);
+  }
+}
+
+TEST(CudaTrainRows, CastF32Bf16IsExact) {
+  if (!jrt::test::gpu_available()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(88);
+  struct Case {
+    int64_t N, C, ldx, ldy;
+  };
+  for (Case c : {Case{1, 1, 1, 1}, Case{37, 100, 103, 101}, Case{512, 512, 512, 512}}) {
+    const std::vector<float> x = randn(size_t(c.N * c.ldx), rng, 0.0f, 3.0f);
+    const std::vector<uint16_t> y0(size_t(c.N * c.ldy), 0x7fc4);
+    DeviceBuffer<float> dx = dev(x);
+    DeviceBuffer<uint16_t> dy = dev(y0);
+    ops::cuda::cast_f32_bf16_cuda(dx.get(), c.ldx, c.N, c.C, bf_mut(dy), c.ldy, nullptr);
+    sync();
+    const std::vector<uint16_t> y = host(dy);
+    std::vector<float> got(size_t(c.N * c.C)), ref(got.size());
+    for (int64_t n = 0; n < c.N; ++n)
+      for (int64_t i = 0; i < c.C; ++i) {
+        got[size_t(n * c.C + i)] = bf16_to_f32(y[size_t(n * c.ldy + i)]);
+        ref[size_t(n * c.C + i)] = bf16_to_f32(f32_to_bf16(x[size_t(n * c.ldx + i)]));  // round to nearest even
+      }
+    const std::string shape = "N=" + std::to_string(c.N) + " C=" + std::to_string(c.C) +
+                              " ld=" + std::to_string(c.ldx) + "," + std::to_string(c.ldy);
+    op_report("cast_f32_bf16", shape, op_error(got, ref), 0.0, 0.0);
+    EXPECT_EQ(padding(y, c.C, c.ldy), padding(y0, c.C, c.ldy)) << shape;
+  }
+}
+
+// ---- optimizer ------------------------------------------------------------------------------------
+
+TEST(CudaTrainRows, SumSquaresMatchesGlobalNorm) {
+  if (!jrt::test::gpu_available()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(99);
+  for (int64_t n : {int64_t(1), int64_t(1000), int64_t((1 << 20) + 3)}) {  // the last: a grid-stride loop
+    const std::vector<float> g = randn(size_t(n), rng, 0.0f, 0.05f);
+    const double start = 1.5;  // out[0] += : accumulates onto what is there
+    DeviceBuffer<float> dg = dev(g);
+    DeviceBuffer<double> dout = dev(std::vector<double>{start});
+    ops::cuda::sum_squares_cuda(dg.get(), n, dout.get(), nullptr);
+    sync();
+    const double got = host(dout)[0], gn = global_norm(g), ref = start + gn * gn;
+    const double rel = std::fabs(got - ref) / ref;
+    op_report("sum_squares", "n=" + std::to_string(n), {rel * rel, rel}, 1e-24, 1e-12);
+  }
+}
+
+// AdamW on the GPU vs jrt::AdamW::step over a few steps, on one flat buffer of decayed (Matrix,
+// ConvWeight) and undecayed (NormWeight, Bias, Embedding) slots, with a clipping scale gscale != 1 on
+// some steps (the CPU gets the grads pre-scaled in float, as clip_grad_norm leaves them).
+void adamw_case(bool decay_all, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const std::vector<AdamW::Slot> slots = {{0, 1000, ParamRole::Matrix},       {1000, 37, ParamRole::NormWeight},
+                                          {1037, 5, ParamRole::Bias},         {1042, 1, ParamRole::Matrix},
+                                          {1043, 4096, ParamRole::Embedding}, {5139, 777, ParamRole::ConvWeight}};
+  const int64_t n = 5139 + 777;
+  AdamWConfig cfg;
+  cfg.weight_decay = double(0.1f);  // float-representable lr and wd: the GPU's keep is then bit-identical
+  cfg.decay_all = decay_all;
+  AdamW opt(cfg, slots);
+  std::vector<uint8_t> decay(size_t(n), 0);
+  for (const auto& s : slots)
+    for (int64_t i = s.offset; i < s.offset + s.numel; ++i) decay[size_t(i)] = decay_all || role_decays(s.role);
+
+  std::vector<float> p = randn(size_t(n), rng, 0.0f, 0.05f);
+  DeviceBuffer<float> dp = dev(p), dm = dev(std::vector<float>(size_t(n), 0.0f)),
+                      dv = dev(std::vector<float>(size_t(n), 0.0f)), dg(static_cast<size_t>(n));
+  DeviceBuffer<uint8_t> ddecay = dev(decay);
+  DeviceBuffer<uint16_t> dpb = dev(std::vector<uint16_t>(size_t(n), 0));
+  const float gscales[] = {1.0f, 0.37f, 2.5f, 1.0f, 0.8f};
+  for (int step = 0; step < 5; ++step) {
+    std::vector<float> g = randn(size_t(n), rng, 0.0f, 0.05f);
+    if (step == 0)
+      for (int64_t i = 0; i < n; i += 97) g[size_t(i)] = 0.0f;  // v = 0: the denominator is eps alone
+    const float gscale = gscales[step];
+    const double lr = double(float(1e-3 * (step + 1)));
+    std::vector<float> gs(g.size());
+    for (size_t i = 0; i < g.size(); ++i) gs[i] = g[i] * gscale;
+    opt.step(p, gs, lr);
+
+    const int64_t t = opt.t();
+    const double bc1 = 1.0 - std::pow(cfg.beta1, double(t)), bc2 = 1.0 - std::pow(cfg.beta2, double(t));
+    ops::cuda::AdamCudaArgs a;
+    dg.upload(g.data(), g.size());
+    a.p = dp.get(), a.g = dg.get(), a.m = dm.get(), a.v = dv.get();
+    a.decay = decay_all ? nullptr : ddecay.get();  // null: every element decayed
+    a.p_bf16 = step % 2 == 0 ? reinterpret_cast<bf16*>(dpb.get()) : nullptr;
+    a.n = n;
+    a.lr = float(lr), a.wd = float(cfg.weight_decay);
+    a.beta1 = float(cfg.beta1), a.beta2 = float(cfg.beta2), a.eps = float(cfg.eps);
+    a.step_size = float(lr / bc1), a.inv_sqrt_bc2 = float(1.0 / std::sqrt(bc2)), a.gscale = gscale;
+    ops::cuda::adamw_cuda(a, nullptr);
+    sync();
+  }
+  // Exact unless the CPU library may fuse multiply-adds (then a few ulps).
+#ifdef __FMA__
+  const double nmse = 1e-12, rel = 1e-5;
+#else
+  const double nmse = 0.0, rel = 0.0;
+#endif
+  const std::string shape = "n=" + std::to_string(n) + " steps=5" + (decay_all ? " decay_all" : " groups");
+  op_report("adamw.p", shape, op_error(host(dp), p), nmse, rel);
+  op_report("adamw.m", shape, op_error(host(dm), opt.m()), nmse, rel);
+  op_report("adamw.v", shape, op_error(host(dv), opt.v()), nmse, rel);
+  // p_bf16 was last written at step 4 (the final step): bf16 of the final p.
+  std::vector<float> pb = p;
+  to_bf16(pb);
+  op_report("adamw.p_bf16", shape, op_error(host_bf16(dpb), pb), nmse, rel);
+}
+
+TEST(CudaTrainRows, AdamwMatchesCpuStep) {
+  if (!jrt::test::gpu_available()) GTEST_SKIP() << "no CUDA device";
+  adamw_case(false, 111);
+  adamw_case(true, 222);
+}
+
+TEST(CudaTrainRows, EmptySizesAreNoOps) {
+  if (!jrt::test::gpu_available()) GTEST_SKIP() << "no CUDA device";
+  // Null pointers everywhere: nothing may be launched or touched.
+  ops::cuda::embedding_bwd_cuda(nullptr, nullptr, 0, 64, nullptr, nullptr);
+  ops::cuda::norm_fwd_train_cuda(nullptr, nullptr, nullptr, true, 1e-5f, 0, 64, nullptr, nullptr, nullptr, nullptr);
+  ops::cuda::norm_bwd_cuda(nullptr, nullptr, nullptr, nullptr, nullptr, false, 0, 64, nullptr, nullptr, nullptr,
+                           nullptr);
+  ops::cuda::cross_entropy_fwd_cuda(nullptr, 10, nullptr, 0, 10, nullptr, nullptr, nullptr);
+  ops::cuda::cross_entropy_bwd_cuda(nullptr, 10, nullptr, nullptr, nullptr, 0, 10, nullptr, 10, nullptr);
+  ops::cuda::silu_fwd_cuda(nullptr, 0, nullptr, nullptr);
+  ops::cuda::silu_bwd_cuda(nullptr, nullptr, 0, nullptr, nullptr);
+  ops::cuda::gated_silu_bwd_cuda(nullptr, 1, nullptr, 1, nullptr, 1, 0, 1, nullptr, 1, nullptr, 1, nullptr);
+  ops::cuda::swiglu_bwd_cuda(nullptr, nullptr, 5, 0, nullptr, nullptr);
+  ops::cuda::cast_f32_bf16_cuda(nullptr, 1, 0, 1, nullptr, 1, nullptr);
+  ops::cuda::sum_squares_cuda(nullptr, 0, nullptr, nullptr);
+  ops::cuda::adamw_cuda(ops::cuda::AdamCudaArgs{}, nullptr);
+  sync();
+}
+
+}  // namespace
+
+#else
+TEST(CudaTrainRows, SkippedWithoutCuda) { GTEST_SKIP() << "built without the CUDA backend"; }
+#endif

@@ -1,0 +1,65 @@
+// train/engine.h — what the trainer drives: one model's forward / backward / optimizer step on one
+// device. The CPU engine is TrainModel<float> (fp32 throughout) with the host AdamW; the CUDA engine
+// (train/gpu_train_model.cpp) keeps fp32 master weights, gradients and moments on the GPU and runs the
+// forward and backward in bf16 mixed precision. Both expose their parameters and moments on the host
+// through host() / adam() (a CUDA engine copies them there on pull() and back on push()), so checkpoints,
+// resume and model export are one code path for both.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "train/optimizer.h"
+#include "train/train_model.h"
+
+namespace jrt {
+
+class TrainEngine {
+ public:
+  virtual ~TrainEngine() = default;
+  virtual std::string device() const = 0;  // "cpu" or "cuda"
+  const ModelConfig& config() const { return host_->config(); }
+  // Parameters (and the spec / offset layout) and AdamW moments on the host. For a CUDA engine they are
+  // current only after pull(); after changing them call push().
+  TrainModel<float>& host() { return *host_; }
+  AdamW& adam() { return adam_; }
+  virtual void pull() {}
+  virtual void push() {}
+  // Makes host().grads() current (a CUDA engine copies its fp32 gradients there).
+  virtual void pull_grads() {}
+
+  virtual void zero_grad() = 0;
+  // Forward of B sequences of L tokens (ids, labels [B*L], labels -100 ignored) with the loss. A CUDA engine
+  // only enqueues the work: the loss comes from take_losses(), so a whole optimizer step (micro-batches,
+  // clipping, AdamW) runs without waiting for the device.
+  virtual void forward(const int64_t* ids, const int64_t* labels, int64_t B, int64_t L, const Objective& obj) = 0;
+  // grads += scale * d(loss of the last forward) / d(params).
+  virtual void backward(double scale) = 0;
+  // Clips the gradients to a global norm of max_norm (<= 0: no clipping) and applies AdamW at lr.
+  virtual void step(double lr, double max_norm) = 0;
+  // The losses of every forward since the last call, in order (waits for the device).
+  virtual std::vector<LossParts> take_losses() = 0;
+  // The gradient norm before clipping of the last step (waits for the device).
+  virtual double last_grad_norm() = 0;
+  // argmax over the vocabulary of every row of the last forward: out[B*L].
+  virtual void predictions(std::vector<int32_t>& out) = 0;
+
+ protected:
+  TrainEngine(std::unique_ptr<TrainModel<float>> host, const AdamWConfig& adam);
+  std::unique_ptr<TrainModel<float>> host_;
+  AdamW adam_;
+};
+
+// device "cpu" or "cuda" (the latter throws, saying why, in builds without CUDA or without a device).
+// max_batch x max_len: the largest batch the engine will see. Parameters start at zero: load them through
+// host().load(...) and then push().
+std::unique_ptr<TrainEngine> make_train_engine(const std::string& device, const ModelConfig& c, int64_t max_batch,
+                                               int64_t max_len, const AdamWConfig& adam);
+
+#ifdef JRT_HAVE_CUDA
+std::unique_ptr<TrainEngine> make_cuda_train_engine(const ModelConfig& c, int64_t max_batch, int64_t max_len,
+                                                    const AdamWConfig& adam);
+#endif
+
+}  // namespace jrt
