@@ -42,7 +42,8 @@ class TrainEngine {
   virtual std::vector<LossParts> take_losses() = 0;
   // The gradient norm before clipping of the last step (waits for the device).
   virtual double last_grad_norm() = 0;
-  // argmax over the vocabulary of every row of the last forward: out[B*L].
+  // argmax over the vocabulary of every row of the last forward: out[B*L]. Rows without a label may be -1 (the
+  // CUDA engine runs the LM head on labelled rows only).
   virtual void predictions(std::vector<int32_t>& out) = 0;
 
  protected:
