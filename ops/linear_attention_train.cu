@@ -30,6 +30,7 @@
 
 #include "core/cuda_util.h"
 #include "ops/cuda_train_ops.h"
+#include "ops/mma.cuh"
 
 namespace jrt::ops::cuda {
 namespace {
@@ -793,8 +794,6 @@ constexpr int kTS = BT + 8;     // row stride (bf16) of the staged [*][64] tiles
 
 bool use_tc(const LaTrainCuda& a) { return kUseTensorCores && a.fd == kTcFd && a.dv % 16 == 0 && a.dv <= kTcMaxDv; }
 
-__device__ __forceinline__ uint32_t ld32(const bf16* p) { return *reinterpret_cast<const uint32_t*>(p); }
-__device__ __forceinline__ void st32(bf16* p, uint32_t u) { *reinterpret_cast<uint32_t*>(p) = u; }
 // Two adjacent bf16 from global memory as one word (lower address in the low half); al: 4-byte aligned.
 __device__ __forceinline__ uint32_t ld_pair(const bf16* p, bool al) {
   if (al) return ld32(p);
@@ -804,54 +803,6 @@ __device__ __forceinline__ void st_pair(bf16* p, float x, float y) {  // any ali
   p[0] = __float2bfloat16(x);
   p[1] = __float2bfloat16(y);
 }
-__device__ __forceinline__ uint32_t pack_bf2(float x, float y) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(x, y);
-  return *reinterpret_cast<uint32_t*>(&v);
-}
-// dst[0] += x, dst[1] += y (dst 8-byte aligned): one vector atomic on sm_90.
-__device__ __forceinline__ void atomic_add2(float* dst, float x, float y) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  atomicAdd(reinterpret_cast<float2*>(dst), make_float2(x, y));
-#else
-  atomicAdd(dst, x);
-  atomicAdd(dst + 1, y);
-#endif
-}
-
-// d += a b for one m16n8k16 tile (bf16 in, fp32 accumulate). Lane = 4 g + c (g = lane / 4, c = lane % 4):
-//   a[0] = A[g][2c..2c+1], a[1] = A[g+8][2c..], a[2] = A[g][2c+8..], a[3] = A[g+8][2c+8..];
-//   b[0] = B[2c..2c+1][g], b[1] = B[2c+8..2c+9][g];   d[0..1] = D[g][2c..2c+1], d[2..3] = D[g+8][2c..2c+1].
-__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-// A fragment of rows m0 .. m0+15, columns k0 .. k0+15 of a row-major [m][lda] bf16 array.
-__device__ __forceinline__ void load_a(uint32_t (&f)[4], const bf16* a, int lda, int m0, int k0, int lane) {
-  const bf16* p = a + (m0 + (lane >> 2)) * lda + k0 + 2 * (lane & 3);
-  f[0] = ld32(p);
-  f[1] = ld32(p + 8 * lda);
-  f[2] = ld32(p + 8);
-  f[3] = ld32(p + 8 * lda + 8);
-}
-// B fragment of B[k][n] (k0 .. k0+15, n0 .. n0+7) stored n-major: B[k][n] = b[n * ldb + k].
-__device__ __forceinline__ void load_b(uint32_t (&f)[2], const bf16* b, int ldb, int n0, int k0, int lane) {
-  const bf16* p = b + (n0 + (lane >> 2)) * ldb + k0 + 2 * (lane & 3);
-  f[0] = ld32(p);
-  f[1] = ld32(p + 8);
-}
-// The A fragment of k chunk j (columns 16j .. 16j+15) of a 16-row accumulator held as C tiles s[n] (8 columns
-// each): the C layout of tiles 2j, 2j+1 is the A layout.
-template <int kN>
-__device__ __forceinline__ void c_to_a(uint32_t (&f)[4], const float (&s)[kN][4], int j) {
-  f[0] = pack_bf2(s[2 * j][0], s[2 * j][1]);
-  f[1] = pack_bf2(s[2 * j][2], s[2 * j][3]);
-  f[2] = pack_bf2(s[2 * j + 1][0], s[2 * j + 1][1]);
-  f[3] = pack_bf2(s[2 * j + 1][2], s[2 * j + 1][3]);
-}
-
 // Stages rows [0, R) x columns [0, C) of a bf16 tile (row r at src + r ld; rows >= nrows and columns >= ncols
 // zero, ncols even) into xs [R][lds] (row-major; null: skipped) and / or xt [C][ldt] (transposed; null:
 // skipped). A thread moves 2 rows x 1 column pair, a warp 16 rows x 4 pairs (conflict-free transposed stores).

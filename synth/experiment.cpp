@@ -7,8 +7,8 @@
 #include "core/threads.h"
 #include "io/safetensors.h"
 #include "io/state_size.h"
-#include "models/gpu_model.h"
 #include "synth/dataset.h"
+#include "train/engine.h"
 #include "train/train_model.h"
 
 namespace jrt::synth {
@@ -99,7 +99,6 @@ std::vector<std::pair<int64_t, int64_t>> parse_shapes(const std::string& text, c
 void validate(const Experiment& e) {
   JRT_CHECK(e.task == "mqar" || e.task == "disjoint", "synth: unknown task '{}' (mqar, disjoint)", e.task);
   JRT_CHECK(e.device == "cpu" || e.device == "cuda", "synth: --device must be cpu or cuda, got '{}'", e.device);
-  use_gpu(e.device);  // a CUDA run without a usable GPU is refused here, before any data is made
   JRT_CHECK(e.train_examples >= 1, "synth: --train-examples must be >= 1, got {}", e.train_examples);
   JRT_CHECK(e.test_examples >= 1, "synth: --test-examples must be >= 1, got {}", e.test_examples);
   JRT_CHECK(e.batch >= 1, "synth: --batch must be >= 1, got {}", e.batch);
@@ -117,14 +116,8 @@ void validate(const Experiment& e) {
     }
   ModelOptions m = resolved_model(e);
   if (m.mixer == "sliding") JRT_CHECK(m.window >= 1, "synth: --window must be >= 1, got {}", m.window);
-  (void)model_config(m);  // throws on bad model options
-  if (e.device == "cuda") {  // the GPU kernels' limits, checked before any run of a sweep starts
-    if (m.mixer == "attention" || m.mixer == "sliding")
-      JRT_CHECK(m.d_model / m.attn_heads <= 128,
-                "synth: --device cuda: attention head dim d_model / heads = {} must be <= 128 (raise --heads)",
-                m.d_model / m.attn_heads);
-    if (m.mixer == "mamba") JRT_CHECK(m.d_state <= 64, "synth: --device cuda: --d-state {} must be <= 64", m.d_state);
-  }
+  // Bad model options, then a device that cannot train this model: before any run of a sweep starts.
+  check_train_device(e.device, model_config(m));
 }
 
 ExperimentResult run_experiment(const Experiment& e, std::FILE* log) {

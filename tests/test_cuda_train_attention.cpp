@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cuda_buffers.h"
 #include "common/op_table.h"
 #include "common/test_util.h"
 #include "core/dtype.h"
@@ -27,9 +28,11 @@
 #include "core/cuda_util.h"
 
 using namespace jrt;
+using jrt::test::download;
 using jrt::test::op_error;
 using jrt::test::op_report;
 using jrt::test::to_bf16;
+using jrt::test::upload;
 using bf16 = __nv_bfloat16;
 
 namespace {
@@ -55,18 +58,6 @@ std::vector<uint16_t> random_bf16(std::vector<float>& x, std::mt19937& rng) {
   return to_bf16(x);
 }
 
-template <class T>
-cuda::DeviceBuffer<T> upload(const std::vector<T>& h) {
-  cuda::DeviceBuffer<T> d(h.size());
-  if (!h.empty()) d.upload(h.data(), h.size());
-  return d;
-}
-template <class T>
-std::vector<T> download(const cuda::DeviceBuffer<T>& d) {
-  std::vector<T> h(d.size());
-  if (!h.empty()) d.download(h.data(), h.size());
-  return h;
-}
 bf16* as_bf16(const cuda::DeviceBuffer<uint16_t>& d) { return reinterpret_cast<bf16*>(d.get()); }
 
 // Columns [c0, c0 + w) of the N rows of a bf16 buffer with row stride ld, as fp32 [N, w].

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cuda_buffers.h"
 #include "common/op_table.h"
 #include "common/test_util.h"
 #include "core/dtype.h"
@@ -26,6 +27,7 @@ using namespace jrt;
 using jrt::test::op_error;
 using jrt::test::op_report;
 using jrt::test::to_bf16;
+using namespace jrt::test;
 
 namespace {
 
@@ -45,13 +47,6 @@ constexpr double kTcNmse = 3e-5, kTcRel = 2e-2;
 
 bool tensor_core_path(int fd, int dv) { return fd == 16 && dv % 16 == 0 && dv <= 512; }
 
-std::vector<float> randn(size_t n, std::mt19937& rng, float scale = 1.0f) {
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> x(n);
-  for (auto& e : x) e = d(rng);
-  return x;
-}
-
 std::vector<float> uniform(size_t n, std::mt19937& rng, float lo, float hi) {
   std::uniform_real_distribution<float> d(lo, hi);
   std::vector<float> x(n);
@@ -66,12 +61,6 @@ cuda::DeviceBuffer<uint16_t> up_bf16(std::vector<float>& x) {  // rounds x to bf
   return d;
 }
 
-cuda::DeviceBuffer<float> up_f32(const std::vector<float>& x) {
-  cuda::DeviceBuffer<float> d(x.size());
-  d.upload(x.data(), x.size());
-  return d;
-}
-
 // A device buffer of n elements filled with 0x7f bytes (bf16 / fp32 ~ 3.4e38): unwritten elements fail.
 template <class T>
 cuda::DeviceBuffer<T> garbage(size_t n) {
@@ -79,31 +68,6 @@ cuda::DeviceBuffer<T> garbage(size_t n) {
   if (n) JRT_CUDA_CHECK(cudaMemset(d.get(), 0x7f, n * sizeof(T)));
   return d;
 }
-
-std::vector<float> down_bf16(const cuda::DeviceBuffer<uint16_t>& d) {
-  std::vector<uint16_t> b(d.size());
-  d.download(b.data(), b.size());
-  std::vector<float> f(b.size());
-  for (size_t i = 0; i < b.size(); ++i) f[i] = bf16_to_f32(b[i]);
-  return f;
-}
-
-std::vector<float> down_f32(const cuda::DeviceBuffer<float>& d) {
-  std::vector<float> f(d.size());
-  d.download(f.data(), f.size());
-  return f;
-}
-
-// Columns [0, w) of n rows of a matrix with row stride ld.
-std::vector<float> cols(const std::vector<float>& m, int64_t ld, int64_t n, int64_t w) {
-  std::vector<float> out(size_t(n * w));
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t c = 0; c < w; ++c) out[size_t(r * w + c)] = m[size_t(r * ld + c)];
-  return out;
-}
-
-const bf16* bf(const cuda::DeviceBuffer<uint16_t>& d) { return reinterpret_cast<const bf16*>(d.get()); }
-bf16* bf_mut(cuda::DeviceBuffer<uint16_t>& d) { return reinterpret_cast<bf16*>(d.get()); }
 
 // ---- la_fwd / la_bwd ------------------------------------------------------------------------------
 
@@ -131,7 +95,8 @@ void run_la_case(const LaCase& c, uint32_t seed) {
   const int64_t lddq = Hf + 2 * pad, lddk = Hf + 1 * pad, lddv = Hv + 6 * pad, ldddt = H + 1 * pad;
 
   // Inputs (padding columns hold values too: they must be ignored).
-  std::vector<float> q = randn(size_t(N * ldq), rng), k = randn(size_t(N * ldk), rng), v = randn(size_t(N * ldv), rng);
+  std::vector<float> q = randn(size_t(N * ldq), rng, 0.0f, 1.0f), k = randn(size_t(N * ldk), rng, 0.0f, 1.0f),
+                     v = randn(size_t(N * ldv), rng, 0.0f, 1.0f);
   std::vector<float> dt = uniform(size_t(N * lddt), rng, 0.2f, 1.5f), gamma = uniform(size_t(H), rng, 0.9f, 0.999f);
   std::vector<float> S0, z0;
   if (c.init) {  // a JRT prefix summary of 24 random tokens per (sequence, head): a positive denominator share
@@ -139,13 +104,13 @@ void run_la_case(const LaCase& c, uint32_t seed) {
     z0.assign(size_t(BH * D), 0.0f);
     const int64_t M = 24;
     for (int64_t bh = 0; bh < BH; ++bh) {
-      const std::vector<float> pk = randn(size_t(M * fd), rng), pv = randn(size_t(M * dv), rng);
+      const std::vector<float> pk = randn(size_t(M * fd), rng, 0.0f, 1.0f), pv = randn(size_t(M * dv), rng, 0.0f, 1.0f);
       ops::la_accumulate_state_t<float>(pk.data(), fd, pv.data(), dv, M, fd, dv, S0.data() + bh * D * dv,
                                         z0.data() + bh * D);
     }
   }
   cuda::DeviceBuffer<uint16_t> gq = up_bf16(q), gk = up_bf16(k), gv = up_bf16(v);
-  cuda::DeviceBuffer<float> gdt = up_f32(dt), ggamma = up_f32(gamma), gS0 = up_f32(S0), gz0 = up_f32(z0);
+  cuda::DeviceBuffer<float> gdt = upload(dt), ggamma = upload(gamma), gS0 = upload(S0), gz0 = upload(z0);
 
   // GPU forward.
   cuda::DeviceBuffer<uint16_t> gy = garbage<uint16_t>(size_t(N * ldy)), gu = garbage<uint16_t>(size_t(N * ldu));
@@ -159,7 +124,7 @@ void run_la_case(const LaCase& c, uint32_t seed) {
   a.B = B, a.L = L, a.H = H, a.fd = fd, a.dv = dv;
   ops::cuda::la_fwd_train_cuda(a, nullptr);
   JRT_CUDA_CHECK(cudaDeviceSynchronize());
-  std::vector<float> y = down_bf16(gy), u = down_bf16(gu), den = down_f32(gden);
+  std::vector<float> y = download_bf16(gy), u = download_bf16(gu), den = download(gden);
 
   // CPU forward, one (sequence, head) at a time.
   auto head = [&](int b, int h) {
@@ -186,12 +151,12 @@ void run_la_case(const LaCase& c, uint32_t seed) {
   const std::string shape = c.shape() + (tensor_core_path(fd, dv) ? " mma" : "");
   const double bf_nmse = tensor_core_path(fd, dv) ? kTcNmse : kBfNmse;
   const double bf_rel = tensor_core_path(fd, dv) ? kTcRel : kBfRel;
-  op_report("la_fwd.y", shape, op_error(cols(y, ldy, N, Hv), yref), bf_nmse, bf_rel);
+  op_report("la_fwd.y", shape, op_error(columns(y, N, ldy, 0, Hv), yref), bf_nmse, bf_rel);
   op_report("la_fwd.den", shape, op_error(den, denref), kF32Nmse, kF32Rel);
-  if (c.dt) op_report("la_fwd.u", shape, op_error(cols(u, ldu, N, Hv), uref), bf_nmse, bf_rel);
+  if (c.dt) op_report("la_fwd.u", shape, op_error(columns(u, N, ldu, 0, Hv), uref), bf_nmse, bf_rel);
 
   // Backward (dS0 / dz0 requested in every case: they are defined with or without an initial state).
-  std::vector<float> dy = randn(size_t(N * lddy), rng);
+  std::vector<float> dy = randn(size_t(N * lddy), rng, 0.0f, 1.0f);
   cuda::DeviceBuffer<uint16_t> gdy = up_bf16(dy);
   cuda::DeviceBuffer<uint16_t> gdq = garbage<uint16_t>(size_t(N * lddq)), gdk = garbage<uint16_t>(size_t(N * lddk)),
                                gdv = garbage<uint16_t>(size_t(N * lddv)), gddt = garbage<uint16_t>(size_t(N * ldddt));
@@ -222,12 +187,13 @@ void run_la_case(const LaCase& c, uint32_t seed) {
       gr.dS0 = dS0ref.data() + bh * D * dv, gr.dz0 = dz0ref.data() + bh * D;
       ops::la_bwd_t<float>(hd, dy.data() + b * L * lddy + h * dv, lddy, gr);
     }
-  op_report("la_bwd.dq", shape, op_error(cols(down_bf16(gdq), lddq, N, Hf), dqref), bf_nmse, bf_rel);
-  op_report("la_bwd.dk", shape, op_error(cols(down_bf16(gdk), lddk, N, Hf), dkref), bf_nmse, bf_rel);
-  op_report("la_bwd.dv", shape, op_error(cols(down_bf16(gdv), lddv, N, Hv), dvref), bf_nmse, bf_rel);
-  if (c.dt) op_report("la_bwd.ddt", shape, op_error(cols(down_bf16(gddt), ldddt, N, H), ddtref), bf_nmse, bf_rel);
-  op_report("la_bwd.dS0", shape, op_error(down_f32(gdS0), dS0ref), kF32Nmse, kF32Rel);
-  op_report("la_bwd.dz0", shape, op_error(down_f32(gdz0), dz0ref), kF32Nmse, kF32Rel);
+  op_report("la_bwd.dq", shape, op_error(columns(download_bf16(gdq), N, lddq, 0, Hf), dqref), bf_nmse, bf_rel);
+  op_report("la_bwd.dk", shape, op_error(columns(download_bf16(gdk), N, lddk, 0, Hf), dkref), bf_nmse, bf_rel);
+  op_report("la_bwd.dv", shape, op_error(columns(download_bf16(gdv), N, lddv, 0, Hv), dvref), bf_nmse, bf_rel);
+  if (c.dt)
+    op_report("la_bwd.ddt", shape, op_error(columns(download_bf16(gddt), N, ldddt, 0, H), ddtref), bf_nmse, bf_rel);
+  op_report("la_bwd.dS0", shape, op_error(download(gdS0), dS0ref), kF32Nmse, kF32Rel);
+  op_report("la_bwd.dz0", shape, op_error(download(gdz0), dz0ref), kF32Nmse, kF32Rel);
 }
 
 TEST(CudaTrainLa, ForwardBackwardMatchCpu) {
@@ -289,7 +255,7 @@ void run_state_case(const StateCase& c, uint32_t seed) {
   const int64_t L = c.L, M = c.M, N = B * L, D = ops::taylor_dim(fd), Hf = int64_t(H) * fd, Hv = int64_t(H) * dv;
   const int64_t BH = int64_t(B) * H, pad = c.strided ? 1 : 0;
   const int64_t ldk = Hf + 3 * pad, ldv = Hv + 5 * pad, lddk = Hf + 2 * pad, lddv = Hv + 1 * pad;
-  std::vector<float> k = randn(size_t(N * ldk), rng), v = randn(size_t(N * ldv), rng);
+  std::vector<float> k = randn(size_t(N * ldk), rng, 0.0f, 1.0f), v = randn(size_t(N * ldv), rng, 0.0f, 1.0f);
   cuda::DeviceBuffer<uint16_t> gk = up_bf16(k), gv = up_bf16(v);
   const std::string shape = c.shape();
 
@@ -304,12 +270,13 @@ void run_state_case(const StateCase& c, uint32_t seed) {
       ops::la_accumulate_state_t<float>(k.data() + b * L * ldk + h * fd, ldk, v.data() + b * L * ldv + h * dv, ldv, M,
                                         fd, dv, S0ref.data() + bh * D * dv, z0ref.data() + bh * D);
     }
-  op_report("la_state_fwd.S0", shape, op_error(down_f32(gS0), S0ref), kF32Nmse, kF32Rel);
-  op_report("la_state_fwd.z0", shape, op_error(down_f32(gz0), z0ref), kF32Nmse, kF32Rel);
+  op_report("la_state_fwd.S0", shape, op_error(download(gS0), S0ref), kF32Nmse, kF32Rel);
+  op_report("la_state_fwd.z0", shape, op_error(download(gz0), z0ref), kF32Nmse, kF32Rel);
 
   // Backward from fp32 dS0, dz0 (dz0 scaled up so its share of dk is not swamped by dS0 v).
-  const std::vector<float> dS = randn(size_t(BH * D * dv), rng), dz = randn(size_t(BH * D), rng, 4.0f);
-  cuda::DeviceBuffer<float> gdS = up_f32(dS), gdz = up_f32(dz);
+  const std::vector<float> dS = randn(size_t(BH * D * dv), rng, 0.0f, 1.0f),
+                           dz = randn(size_t(BH * D), rng, 0.0f, 4.0f);
+  cuda::DeviceBuffer<float> gdS = upload(dS), gdz = upload(dz);
   cuda::DeviceBuffer<uint16_t> gdk = garbage<uint16_t>(size_t(N * lddk)), gdv = garbage<uint16_t>(size_t(N * lddv));
   ops::cuda::la_state_bwd_train_cuda(bf(gk), ldk, bf(gv), ldv, B, L, M, H, fd, dv, gdS.get(), gdz.get(), bf_mut(gdk),
                                      lddk, bf_mut(gdv), lddv, nullptr);
@@ -323,8 +290,8 @@ void run_state_case(const StateCase& c, uint32_t seed) {
                                             dkref.data() + b * L * Hf + h * fd, Hf, dvref.data() + b * L * Hv + h * dv,
                                             Hv);
     }
-  op_report("la_state_bwd.dk", shape, op_error(cols(down_bf16(gdk), lddk, N, Hf), dkref), kBfNmse, kBfRel);
-  op_report("la_state_bwd.dv", shape, op_error(cols(down_bf16(gdv), lddv, N, Hv), dvref), kBfNmse, kBfRel);
+  op_report("la_state_bwd.dk", shape, op_error(columns(download_bf16(gdk), N, lddk, 0, Hf), dkref), kBfNmse, kBfRel);
+  op_report("la_state_bwd.dv", shape, op_error(columns(download_bf16(gdv), N, lddv, 0, Hv), dvref), kBfNmse, kBfRel);
 }
 
 TEST(CudaTrainLa, StateMatchesCpu) {

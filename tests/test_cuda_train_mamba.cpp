@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cuda_buffers.h"
 #include "common/op_table.h"
 #include "common/test_util.h"
 #include "core/cuda_util.h"
@@ -29,6 +30,7 @@ using namespace jrt;
 using jrt::test::op_error;
 using jrt::test::op_report;
 using jrt::test::to_bf16;
+using namespace jrt::test;
 
 namespace {
 
@@ -46,47 +48,6 @@ constexpr double kEltNmse = 1e-12, kEltRel = 1e-6;
 // and through the reverse sweep; dB / dC / dA / dD are sums over channels or rows in another order:
 // nmse <= 1e-9, max-rel <= 1e-4 (as the inference scan's state in test_cuda_conv_scan).
 constexpr double kScanNmse = 1e-9, kScanRel = 1e-4;
-
-const bf16* bf(const cuda::DeviceBuffer<uint16_t>& d) { return reinterpret_cast<const bf16*>(d.get()); }
-bf16* bf_mut(cuda::DeviceBuffer<uint16_t>& d) { return reinterpret_cast<bf16*>(d.get()); }
-
-cuda::DeviceBuffer<uint16_t> upload_u16(const std::vector<uint16_t>& h) {
-  cuda::DeviceBuffer<uint16_t> d(h.size());
-  d.upload(h.data(), h.size());
-  return d;
-}
-cuda::DeviceBuffer<float> upload_f32(const std::vector<float>& h) {
-  cuda::DeviceBuffer<float> d(h.size());
-  d.upload(h.data(), h.size());
-  return d;
-}
-std::vector<float> download_f32(const cuda::DeviceBuffer<float>& d) {
-  std::vector<float> f(d.size());
-  d.download(f.data(), f.size());
-  return f;
-}
-std::vector<float> download_bf16(const cuda::DeviceBuffer<uint16_t>& d) {
-  std::vector<uint16_t> b(d.size());
-  d.download(b.data(), b.size());
-  std::vector<float> f(b.size());
-  for (size_t i = 0; i < b.size(); ++i) f[i] = bf16_to_f32(b[i]);
-  return f;
-}
-
-// Columns [c0, c0 + C) of N rows of stride ld, packed [N, C].
-std::vector<float> cols(const std::vector<float>& m, int64_t N, int64_t ld, int64_t c0, int64_t C) {
-  std::vector<float> out(size_t(N * C));
-  for (int64_t r = 0; r < N; ++r)
-    for (int64_t c = 0; c < C; ++c) out[size_t(r * C + c)] = m[size_t(r * ld + c0 + c)];
-  return out;
-}
-
-std::vector<float> normal(size_t n, float scale, std::mt19937& rng) {
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& e : v) e = scale * d(rng);
-  return v;
-}
 
 // ---- causal conv ----------------------------------------------------------------------------------
 
@@ -106,9 +67,9 @@ void run_conv(const ConvCase& cc, std::mt19937& rng) {
   const int64_t N = int64_t(cc.B) * cc.L, C = cc.C, K = cc.K;
   // strided: x and dx the first half of BaseConv's [N, 2C] rows, y and dy rows of odd stride C + 3.
   const int64_t ldx = cc.strided ? 2 * C : C, ldy = cc.strided ? C + 3 : C;
-  std::vector<float> x = normal(size_t(N * ldx), 1.0f, rng), dy = normal(size_t(N * ldy), 1.0f, rng);
-  const std::vector<float> w = normal(size_t(C * K), 0.5f, rng), b = normal(size_t(C), 0.5f, rng);
-  const std::vector<float> dw0 = normal(size_t(C * K), 1.0f, rng), db0 = normal(size_t(C), 1.0f, rng);
+  std::vector<float> x = randn(size_t(N * ldx), rng, 0.0f, 1.0f), dy = randn(size_t(N * ldy), rng, 0.0f, 1.0f);
+  const std::vector<float> w = randn(size_t(C * K), rng, 0.0f, 0.5f), b = randn(size_t(C), rng, 0.0f, 0.5f);
+  const std::vector<float> dw0 = randn(size_t(C * K), rng, 0.0f, 1.0f), db0 = randn(size_t(C), rng, 0.0f, 1.0f);
   const std::vector<uint16_t> xb = to_bf16(x), dyb = to_bf16(dy);
   const float* bias = cc.bias ? b.data() : nullptr;
 
@@ -122,9 +83,9 @@ void run_conv(const ConvCase& cc, std::mt19937& rng) {
   }
 
   // GPU. dx goes into a copy of x's buffer (the other half must stay as it was); y starts as junk.
-  auto dx_ = upload_u16(xb), dy_ = upload_u16(dyb), y_ = upload_u16(std::vector<uint16_t>(size_t(N * ldy), 0x7f7f));
-  auto xd = upload_u16(xb);
-  auto wd = upload_f32(w), bd = upload_f32(b), dwd = upload_f32(dw0), dbd = upload_f32(db0);
+  auto dx_ = upload(xb), dy_ = upload(dyb), y_ = upload(std::vector<uint16_t>(size_t(N * ldy), 0x7f7f));
+  auto xd = upload(xb);
+  auto wd = upload(w), bd = upload(b), dwd = upload(dw0), dbd = upload(db0);
   ops::cuda::conv1d_fwd_train_cuda(bf(xd), ldx, cc.B, cc.L, C, wd.get(), cc.K, cc.bias ? bd.get() : nullptr, bf_mut(y_),
                                    ldy, nullptr);
   ops::cuda::conv1d_bwd_train_cuda(bf(dy_), ldy, bf(xd), ldx, cc.B, cc.L, C, wd.get(), cc.K, bf_mut(dx_), ldx,
@@ -132,12 +93,13 @@ void run_conv(const ConvCase& cc, std::mt19937& rng) {
   JRT_CUDA_CHECK(cudaDeviceSynchronize());
   const std::vector<float> y = download_bf16(y_), dx = download_bf16(dx_);
   const std::string sh = conv_shape(cc);
-  op_report("conv1d_train.y", sh, op_error(cols(y, N, ldy, 0, C), yref), kBfNmse, kBfRel);
-  op_report("conv1d_train.dx", sh, op_error(cols(dx, N, ldx, 0, C), dxref), kBfNmse, kBfRel);
+  op_report("conv1d_train.y", sh, op_error(columns(y, N, ldy, 0, C), yref), kBfNmse, kBfRel);
+  op_report("conv1d_train.dx", sh, op_error(columns(dx, N, ldx, 0, C), dxref), kBfNmse, kBfRel);
   if (cc.strided)  // the columns past dx's C are x's, untouched
-    op_report("conv1d_train.dx_pad", sh, op_error(cols(dx, N, ldx, C, ldx - C), cols(x, N, ldx, C, ldx - C)), 0, 0);
-  op_report("conv1d_train.dw", sh, op_error(download_f32(dwd), dwref), kSumNmse, kSumRel);
-  op_report("conv1d_train.db", sh, op_error(download_f32(dbd), dbref), cc.bias ? kSumNmse : 0, cc.bias ? kSumRel : 0);
+    op_report("conv1d_train.dx_pad", sh, op_error(columns(dx, N, ldx, C, ldx - C), columns(x, N, ldx, C, ldx - C)), 0,
+              0);
+  op_report("conv1d_train.dw", sh, op_error(download(dwd), dwref), kSumNmse, kSumRel);
+  op_report("conv1d_train.db", sh, op_error(download(dbd), dbref), cc.bias ? kSumNmse : 0, cc.bias ? kSumRel : 0);
 }
 
 TEST(CudaTrainMamba, ConvMatchesCpu) {
@@ -169,23 +131,24 @@ TEST(CudaTrainMamba, SoftplusMatchesCpu) {
     std::vector<float> bias(static_cast<size_t>(di)), pre(size_t(N * di));
     for (auto& e : bias) e = std::log(std::expm1(0.001f + 0.099f * un(rng)));
     for (auto& e : pre) e = un(rng) < 0.05f ? 20.0f + 12.0f * un(rng) : 6.0f * (un(rng) - 0.5f);
-    const std::vector<float> ddelta = normal(size_t(N * di), 1.0f, rng), dbias0 = normal(size_t(di), 1.0f, rng);
+    const std::vector<float> ddelta = randn(size_t(N * di), rng, 0.0f, 1.0f),
+                             dbias0 = randn(size_t(di), rng, 0.0f, 1.0f);
 
     std::vector<float> dref(size_t(N * di)), dpref(size_t(N * di)), dbref = dbias0;
     ops::delta_softplus_fwd_t<float>(pre.data(), di, bias.data(), N, di, dref.data(), di);
     ops::delta_softplus_bwd_t<float>(ddelta.data(), di, pre.data(), di, bias.data(), N, di, dpref.data(), di,
                                      dbref.data());
 
-    auto pd = upload_f32(pre), bd = upload_f32(bias), gd = upload_f32(ddelta), dbd = upload_f32(dbias0);
-    auto deltad = upload_f32(std::vector<float>(size_t(N * di), -1.0f));
-    auto dpd = upload_u16(std::vector<uint16_t>(size_t(N * lddp), 0x7f7f));
+    auto pd = upload(pre), bd = upload(bias), gd = upload(ddelta), dbd = upload(dbias0);
+    auto deltad = upload(std::vector<float>(size_t(N * di), -1.0f));
+    auto dpd = upload(std::vector<uint16_t>(size_t(N * lddp), 0x7f7f));
     ops::cuda::delta_softplus_fwd_cuda(pd.get(), bd.get(), N, di, deltad.get(), nullptr);
     ops::cuda::delta_softplus_bwd_cuda(gd.get(), pd.get(), bd.get(), N, di, bf_mut(dpd), lddp, dbd.get(), nullptr);
     JRT_CUDA_CHECK(cudaDeviceSynchronize());
     const std::string sh = "N=" + std::to_string(N) + " di=" + std::to_string(di);
-    op_report("delta_softplus.fwd", sh, op_error(download_f32(deltad), dref), kEltNmse, kEltRel);
-    op_report("delta_softplus.dpre", sh, op_error(cols(download_bf16(dpd), N, lddp, 0, di), dpref), kBfNmse, kBfRel);
-    op_report("delta_softplus.dbias", sh, op_error(download_f32(dbd), dbref), kSumNmse, kSumRel);
+    op_report("delta_softplus.fwd", sh, op_error(download(deltad), dref), kEltNmse, kEltRel);
+    op_report("delta_softplus.dpre", sh, op_error(columns(download_bf16(dpd), N, lddp, 0, di), dpref), kBfNmse, kBfRel);
+    op_report("delta_softplus.dbias", sh, op_error(download(dbd), dbref), kSumNmse, kSumRel);
   }
 }
 
@@ -195,22 +158,22 @@ TEST(CudaTrainMamba, MambaAMatchesCpu) {
   for (int64_t n : {int64_t(7), int64_t(640), int64_t(2048 * 16 + 5)}) {
     // A_log = log(1 .. 16) (S4D-real) with some spread.
     std::vector<float> alog(static_cast<size_t>(n));
-    const std::vector<float> spread = normal(size_t(n), 0.1f, rng);
+    const std::vector<float> spread = randn(size_t(n), rng, 0.0f, 0.1f);
     for (int64_t i = 0; i < n; ++i) alog[size_t(i)] = std::log(float(i % 16 + 1)) + spread[size_t(i)];
-    const std::vector<float> dA = normal(size_t(n), 1.0f, rng), dlog0 = normal(size_t(n), 1.0f, rng);
+    const std::vector<float> dA = randn(size_t(n), rng, 0.0f, 1.0f), dlog0 = randn(size_t(n), rng, 0.0f, 1.0f);
     std::vector<float> Aref(static_cast<size_t>(n)), dlogref = dlog0;
     for (int64_t i = 0; i < n; ++i) {
       Aref[size_t(i)] = -std::exp(alog[size_t(i)]);
       dlogref[size_t(i)] += dA[size_t(i)] * Aref[size_t(i)];
     }
-    auto ald = upload_f32(alog), Ad = upload_f32(std::vector<float>(size_t(n), 1.0f)), dAd = upload_f32(dA);
-    auto dld = upload_f32(dlog0);
+    auto ald = upload(alog), Ad = upload(std::vector<float>(size_t(n), 1.0f)), dAd = upload(dA);
+    auto dld = upload(dlog0);
     ops::cuda::mamba_a_fwd_cuda(ald.get(), n, Ad.get(), nullptr);
     ops::cuda::mamba_a_bwd_cuda(dAd.get(), Ad.get(), n, dld.get(), nullptr);
     JRT_CUDA_CHECK(cudaDeviceSynchronize());
     const std::string sh = "n=" + std::to_string(n);
-    op_report("mamba_a.fwd", sh, op_error(download_f32(Ad), Aref), kEltNmse, kEltRel);
-    op_report("mamba_a.dA_log", sh, op_error(download_f32(dld), dlogref), kEltNmse, kEltRel);
+    op_report("mamba_a.fwd", sh, op_error(download(Ad), Aref), kEltNmse, kEltRel);
+    op_report("mamba_a.dA_log", sh, op_error(download(dld), dlogref), kEltNmse, kEltRel);
   }
 }
 
@@ -237,22 +200,22 @@ void run_scan(const ScanCase& sc, std::mt19937& rng) {
 
   // Mamba-like inputs: x the first half of in_proj's [N, 2 di] rows, delta = softplus(dt + dt_bias)
   // (~0.001 .. 0.3), A = -(n + 1) with spread, D ~ 1.
-  std::vector<float> x = normal(size_t(N * ldx), 1.0f, rng), bc = normal(size_t(N * ldbc), 1.0f, rng);
-  std::vector<float> dy = normal(size_t(N * lddy), 1.0f, rng);
+  std::vector<float> x = randn(size_t(N * ldx), rng, 0.0f, 1.0f), bc = randn(size_t(N * ldbc), rng, 0.0f, 1.0f);
+  std::vector<float> dy = randn(size_t(N * lddy), rng, 0.0f, 1.0f);
   std::vector<float> delta(size_t(N * di)), A(size_t(di * ns)), D(static_cast<size_t>(di));
   {
     std::vector<float> dtb(static_cast<size_t>(di));
     for (auto& e : dtb) e = std::log(std::expm1(0.001f + 0.099f * un(rng)));
-    const std::vector<float> dt = normal(delta.size(), 1.0f, rng);
+    const std::vector<float> dt = randn(delta.size(), rng, 0.0f, 1.0f);
     for (int64_t i = 0; i < N * di; ++i) delta[size_t(i)] = ops::softplus(dt[size_t(i)] + dtb[size_t(i % di)]);
-    const std::vector<float> sp = normal(A.size(), 0.1f, rng);
+    const std::vector<float> sp = randn(A.size(), rng, 0.0f, 0.1f);
     for (int64_t c = 0; c < di; ++c)
       for (int64_t k = 0; k < ns; ++k) A[size_t(c * ns + k)] = -float(k + 1) * std::exp(sp[size_t(c * ns + k)]);
-    const std::vector<float> dn = normal(D.size(), 0.1f, rng);
+    const std::vector<float> dn = randn(D.size(), rng, 0.0f, 0.1f);
     for (size_t i = 0; i < D.size(); ++i) D[i] = 1.0f + dn[i];
   }
   const std::vector<uint16_t> xb = to_bf16(x), bcb = to_bf16(bc), dyb = to_bf16(dy);
-  const std::vector<float> dA0 = normal(A.size(), 1.0f, rng), dD0 = normal(D.size(), 1.0f, rng);
+  const std::vector<float> dA0 = randn(A.size(), rng, 0.0f, 1.0f), dD0 = randn(D.size(), rng, 0.0f, 1.0f);
 
   // CPU, per sequence (hsave per sequence [S, di, ns]); dA / dD accumulate over the sequences.
   std::vector<float> yref(size_t(N * di)), hsref(size_t(sc.B * S * di * ns)), dxref(size_t(N * di)),
@@ -281,16 +244,14 @@ void run_scan(const ScanCase& sc, std::mt19937& rng) {
   }
 
   // GPU; y and the activation gradients (=) start as junk.
-  auto xd = upload_u16(xb), bcd = upload_u16(bcb), dyd = upload_u16(dyb);
-  auto deltad = upload_f32(delta), Ad = upload_f32(A), Dd = upload_f32(D);
-  auto yd = upload_u16(std::vector<uint16_t>(size_t(N * ldy), 0x7f7f));
-  auto hsd =
-      upload_f32(std::vector<float>(size_t(ops::cuda::scan_train_saved_floats(sc.B, L, di, sc.ns, sc.ckpt)), 1e30f));
+  auto xd = upload(xb), bcd = upload(bcb), dyd = upload(dyb);
+  auto deltad = upload(delta), Ad = upload(A), Dd = upload(D);
+  auto yd = upload(std::vector<uint16_t>(size_t(N * ldy), 0x7f7f));
+  auto hsd = upload(std::vector<float>(size_t(ops::cuda::scan_train_saved_floats(sc.B, L, di, sc.ns, sc.ckpt)), 1e30f));
   ASSERT_EQ(hsd.size(), hsref.size());
-  auto dxd = upload_f32(std::vector<float>(size_t(N * di), 1e30f)),
-       ddd = upload_f32(std::vector<float>(size_t(N * di), 1e30f));
-  auto dBCd = upload_f32(std::vector<float>(size_t(N * 2 * ns), 1e30f));
-  auto dAd = upload_f32(dA0), dDd = upload_f32(dD0);
+  auto dxd = upload(std::vector<float>(size_t(N * di), 1e30f)), ddd = upload(std::vector<float>(size_t(N * di), 1e30f));
+  auto dBCd = upload(std::vector<float>(size_t(N * 2 * ns), 1e30f));
+  auto dAd = upload(dA0), dDd = upload(dD0);
   ops::cuda::ScanTrainCuda a;
   a.x = bf(xd), a.ldx = ldx;
   a.delta = deltad.get(), a.A = Ad.get();
@@ -305,24 +266,24 @@ void run_scan(const ScanCase& sc, std::mt19937& rng) {
   JRT_CUDA_CHECK(cudaDeviceSynchronize());
 
   // hsave is [B, S, ns, di] on the GPU: as the CPU's [B, S, di, ns].
-  const std::vector<float> hs = download_f32(hsd);
+  const std::vector<float> hs = download(hsd);
   std::vector<float> hst(hs.size());
   for (int64_t bs = 0; bs < sc.B * S; ++bs)
     for (int64_t n = 0; n < ns; ++n)
       for (int64_t c = 0; c < di; ++c) hst[size_t((bs * di + c) * ns + n)] = hs[size_t((bs * ns + n) * di + c)];
 
   const std::string sh = scan_shape(sc);
-  const std::vector<float> dBC = download_f32(dBCd);
-  op_report("scan_train.y", sh, op_error(cols(download_bf16(yd), N, ldy, 0, di), yref), kBfNmse, kBfRel);
+  const std::vector<float> dBC = download(dBCd);
+  op_report("scan_train.y", sh, op_error(columns(download_bf16(yd), N, ldy, 0, di), yref), kBfNmse, kBfRel);
   op_report("scan_train.hsave", sh, op_error(hst, hsref), kScanNmse, kScanRel);
-  op_report("scan_train.dx", sh, op_error(download_f32(dxd), dxref), kScanNmse, kScanRel);
-  op_report("scan_train.ddelta", sh, op_error(download_f32(ddd), ddref), kScanNmse, kScanRel);
-  op_report("scan_train.dB", sh, op_error(cols(dBC, N, 2 * ns, 0, ns), cols(dBCref, N, 2 * ns, 0, ns)), kScanNmse,
+  op_report("scan_train.dx", sh, op_error(download(dxd), dxref), kScanNmse, kScanRel);
+  op_report("scan_train.ddelta", sh, op_error(download(ddd), ddref), kScanNmse, kScanRel);
+  op_report("scan_train.dB", sh, op_error(columns(dBC, N, 2 * ns, 0, ns), columns(dBCref, N, 2 * ns, 0, ns)), kScanNmse,
             kScanRel);
-  op_report("scan_train.dC", sh, op_error(cols(dBC, N, 2 * ns, ns, ns), cols(dBCref, N, 2 * ns, ns, ns)), kScanNmse,
-            kScanRel);
-  op_report("scan_train.dA", sh, op_error(download_f32(dAd), dAref), kScanNmse, kScanRel);
-  op_report("scan_train.dD", sh, op_error(download_f32(dDd), dDref), sc.useD ? kScanNmse : 0, sc.useD ? kScanRel : 0);
+  op_report("scan_train.dC", sh, op_error(columns(dBC, N, 2 * ns, ns, ns), columns(dBCref, N, 2 * ns, ns, ns)),
+            kScanNmse, kScanRel);
+  op_report("scan_train.dA", sh, op_error(download(dAd), dAref), kScanNmse, kScanRel);
+  op_report("scan_train.dD", sh, op_error(download(dDd), dDref), sc.useD ? kScanNmse : 0, sc.useD ? kScanRel : 0);
 }
 
 TEST(CudaTrainMamba, ScanMatchesCpu) {

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cuda_buffers.h"
 #include "common/op_table.h"
 #include "common/test_util.h"
 #include "core/dtype.h"
@@ -42,6 +43,7 @@ using jrt::ops::cuda::bf16;
 using jrt::test::op_error;
 using jrt::test::op_report;
 using jrt::test::to_bf16;
+using namespace jrt::test;
 
 namespace {
 
@@ -49,41 +51,6 @@ constexpr double kBfNmse = 1e-5, kBfRel = 1e-2;
 constexpr double kRowNmse = 1e-11, kRowRel = 1e-5;
 constexpr double kColNmse = 1e-9, kColRel = 1e-4;
 
-std::vector<float> randn(size_t n, std::mt19937& rng, float mean, float sd) {
-  std::normal_distribution<float> d(mean, sd);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
-template <class T>
-DeviceBuffer<T> dev(const std::vector<T>& h) {
-  DeviceBuffer<T> d(h.size());
-  if (!h.empty()) d.upload(h.data(), h.size());
-  return d;
-}
-template <class T>
-std::vector<T> host(const DeviceBuffer<T>& d) {
-  std::vector<T> h(d.size());
-  if (!h.empty()) d.download(h.data(), h.size());
-  return h;
-}
-std::vector<float> host_bf16(const DeviceBuffer<uint16_t>& d) {
-  const std::vector<uint16_t> b = host(d);
-  std::vector<float> f(b.size());
-  for (size_t i = 0; i < b.size(); ++i) f[i] = bf16_to_f32(b[i]);
-  return f;
-}
-const bf16* bf(const DeviceBuffer<uint16_t>& d) { return reinterpret_cast<const bf16*>(d.get()); }
-bf16* bf_mut(DeviceBuffer<uint16_t>& d) { return reinterpret_cast<bf16*>(d.get()); }
-
-// The [N, C] block of a buffer with row stride ld, packed.
-std::vector<float> block(const std::vector<float>& buf, int64_t N, int64_t C, int64_t ld) {
-  std::vector<float> out(size_t(N * C));
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t c = 0; c < C; ++c) out[size_t(n * C + c)] = buf[size_t(n * ld + c)];
-  return out;
-}
 // Bits of a strided buffer outside its [N, C] block (the padding a kernel must leave alone).
 std::vector<uint16_t> padding(const std::vector<uint16_t>& buf, int64_t C, int64_t ld) {
   std::vector<uint16_t> out;
@@ -112,12 +79,12 @@ TEST(CudaTrainRows, EmbeddingBwdMatchesCpu) {
     std::vector<int32_t> ids32(ids.begin(), ids.end());
     const std::vector<float> dout = randn(size_t(c.N * c.d), rng, 0.0f, 1.0f);
     std::vector<float> table = randn(size_t(c.V * c.d), rng, 0.0f, 1.0f);  // += onto non-zero values
-    DeviceBuffer<int32_t> dids = dev(ids32);
-    DeviceBuffer<float> ddout = dev(dout), dtable = dev(table);
+    DeviceBuffer<int32_t> dids = upload(ids32);
+    DeviceBuffer<float> ddout = upload(dout), dtable = upload(table);
     ops::cuda::embedding_bwd_cuda(dids.get(), ddout.get(), c.N, c.d, dtable.get(), nullptr);
     sync();
     ops::embedding_bwd_t<float>(ids, dout.data(), c.V, c.d, table.data());
-    op_report("embedding_bwd", nd(c.N, c.d) + " V=" + std::to_string(c.V), op_error(host(dtable), table), kColNmse,
+    op_report("embedding_bwd", nd(c.N, c.d) + " V=" + std::to_string(c.V), op_error(download(dtable), table), kColNmse,
               kColRel);
   }
 }
@@ -147,14 +114,14 @@ TEST(CudaTrainRows, NormFwdMatchesCpu) {
       else
         ops::layernorm_fwd_t<float>(x.data(), w.data(), bias ? b.data() : nullptr, eps, c.N, c.d, y.data(), mean.data(),
                                     rstd.data());
-      DeviceBuffer<float> dx = dev(x), dw = dev(w), db = dev(b), dmean(size_t(c.N)), drstd(size_t(c.N));
+      DeviceBuffer<float> dx = upload(x), dw = upload(w), db = upload(b), dmean(size_t(c.N)), drstd(size_t(c.N));
       DeviceBuffer<uint16_t> dy(x.size());
       ops::cuda::norm_fwd_train_cuda(dx.get(), dw.get(), bias ? db.get() : nullptr, rms, eps, c.N, c.d, bf_mut(dy),
                                      rms ? nullptr : dmean.get(), drstd.get(), nullptr);
       sync();
-      op_report(op, nd(c.N, c.d), op_error(host_bf16(dy), y), kBfNmse, kBfRel);
-      op_report(op + ".rstd", nd(c.N, c.d), op_error(host(drstd), rstd), kRowNmse, kRowRel);
-      if (!rms) op_report(op + ".mean", nd(c.N, c.d), op_error(host(dmean), mean), kRowNmse, kRowRel);
+      op_report(op, nd(c.N, c.d), op_error(download_bf16(dy), y), kBfNmse, kBfRel);
+      op_report(op + ".rstd", nd(c.N, c.d), op_error(download(drstd), rstd), kRowNmse, kRowRel);
+      if (!rms) op_report(op + ".mean", nd(c.N, c.d), op_error(download(dmean), mean), kRowNmse, kRowRel);
     }
 }
 
@@ -182,8 +149,8 @@ TEST(CudaTrainRows, NormBwdMatchesCpu) {
       // Every gradient starts from the same non-zero values on both sides (+=).
       std::vector<float> gx = randn(x.size(), rng, 0.0f, 1.0f), gw = randn(size_t(c.d), rng, 0.0f, 1.0f),
                          gb = randn(size_t(c.d), rng, 0.0f, 1.0f);
-      DeviceBuffer<float> dx = dev(x), dw = dev(w), dgy = dev(gy), dmean = dev(mean), drstd = dev(rstd), dgx = dev(gx),
-                          dgw = dev(gw), dgb = dev(gb);
+      DeviceBuffer<float> dx = upload(x), dw = upload(w), dgy = upload(gy), dmean = upload(mean), drstd = upload(rstd),
+                          dgx = upload(gx), dgw = upload(gw), dgb = upload(gb);
       ops::cuda::norm_bwd_cuda(dgy.get(), dx.get(), dw.get(), rms ? nullptr : dmean.get(), drstd.get(), rms, c.N, c.d,
                                dgx.get(), want_dw ? dgw.get() : nullptr, want_db ? dgb.get() : nullptr, nullptr);
       sync();
@@ -193,10 +160,12 @@ TEST(CudaTrainRows, NormBwdMatchesCpu) {
       else
         ops::layernorm_bwd_t<float>(gy.data(), x.data(), w.data(), mean.data(), rstd.data(), c.N, c.d, gx.data(),
                                     want_dw ? gw.data() : nullptr, want_db ? gb.data() : nullptr, true);
-      op_report(op + ".dx", nd(c.N, c.d), op_error(host(dgx), gx), kRowNmse, kRowRel);
+      op_report(op + ".dx", nd(c.N, c.d), op_error(download(dgx), gx), kRowNmse, kRowRel);
       // A skipped gradient must stay exactly at its start values (the CPU leaves it there too).
-      op_report(op + ".dw", nd(c.N, c.d), op_error(host(dgw), gw), want_dw ? kColNmse : 0.0, want_dw ? kColRel : 0.0);
-      op_report(op + ".db", nd(c.N, c.d), op_error(host(dgb), gb), want_db ? kColNmse : 0.0, want_db ? kColRel : 0.0);
+      op_report(op + ".dw", nd(c.N, c.d), op_error(download(dgw), gw), want_dw ? kColNmse : 0.0,
+                want_dw ? kColRel : 0.0);
+      op_report(op + ".db", nd(c.N, c.d), op_error(download(dgb), gb), want_db ? kColNmse : 0.0,
+                want_db ? kColRel : 0.0);
     }
 }
 
@@ -236,11 +205,11 @@ TEST(CudaTrainRows, CrossEntropyMatchesCpu) {
       ops::cross_entropy_bwd_t<float>(logits.data() + n * c.ldl, 1, c.V, &lab[size_t(n)], &lse[size_t(n)],
                                       scale[size_t(n)], dref.data() + n * c.V, c.ldl, c.V);
 
-    DeviceBuffer<float> dlogits = dev(logits), dlse(size_t(c.N)), dloss(size_t(c.N)), dscale = dev(scale),
-                        dlse_cpu = dev(lse);
-    DeviceBuffer<int32_t> dlab = dev(lab32);
+    DeviceBuffer<float> dlogits = upload(logits), dlse(size_t(c.N)), dloss(size_t(c.N)), dscale = upload(scale),
+                        dlse_cpu = upload(lse);
+    DeviceBuffer<int32_t> dlab = upload(lab32);
     std::vector<uint16_t> dl0(size_t(c.N * c.lddl), 0x7fc1);  // NaN padding that must survive
-    DeviceBuffer<uint16_t> ddl = dev(dl0);
+    DeviceBuffer<uint16_t> ddl = upload(dl0);
     ops::cuda::cross_entropy_fwd_cuda(dlogits.get(), c.ldl, dlab.get(), c.N, c.V, dlse.get(), dloss.get(), nullptr);
     // The backward reads the CPU's lse, so it is checked on its own.
     ops::cuda::cross_entropy_bwd_cuda(dlogits.get(), c.ldl, dlab.get(), dlse_cpu.get(), dscale.get(), c.N, c.V,
@@ -248,11 +217,11 @@ TEST(CudaTrainRows, CrossEntropyMatchesCpu) {
     sync();
     const std::string shape = "N=" + std::to_string(c.N) + " V=" + std::to_string(c.V) +
                               " ldl=" + std::to_string(c.ldl) + " lddl=" + std::to_string(c.lddl);
-    op_report("cross_entropy_fwd.lse", shape, op_error(host(dlse), lse), kRowNmse, kRowRel);
-    op_report("cross_entropy_fwd.loss", shape, op_error(host(dloss), row_loss), kRowNmse, kRowRel);
-    const std::vector<float> dl = host_bf16(ddl);
-    op_report("cross_entropy_bwd", shape, op_error(block(dl, c.N, c.V, c.lddl), dref), kBfNmse, kBfRel);
-    EXPECT_EQ(padding(host(ddl), c.V, c.lddl), padding(dl0, c.V, c.lddl)) << shape;
+    op_report("cross_entropy_fwd.lse", shape, op_error(download(dlse), lse), kRowNmse, kRowRel);
+    op_report("cross_entropy_fwd.loss", shape, op_error(download(dloss), row_loss), kRowNmse, kRowRel);
+    const std::vector<float> dl = download_bf16(ddl);
+    op_report("cross_entropy_bwd", shape, op_error(columns(dl, c.N, c.lddl, 0, c.V), dref), kBfNmse, kBfRel);
+    EXPECT_EQ(padding(download(ddl), c.V, c.lddl), padding(dl0, c.V, c.lddl)) << shape;
   }
 }
 
@@ -268,13 +237,13 @@ TEST(CudaTrainRows, SiluMatchesCpu) {
     std::vector<float> y(static_cast<size_t>(n)), gx(static_cast<size_t>(n));
     ops::silu_fwd_t<float>(x.data(), n, y.data());
     ops::silu_bwd_t<float>(gy.data(), x.data(), n, gx.data());
-    DeviceBuffer<uint16_t> dx = dev(xb), dy(static_cast<size_t>(n)), dgx(static_cast<size_t>(n));
-    DeviceBuffer<float> dgy = dev(gy);
+    DeviceBuffer<uint16_t> dx = upload(xb), dy(static_cast<size_t>(n)), dgx(static_cast<size_t>(n));
+    DeviceBuffer<float> dgy = upload(gy);
     ops::cuda::silu_fwd_cuda(bf(dx), n, bf_mut(dy), nullptr);
     ops::cuda::silu_bwd_cuda(dgy.get(), bf(dx), n, bf_mut(dgx), nullptr);
     sync();
-    op_report("silu_fwd", "n=" + std::to_string(n), op_error(host_bf16(dy), y), kBfNmse, kBfRel);
-    op_report("silu_bwd", "n=" + std::to_string(n), op_error(host_bf16(dgx), gx), kBfNmse, kBfRel);
+    op_report("silu_fwd", "n=" + std::to_string(n), op_error(download_bf16(dy), y), kBfNmse, kBfRel);
+    op_report("silu_bwd", "n=" + std::to_string(n), op_error(download_bf16(dgx), gx), kBfNmse, kBfRel);
   }
 }
 
@@ -294,18 +263,20 @@ TEST(CudaTrainRows, GatedSiluBwdMatchesCpu) {
     ops::gated_silu_bwd_t<float>(dy.data(), c.lddy, a.data(), c.lda, g.data(), c.ldg, c.N, c.F, da.data(), c.ldda,
                                  dg.data(), c.lddg);
     const std::vector<uint16_t> da0(da.size(), 0x7fc2), dg0(dg.size(), 0x7fc3);  // padding must survive
-    DeviceBuffer<uint16_t> ddy = dev(dyb), dA = dev(ab), dG = dev(gb), dda = dev(da0), ddg = dev(dg0);
+    DeviceBuffer<uint16_t> ddy = upload(dyb), dA = upload(ab), dG = upload(gb), dda = upload(da0), ddg = upload(dg0);
     ops::cuda::gated_silu_bwd_cuda(bf(ddy), c.lddy, bf(dA), c.lda, bf(dG), c.ldg, c.N, c.F, bf_mut(dda), c.ldda,
                                    bf_mut(ddg), c.lddg, nullptr);
     sync();
     const std::string shape = nd(c.N, c.F) + " ld=" + std::to_string(c.lddy) + "," + std::to_string(c.lda) + "," +
                               std::to_string(c.ldg) + "," + std::to_string(c.ldda) + "," + std::to_string(c.lddg);
     op_report("gated_silu_bwd.da", shape,
-              op_error(block(host_bf16(dda), c.N, c.F, c.ldda), block(da, c.N, c.F, c.ldda)), kBfNmse, kBfRel);
+              op_error(columns(download_bf16(dda), c.N, c.ldda, 0, c.F), columns(da, c.N, c.ldda, 0, c.F)), kBfNmse,
+              kBfRel);
     op_report("gated_silu_bwd.dg", shape,
-              op_error(block(host_bf16(ddg), c.N, c.F, c.lddg), block(dg, c.N, c.F, c.lddg)), kBfNmse, kBfRel);
-    EXPECT_EQ(padding(host(dda), c.F, c.ldda), padding(da0, c.F, c.ldda)) << shape;
-    EXPECT_EQ(padding(host(ddg), c.F, c.lddg), padding(dg0, c.F, c.lddg)) << shape;
+              op_error(columns(download_bf16(ddg), c.N, c.lddg, 0, c.F), columns(dg, c.N, c.lddg, 0, c.F)), kBfNmse,
+              kBfRel);
+    EXPECT_EQ(padding(download(dda), c.F, c.ldda), padding(da0, c.F, c.ldda)) << shape;
+    EXPECT_EQ(padding(download(ddg), c.F, c.lddg), padding(dg0, c.F, c.lddg)) << shape;
   }
 }
 
@@ -318,10 +289,10 @@ TEST(CudaTrainRows, SwigluBwdMatchesCpu) {
     const std::vector<uint16_t> dyb = to_bf16(dy), ub = to_bf16(u);
     std::vector<float> du(u.size());
     ops::swiglu_bwd_t<float>(dy.data(), u.data(), c.N, c.d, du.data());
-    DeviceBuffer<uint16_t> ddy = dev(dyb), dU = dev(ub), ddu(u.size());
+    DeviceBuffer<uint16_t> ddy = upload(dyb), dU = upload(ub), ddu(u.size());
     ops::cuda::swiglu_bwd_cuda(bf(ddy), bf(dU), c.N, c.d, bf_mut(ddu), nullptr);
     sync();
-    op_report("swiglu_bwd", "N=" + std::to_string(c.N) + " F=" + std::to_string(c.d), op_error(host_bf16(ddu), du),
+    op_report("swiglu_bwd", "N=" + std::to_string(c.N) + " F=" + std::to_string(c.d), op_error(download_bf16(ddu), du),
               kBfNmse, kBfRel);
   }
 }
@@ -335,11 +306,11 @@ TEST(CudaTrainRows, CastF32Bf16IsExact) {
   for (Case c : {Case{1, 1, 1, 1}, Case{37, 100, 103, 101}, Case{512, 512, 512, 512}}) {
     const std::vector<float> x = randn(size_t(c.N * c.ldx), rng, 0.0f, 3.0f);
     const std::vector<uint16_t> y0(size_t(c.N * c.ldy), 0x7fc4);
-    DeviceBuffer<float> dx = dev(x);
-    DeviceBuffer<uint16_t> dy = dev(y0);
+    DeviceBuffer<float> dx = upload(x);
+    DeviceBuffer<uint16_t> dy = upload(y0);
     ops::cuda::cast_f32_bf16_cuda(dx.get(), c.ldx, c.N, c.C, bf_mut(dy), c.ldy, nullptr);
     sync();
-    const std::vector<uint16_t> y = host(dy);
+    const std::vector<uint16_t> y = download(dy);
     std::vector<float> got(size_t(c.N * c.C)), ref(got.size());
     for (int64_t n = 0; n < c.N; ++n)
       for (int64_t i = 0; i < c.C; ++i) {
@@ -361,11 +332,11 @@ TEST(CudaTrainRows, SumSquaresMatchesGlobalNorm) {
   for (int64_t n : {int64_t(1), int64_t(1000), int64_t((1 << 20) + 3)}) {  // the last: a grid-stride loop
     const std::vector<float> g = randn(size_t(n), rng, 0.0f, 0.05f);
     const double start = 1.5;  // out[0] += : accumulates onto what is there
-    DeviceBuffer<float> dg = dev(g);
-    DeviceBuffer<double> dout = dev(std::vector<double>{start});
+    DeviceBuffer<float> dg = upload(g);
+    DeviceBuffer<double> dout = upload(std::vector<double>{start});
     ops::cuda::sum_squares_cuda(dg.get(), n, dout.get(), nullptr);
     sync();
-    const double got = host(dout)[0], gn = global_norm(g), ref = start + gn * gn;
+    const double got = download(dout)[0], gn = global_norm(g), ref = start + gn * gn;
     const double rel = std::fabs(got - ref) / ref;
     op_report("sum_squares", "n=" + std::to_string(n), {rel * rel, rel}, 1e-24, 1e-12);
   }
@@ -389,10 +360,10 @@ void adamw_case(bool decay_all, uint32_t seed) {
     for (int64_t i = s.offset; i < s.offset + s.numel; ++i) decay[size_t(i)] = decay_all || role_decays(s.role);
 
   std::vector<float> p = randn(size_t(n), rng, 0.0f, 0.05f);
-  DeviceBuffer<float> dp = dev(p), dm = dev(std::vector<float>(size_t(n), 0.0f)),
-                      dv = dev(std::vector<float>(size_t(n), 0.0f)), dg(static_cast<size_t>(n));
-  DeviceBuffer<uint8_t> ddecay = dev(decay);
-  DeviceBuffer<uint16_t> dpb = dev(std::vector<uint16_t>(size_t(n), 0));
+  DeviceBuffer<float> dp = upload(p), dm = upload(std::vector<float>(size_t(n), 0.0f)),
+                      dv = upload(std::vector<float>(size_t(n), 0.0f)), dg(static_cast<size_t>(n));
+  DeviceBuffer<uint8_t> ddecay = upload(decay);
+  DeviceBuffer<uint16_t> dpb = upload(std::vector<uint16_t>(size_t(n), 0));
   const float gscales[] = {1.0f, 0.37f, 2.5f, 1.0f, 0.8f};
   for (int step = 0; step < 5; ++step) {
     std::vector<float> g = randn(size_t(n), rng, 0.0f, 0.05f);
@@ -425,13 +396,13 @@ void adamw_case(bool decay_all, uint32_t seed) {
   const double nmse = 0.0, rel = 0.0;
 #endif
   const std::string shape = "n=" + std::to_string(n) + " steps=5" + (decay_all ? " decay_all" : " groups");
-  op_report("adamw.p", shape, op_error(host(dp), p), nmse, rel);
-  op_report("adamw.m", shape, op_error(host(dm), opt.m()), nmse, rel);
-  op_report("adamw.v", shape, op_error(host(dv), opt.v()), nmse, rel);
+  op_report("adamw.p", shape, op_error(download(dp), p), nmse, rel);
+  op_report("adamw.m", shape, op_error(download(dm), opt.m()), nmse, rel);
+  op_report("adamw.v", shape, op_error(download(dv), opt.v()), nmse, rel);
   // p_bf16 was last written at step 4 (the final step): bf16 of the final p.
   std::vector<float> pb = p;
   to_bf16(pb);
-  op_report("adamw.p_bf16", shape, op_error(host_bf16(dpb), pb), nmse, rel);
+  op_report("adamw.p_bf16", shape, op_error(download_bf16(dpb), pb), nmse, rel);
 }
 
 TEST(CudaTrainRows, AdamwMatchesCpuStep) {

@@ -59,6 +59,21 @@ class CpuTrainEngine final : public TrainEngine {
 
 }  // namespace
 
+void check_train_device(const std::string& device, const ModelConfig& c) {
+  if (!use_gpu(device)) return;
+  for (MixerKind k : c.layers) {
+    if (k == MixerKind::MHA || k == MixerKind::SlidingAttn) {
+      const bool swa = k == MixerKind::SlidingAttn;
+      const int64_t heads = swa ? c.swa.num_heads : c.attn.num_heads, given = swa ? c.swa.head_dim : c.attn.head_dim;
+      const int64_t hd = given > 0 ? given : c.d_model / heads;  // as the attention mixers resolve it
+      JRT_CHECK(hd <= 128 && hd % 2 == 0,
+                "--device cuda: attention head dim {} must be even and <= 128 (d_model / heads; raise --heads)", hd);
+    }
+    if (k == MixerKind::Mamba)
+      JRT_CHECK(c.mamba.d_state <= 64, "--device cuda: Mamba d_state {} must be <= 64", c.mamba.d_state);
+  }
+}
+
 std::unique_ptr<TrainEngine> make_train_engine(const std::string& device, const ModelConfig& c, int64_t max_batch,
                                                int64_t max_len, const AdamWConfig& adam) {
   if (!use_gpu(device)) return std::make_unique<CpuTrainEngine>(c, max_batch, max_len, adam);

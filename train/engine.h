@@ -52,6 +52,11 @@ class TrainEngine {
   AdamW adam_;
 };
 
+// Refuses, naming the reason, a device that cannot train model c: an unknown --device, "cuda" without a
+// usable GPU (use_gpu), or a model outside the GPU kernels' limits (softmax-attention head dim even and
+// <= 128, Mamba d_state <= 64). Cheap: callers validate whole sweeps with it before anything trains.
+void check_train_device(const std::string& device, const ModelConfig& c);
+
 // device "cpu" or "cuda" (the latter throws, saying why, in builds without CUDA or without a device).
 // max_batch x max_len: the largest batch the engine will see. Parameters start at zero: load them through
 // host().load(...) and then push().

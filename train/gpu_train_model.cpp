@@ -191,7 +191,6 @@ class AttentionG final : public GpuMixer {
              int64_t left_window)
       : d_(c.d_model), H_(heads), hd_(head_dim > 0 ? head_dim : c.d_model / heads), window_(left_window) {
     inner_ = H_ * hd_;
-    JRT_CHECK(hd_ <= 128 && hd_ % 2 == 0, "GPU training: attention head dim {} must be even and <= 128", hd_);
     ops::Rotary rot(int64_t(c.rotary_fraction * double(hd_)), c.rotary_base);
     JRT_CHECK(rot.rotated() <= hd_, "attention: rotary dim {} exceeds head dim {}", rot.rotated(), hd_);
     nf_ = int(rot.inv_freq().size());
@@ -388,7 +387,6 @@ class MambaG final : public GpuMixer {
  public:
   MambaG(const ModelConfig& c, const DevTable& t, const std::string& pre)
       : d_(c.d_model), di_(c.mamba.d_inner), R_(c.mamba.dt_rank), Ns_(c.mamba.d_state), K_(c.mamba.d_conv) {
-    JRT_CHECK(Ns_ <= 64, "GPU training: Mamba d_state {} must be <= 64", Ns_);
     Win_ = t.at(pre + "in_proj.weight", {2 * di_, d_});
     if (c.mamba.bias) bin_ = t.at(pre + "in_proj.bias", {2 * di_});
     cw_ = t.at(pre + "conv1d.weight", {di_, 1, K_});
@@ -969,6 +967,7 @@ class CudaTrainEngine final : public TrainEngine {
 
 std::unique_ptr<TrainEngine> make_cuda_train_engine(const ModelConfig& c, int64_t max_batch, int64_t max_len,
                                                     const AdamWConfig& adam) {
+  check_train_device("cuda", c);
   return std::make_unique<CudaTrainEngine>(c, max_batch, max_len, adam);
 }
 
