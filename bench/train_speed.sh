@@ -19,9 +19,13 @@ printf "%-10s %7s %6s %5s %6s | %12s %12s | %6s\n" mixer d_model L batch vocab "
 while read -r mixer d L kv V B; do
   [ -z "$mixer" ] && continue
   common="--mixer $mixer --d-model $d --seq-len $L --kv-pairs $kv --vocab $V --batch $B"
-  # jrt: one epoch of STEPS + 10 batches, no early stop; tokens/s over the training steps (no eval time).
+  # jrt: one epoch of STEPS + 10 batches, no early stop, a log line per step. As the torch script, the first 10
+  # steps are warm-up (lazy module loading, cuBLAS heuristics, first-touch allocations) and not timed: tokens/s
+  # over steps 11 .. STEPS + 10 from the lines' step times (wall time between consecutive step reports).
   j=$("$JRT" synth mqar $common --train-examples $((B * (STEPS + 10))) --test-examples $B --epochs 1 \
-       --early-stop 0 --no-progress --log-every 0 --device cuda | sed -n 's/^train: .* \([0-9.]*\) tokens\/s.*/\1/p')
+       --early-stop 0 --no-progress --log-every 1 --device cuda |
+      awk -v tok=$((B * L)) '/^step [0-9]+ \|/ { if ($2 > 10) { n++; for (i = 1; i < NF; i++) if ($(i + 1) == "ms") ms += $i } }
+                             END { if (n > 0 && ms > 0) printf "%.0f", n * tok / (ms / 1000) }')
   t=$(python3 bench/torch_synth_train.py $common --steps "$STEPS" --warmup-steps 10 --device cuda --bf16 \
        "${EXTRA[@]}" | sed -n 's/^torch tokens\/s=\([0-9.]*\).*/\1/p')
   if [ -z "$j" ] || [ -z "$t" ]; then echo "$mixer $d $L $B $V: a run failed (jrt '$j', torch '$t')"; continue; fi

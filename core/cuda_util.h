@@ -14,6 +14,13 @@
     if (err_ != cudaSuccess) ::jrt::fail("CUDA error in {}: {}", #call, cudaGetErrorString(err_)); \
   } while (0)
 
+// cuBLAS / cuBLASLt status check (both report success as 0); the header stays free of cuBLAS includes.
+#define JRT_CUBLAS_CHECK(call)                                                \
+  do {                                                                        \
+    const auto st_ = (call);                                                  \
+    if (int(st_) != 0) ::jrt::fail("cuBLAS error {} in {}", int(st_), #call); \
+  } while (0)
+
 namespace jrt::cuda {
 
 // True when the CUDA runtime sees at least one device (false on machines without a GPU or driver).

@@ -188,7 +188,11 @@ struct LaTrainCuda {
   int H = 0, fd = 16, dv = 0;
   float eps = 1e-12f;
 };
-void la_fwd_train_cuda(const LaTrainCuda& a, cudaStream_t stream);
+// workspace: la_fwd_workspace_bytes(a) (0 unless an initial state meets the tensor-core path without decay: the
+// state's share is then a TF32 GEMM, ops/linear_attention_prefix.cu); null when 0. The *_workspace_bytes
+// functions test a's pointers only for null (S0 / z0 / gamma present or not).
+size_t la_fwd_workspace_bytes(const LaTrainCuda& a);
+void la_fwd_train_cuda(const LaTrainCuda& a, void* workspace, cudaStream_t stream);
 // From dy bf16 [N, H dv] (lddy): dq, dk bf16 [N, H fd] (=), dv bf16 [N, H dv] (=), ddt bf16 [N, H] (=, iff
 // dt), dS0 fp32 [B, H, D, dv] / dz0 [B, H, D] (=, when non-null). workspace: la_bwd_workspace_bytes(a).
 struct LaTrainGradsCuda {
@@ -206,14 +210,17 @@ struct LaTrainGradsCuda {
 size_t la_bwd_workspace_bytes(const LaTrainCuda& a);
 void la_bwd_train_cuda(const LaTrainCuda& a, const bf16* dy, int64_t lddy, const LaTrainGradsCuda& g, void* workspace,
                        cudaStream_t stream);
-// JRT encoder summary of each sequence's first M rows (la_accumulate_state_t from zero):
+// JRT encoder summary of each sequence's first M rows (la_accumulate_state_t from zero), as TF32 GEMMs
+// (ops/linear_attention_prefix.cu):
 //   S0[b, h] = sum_{t<M} phi(k_t) v_t^T,  z0[b, h] = sum_{t<M} phi(k_t)     (=; ke/ve rows b * L + t)
+// workspace: la_state_workspace_bytes(B, L, M, H, fd, dv), for the forward and the backward.
+size_t la_state_workspace_bytes(int B, int64_t L, int64_t M, int H, int fd, int dv);
 void la_state_fwd_train_cuda(const bf16* ke, int64_t ldk, const bf16* ve, int64_t ldv, int B, int64_t L, int64_t M,
-                             int H, int fd, int dv, float* S0, float* z0, cudaStream_t stream);
+                             int H, int fd, int dv, float* S0, float* z0, void* workspace, cudaStream_t stream);
 // Backward: dke bf16 [N, H fd], dve bf16 [N, H dv] (=; rows t >= M of each sequence are zeroed).
 void la_state_bwd_train_cuda(const bf16* ke, int64_t ldk, const bf16* ve, int64_t ldv, int B, int64_t L, int64_t M,
                              int H, int fd, int dv, const float* dS0, const float* dz0, bf16* dke, int64_t lddk,
-                             bf16* dve, int64_t lddv, cudaStream_t stream);
+                             bf16* dve, int64_t lddv, void* workspace, cudaStream_t stream);
 
 }  // namespace jrt::ops::cuda
 #endif

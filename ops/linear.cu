@@ -7,12 +7,6 @@
 #include "ops/cuda_ops.h"
 #include "ops/cuda_train_ops.h"
 
-#define JRT_CUBLAS_CHECK(call)                                                           \
-  do {                                                                                   \
-    cublasStatus_t st_ = (call);                                                         \
-    if (st_ != CUBLAS_STATUS_SUCCESS) ::jrt::fail("cuBLAS error {} in {}", int(st_), #call); \
-  } while (0)
-
 namespace jrt::ops::cuda {
 
 namespace {

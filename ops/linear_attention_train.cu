@@ -14,12 +14,13 @@
 //              dk:   grid (B H, key blocks), loops query blocks (and dv when d_v <= 64)
 //              dv:   grid (B H, key blocks, d_v tiles) when d_v > 64
 //              dS0 / dz0: grid (B H, d_v tiles, feature blocks), loops query blocks
-//   JRT summary: S0 = Phi(K)^T V as dS0 above; backward dv = Phi(K) dS0 (as the forward's S0 share), dk
-//              through phi's backward (as dq's S0 share).
 // No atomics: every output element is owned by one CTA, so results are deterministic.
+// The JRT encoder summary S0 = Phi(K)^T V and its backward are TF32 GEMMs in ops/linear_attention_prefix.cu.
 //
 // The common case fd = 16, d_v % 16 == 0 (d_v <= 512) takes the bf16 tensor-core kernels further down
 // (kUseTensorCores); their dq goes through fp32 atomics (not bitwise deterministic), everything else as above.
+// There, with an initial state and no decay (JRT), the state's share of num / den and of dq, and dS0 / dz0, are
+// TF32 GEMMs as well (state_gemm below).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -30,6 +31,7 @@
 
 #include "core/cuda_util.h"
 #include "ops/cuda_train_ops.h"
+#include "ops/linear_attention_prefix.h"
 #include "ops/mma.cuh"
 
 namespace jrt::ops::cuda {
@@ -685,90 +687,6 @@ __global__ void __launch_bounds__(NT) la_outer_kernel(OuterArgs o, Consts kc) {
   if (do_z && int(threadIdx.x) < nf) o.outz[int64_t(bh) * D + f0 + threadIdx.x] = zacc;
 }
 
-// ---- JRT summary backward ------------------------------------------------------------------------
-
-struct StateBwdArgs {
-  const bf16* k = nullptr;  // [N, H fd]
-  int64_t ldk = 0;
-  const bf16* v = nullptr;  // [N, H dv]
-  int64_t ldv = 0;
-  const float* dS = nullptr;  // [B, H, D, dv]
-  const float* dz = nullptr;  // [B, H, D]
-  bf16* dk = nullptr;
-  int64_t lddk = 0;
-  bf16* dv = nullptr;
-  int64_t lddv = 0;
-  int H = 0, fd = 0, nv = 0, D = 0;
-  int64_t L = 0, M = 0;
-};
-
-template <int NJ>
-constexpr size_t state_dv_smem() {
-  return sizeof(float) * (BT * ldx<NJ>() + 2 * BT * LDT);
-}
-
-// grid (B H, ceil(dv / 64), ceil(L / 64)): dv_t = dS^T phi(k_t) for t < M, 0 for M <= t < L.
-template <int NJ>
-__global__ void __launch_bounds__(NT) la_state_dv_kernel(StateBwdArgs s, Consts kc) {
-  constexpr int lq = ldx<NJ>();
-  extern __shared__ float smem[];
-  float* xs = smem;
-  float* fs = xs + BT * lq;
-  float* st = fs + BT * LDT;
-  const int bh = blockIdx.x, b = bh / s.H, h = bh % s.H, fd = s.fd, dv = s.nv;
-  const int c0 = blockIdx.y * BT, nc = min(BT, dv - c0);
-  const int64_t t0 = int64_t(blockIdx.z) * BT, row0 = int64_t(b) * s.L + t0;
-  const int nrow = tile_rows(s.L - t0), nt = tile_rows(s.M - t0);
-  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
-  float acc[4][4] = {};
-  if (nt > 0) {
-    load_tile(xs, lq, s.k + row0 * s.ldk + int64_t(h) * fd, s.ldk, nt, fd, 16 * NJ);
-    phi_times_state(acc, nullptr, xs, lq, nt, s.dS + int64_t(bh) * s.D * dv + c0, dv, nc, nullptr, s.D, fd, kc, fs, st);
-  }
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int r = ty + 16 * i;
-    if (r >= nrow) continue;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int c = tx + 16 * j;
-      if (c < nc) s.dv[(row0 + r) * s.lddv + int64_t(h) * dv + c0 + c] = __float2bfloat16(r < nt ? acc[i][j] : 0.0f);
-    }
-  }
-}
-
-template <int NJ>
-constexpr size_t state_dk_smem() {
-  return sizeof(float) * (2 * BT * ldx<NJ>() + 3 * BT * LDT);
-}
-
-// grid (B H, ceil(L / 64)): dk_t = J_phi(k_t)^T (dS v_t + dz) for t < M, 0 for M <= t < L.
-template <int NJ>
-__global__ void __launch_bounds__(NT) la_state_dk_kernel(StateBwdArgs s, Consts kc) {
-  constexpr int lq = ldx<NJ>();
-  extern __shared__ float smem[];
-  float* xs = smem;
-  float* dxs = xs + BT * lq;
-  float* rt = dxs + BT * lq;
-  float* st = rt + BT * LDT;
-  float* ps = st + BT * LDT;
-  const int bh = blockIdx.x, b = bh / s.H, h = bh % s.H, fd = s.fd, dv = s.nv;
-  const int64_t t0 = int64_t(blockIdx.y) * BT, row0 = int64_t(b) * s.L + t0;
-  const int nrow = tile_rows(s.L - t0), nt = tile_rows(s.M - t0);
-  for (int idx = threadIdx.x; idx < BT * lq; idx += NT) dxs[idx] = 0.0f;
-  if (nt > 0) {
-    load_tile(xs, lq, s.k + row0 * s.ldk + int64_t(h) * fd, s.ldk, nt, fd, 16 * NJ);
-    state_grad(dxs, xs, lq, nt, s.v + row0 * s.ldv + int64_t(h) * dv, s.ldv, nullptr,
-               s.dS ? s.dS + int64_t(bh) * s.D * dv : nullptr, s.dz ? s.dz + int64_t(bh) * s.D : nullptr, nullptr, s.D,
-               dv, fd, kc, rt, st, ps);
-  }
-  __syncthreads();
-  for (int idx = threadIdx.x; idx < nrow * fd; idx += NT) {
-    const int r = idx / fd, c = idx - r * fd;
-    s.dk[(row0 + r) * s.lddk + int64_t(h) * fd + c] = __float2bfloat16(r < nt ? dxs[r * lq + c] : 0.0f);
-  }
-}
-
 // ---- tensor-core path (fd == 16, d_v % 16 == 0) ---------------------------------------------------
 //
 // bf16 mma.sync m16n8k16 with fp32 accumulators, in the register layout of ops/attention_train.cu: operands
@@ -793,6 +711,9 @@ constexpr int kQS = kTcFd + 8;  // row stride (bf16) of the staged [64][fd] tile
 constexpr int kTS = BT + 8;     // row stride (bf16) of the staged [*][64] tiles
 
 bool use_tc(const LaTrainCuda& a) { return kUseTensorCores && a.fd == kTcFd && a.dv % 16 == 0 && a.dv <= kTcMaxDv; }
+// The initial state's products as TF32 GEMMs (ops/linear_attention_prefix.cu): tensor-core path, no decay (the
+// GEMMs carry no gamma^(t+1) row scale).
+bool state_gemm(const LaTrainCuda& a) { return use_tc(a) && !a.gamma && (a.S0 || a.z0); }
 
 // Two adjacent bf16 from global memory as one word (lower address in the low half); al: 4-byte aligned.
 __device__ __forceinline__ uint32_t ld_pair(const bf16* p, bool al) {
@@ -869,7 +790,10 @@ constexpr size_t tc_fwd_smem(bool state) {
 //   num = gamma^(t+1) Phi(Q) S0 + sum_{j <= t} gamma^(t-j) w_tj v_j,  den = Phi(Q) z0 + sum_{j <= t} w_tj + eps
 // q, k [N, H 16], v, y, u [N, H dv] bf16; den [B, H, L] fp32.
 template <int kDV>
-__global__ void __launch_bounds__(kTcThreads) la_tc_fwd_kernel(LaTrainCuda a, int D, Consts kc, unsigned al) {
+// share (or null): the initial state's share precomputed by la_prefix::share_fwd, fp32 [B H, L, ldsh] with num's
+// columns then den's; it replaces the CUDA-core S0 / z0 loop below.
+__global__ void __launch_bounds__(kTcThreads)
+    la_tc_fwd_kernel(LaTrainCuda a, int D, Consts kc, unsigned al, const float* __restrict__ share, int64_t ldsh) {
   constexpr int kNV = kDV / 8;
   extern __shared__ __align__(16) unsigned char smem_tc[];
   bf16* Qs = reinterpret_cast<bf16*>(smem_tc);
@@ -888,7 +812,8 @@ __global__ void __launch_bounds__(kTcThreads) la_tc_fwd_kernel(LaTrainCuda a, in
   const bool decay = log2g != 0.0f;
 
   stage<kTcFd, BT>(a.q + row0 * a.ldq + int64_t(h) * kTcFd, a.ldq, nq, kTcFd, al & kAlQ, Qs, kQS, nullptr, 0);
-  if (threadIdx.x < BT) zden[threadIdx.x] = 0.0f;
+  if (threadIdx.x < BT)
+    zden[threadIdx.x] = share && int(threadIdx.x) < nq ? share[(int64_t(bh) * L + t0 + threadIdx.x) * ldsh + dv] : 0.0f;
   __syncthreads();
   uint32_t qf[4];
   load_a(qf, Qs, kQS, 16 * warp, 0, lane);
@@ -896,7 +821,20 @@ __global__ void __launch_bounds__(kTcThreads) la_tc_fwd_kernel(LaTrainCuda a, in
 #pragma unroll
   for (int n = 0; n < kNV; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
 
-  if (a.S0 || a.z0) {  // the initial state's share, fp32 on CUDA cores over chunks of 64 features
+  if (share) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int ti = 16 * warp + g + 8 * r;
+      if (ti >= nq) continue;
+      const float* srow = share + (int64_t(bh) * L + t0 + ti) * ldsh + c0;
+#pragma unroll
+      for (int n = 0; n < kNV; ++n) {
+        const int c = 8 * n + c2;
+        if (c < nc) acc[n][2 * r] = srow[c];
+        if (c + 1 < nc) acc[n][2 * r + 1] = srow[c + 1];
+      }
+    }
+  } else if (a.S0 || a.z0) {  // the initial state's share, fp32 on CUDA cores over chunks of 64 features
     const float* S0 = a.S0 ? a.S0 + int64_t(bh) * D * dv + c0 : nullptr;
     const float* z0 = a.z0 ? a.z0 + int64_t(bh) * D : nullptr;
     const int r0 = 16 * warp + g;
@@ -1312,7 +1250,12 @@ void launch_outer(const OuterArgs& o, int B, cudaStream_t stream) {
 
 }  // namespace
 
-void la_fwd_train_cuda(const LaTrainCuda& a, cudaStream_t stream) {
+size_t la_fwd_workspace_bytes(const LaTrainCuda& a) {
+  if (a.B <= 0 || a.H <= 0 || a.L <= 0 || !state_gemm(a)) return 0;
+  return la_prefix::share_fwd_bytes(int64_t(a.B) * a.H, a.L, a.fd, a.dv);
+}
+
+void la_fwd_train_cuda(const LaTrainCuda& a, void* workspace, cudaStream_t stream) {
   if (a.B <= 0 || a.H <= 0 || a.L <= 0) return;
   check_la(a, "la_fwd_train_cuda");
   const int D = 1 + a.fd + a.fd * a.fd;
@@ -1320,12 +1263,20 @@ void la_fwd_train_cuda(const LaTrainCuda& a, cudaStream_t stream) {
   if (use_tc(a)) {
     const unsigned al = (rows_aligned(a.q, a.ldq) ? kAlQ : 0u) | (rows_aligned(a.k, a.ldk) ? kAlK : 0u) |
                         (rows_aligned(a.v, a.ldv) ? kAlV : 0u);
+    const float* share = nullptr;
+    int64_t ldsh = 0;
+    if (state_gemm(a)) {
+      JRT_CHECK(workspace, "la_fwd_train_cuda: workspace required ({} bytes)", la_fwd_workspace_bytes(a));
+      ldsh = la_prefix::share_fwd(a.q, a.ldq, a.B, a.L, a.H, a.fd, a.dv, a.S0, a.z0, workspace, &share, stream);
+    }
+    const bool cuda_core_state = (a.S0 || a.z0) && !share;
     with_dv_tile(a.dv, [&](auto tile) {
       constexpr int kDV = decltype(tile)::value;
       static const bool once = (allow_smem(la_tc_fwd_kernel<kDV>, tc_fwd_smem<kDV>(true)), true);
       (void)once;
       const dim3 grid(unsigned(a.B * a.H), unsigned((a.dv + kDV - 1) / kDV), blocks_of(a.L));
-      la_tc_fwd_kernel<kDV><<<grid, kTcThreads, tc_fwd_smem<kDV>(a.S0 || a.z0), stream>>>(a, D, kc, al);
+      la_tc_fwd_kernel<kDV>
+          <<<grid, kTcThreads, tc_fwd_smem<kDV>(cuda_core_state), stream>>>(a, D, kc, al, share, ldsh);
     });
     JRT_CUDA_CHECK(cudaGetLastError());
     return;
@@ -1343,8 +1294,11 @@ void la_fwd_train_cuda(const LaTrainCuda& a, cudaStream_t stream) {
 size_t la_bwd_workspace_bytes(const LaTrainCuda& a) {
   if (a.B <= 0 || a.H <= 0 || a.L <= 0) return 0;
   const size_t bhl = size_t(a.B) * size_t(a.H) * size_t(a.L);
-  // rinv, dden [B, H, L]; the tensor-core path adds dq_acc fp32 [N, H, 16] (8-byte aligned after them).
-  return sizeof(float) * (2 * bhl + (use_tc(a) ? size_t(kTcFd) * bhl : 0));
+  // rinv, dden [B, H, L]; the tensor-core path adds dq_acc fp32 [N, H, 16] (8-byte aligned after them), and the
+  // state GEMMs their scratch (256-byte aligned after that).
+  const size_t base = sizeof(float) * (2 * bhl + (use_tc(a) ? size_t(kTcFd) * bhl : 0));
+  if (!state_gemm(a)) return base;
+  return (base + 255) / 256 * 256 + la_prefix::share_bwd_bytes(int64_t(a.B) * a.H, a.L, a.fd, a.dv);
 }
 
 void la_bwd_train_cuda(const LaTrainCuda& a, const bf16* dy, int64_t lddy, const LaTrainGradsCuda& g, void* workspace,
@@ -1366,7 +1320,7 @@ void la_bwd_train_cuda(const LaTrainCuda& a, const bf16* dy, int64_t lddy, const
   const Consts kc = consts(a.fd);
   const unsigned BH = unsigned(a.B * a.H);
 
-  const bool tc = use_tc(a);
+  const bool tc = use_tc(a), gemm_state = state_gemm(a);
   float* dq_acc = tc ? dden + BHL : nullptr;
   if (tc) JRT_CUDA_CHECK(cudaMemsetAsync(dq_acc, 0, sizeof(float) * size_t(BHL) * kTcFd, stream));
   la_bwd_prep_kernel<<<unsigned((BHL * 32 + 255) / 256), 256, 0, stream>>>(a, dy, lddy, g.ddt, g.ldddt, rinv, dden);
@@ -1387,10 +1341,15 @@ void la_bwd_train_cuda(const LaTrainCuda& a, const bf16* dy, int64_t lddy, const
           <<<grid, kTcThreads, tc_dv_smem<kDV>(), stream>>>(a, dy, lddy, g.dv, g.lddv, rinv, kc, al);
     });
     JRT_CUDA_CHECK(cudaGetLastError());
-    // The S0 / z0 share of dq and the cast of dq_acc.
-    la_bwd_dq_kernel<1>
-        <<<dim3(BH, blocks_of(a.L)), NT, bwd_smem<1>(), stream>>>(a, dy, lddy, g.dq, g.lddq, rinv, dden, D, kc, dq_acc);
-    JRT_CUDA_CHECK(cudaGetLastError());
+    if (gemm_state) {  // dq = dq_acc + the state's share; dS0 / dz0
+      const size_t off = (sizeof(float) * size_t(BHL) * (2 + kTcFd) + 255) / 256 * 256;
+      la_prefix::share_bwd(a.q, a.ldq, dy, lddy, rinv, dden, a.B, a.L, a.H, a.fd, a.dv, a.S0, a.z0, dq_acc, g.dq, g.lddq,
+                          g.dS0, g.dz0, static_cast<unsigned char*>(workspace) + off, stream);
+    } else {  // the S0 / z0 share of dq and the cast of dq_acc
+      la_bwd_dq_kernel<1><<<dim3(BH, blocks_of(a.L)), NT, bwd_smem<1>(), stream>>>(a, dy, lddy, g.dq, g.lddq, rinv,
+                                                                                   dden, D, kc, dq_acc);
+      JRT_CUDA_CHECK(cudaGetLastError());
+    }
   }
   const bool dv_fused = a.dv <= BT;
   if (!tc) {
@@ -1413,7 +1372,7 @@ void la_bwd_train_cuda(const LaTrainCuda& a, const bf16* dy, int64_t lddy, const
       }
     });
   }
-  if (g.dS0 || g.dz0) {
+  if ((g.dS0 || g.dz0) && !gemm_state) {
     // dS0 = sum_t gamma^(t+1) phi(q_t) dnum_t^T,  dz0 = sum_t phi(q_t) dden_t.
     OuterArgs o;
     o.x = a.q, o.ldx = a.ldq, o.R = dy, o.ldr = lddy, o.rw = rinv, o.zw = dden, o.gamma = a.gamma;
@@ -1421,44 +1380,6 @@ void la_bwd_train_cuda(const LaTrainCuda& a, const bf16* dy, int64_t lddy, const
     o.H = a.H, o.fd = a.fd, o.dv = a.dv, o.D = D, o.L = a.L, o.M = a.L;
     launch_outer(o, a.B, stream);
   }
-}
-
-void la_state_fwd_train_cuda(const bf16* ke, int64_t ldk, const bf16* ve, int64_t ldv, int B, int64_t L, int64_t M,
-                             int H, int fd, int dv, float* S0, float* z0, cudaStream_t stream) {
-  if (B <= 0 || H <= 0) return;
-  JRT_CHECK(fd >= 1 && fd <= kMaxFd && dv >= 1, "la_state_fwd_train_cuda: bad sizes fd {} dv {}", fd, dv);
-  JRT_CHECK(M >= 0 && M <= L, "la_state_fwd_train_cuda: prefix length {} outside [0, {}]", M, L);
-  JRT_CHECK(S0 && z0, "la_state_fwd_train_cuda: S0 and z0 are required");
-  OuterArgs o;
-  o.x = ke, o.ldx = ldk, o.R = ve, o.ldr = ldv, o.out = S0, o.outz = z0;
-  o.H = H, o.fd = fd, o.dv = dv, o.D = 1 + fd + fd * fd, o.L = L, o.M = M;
-  launch_outer(o, B, stream);
-}
-
-void la_state_bwd_train_cuda(const bf16* ke, int64_t ldk, const bf16* ve, int64_t ldv, int B, int64_t L, int64_t M,
-                             int H, int fd, int dv, const float* dS0, const float* dz0, bf16* dke, int64_t lddk,
-                             bf16* dve, int64_t lddv, cudaStream_t stream) {
-  if (B <= 0 || H <= 0 || L <= 0) return;
-  JRT_CHECK(fd >= 1 && fd <= kMaxFd && dv >= 1, "la_state_bwd_train_cuda: bad sizes fd {} dv {}", fd, dv);
-  JRT_CHECK(M >= 0 && M <= L, "la_state_bwd_train_cuda: prefix length {} outside [0, {}]", M, L);
-  JRT_CHECK(dS0 && dz0 && dke && dve, "la_state_bwd_train_cuda: dS0, dz0, dke and dve are required");
-  JRT_CHECK((L + BT - 1) / BT <= 65535, "la_state_bwd_train_cuda: sequence length {} exceeds the grid", L);
-  StateBwdArgs s;
-  s.k = ke, s.ldk = ldk, s.v = ve, s.ldv = ldv, s.dS = dS0, s.dz = dz0, s.dk = dke, s.lddk = lddk, s.dv = dve,
-  s.lddv = lddv;
-  s.H = H, s.fd = fd, s.nv = dv, s.D = 1 + fd + fd * fd, s.L = L, s.M = M;
-  const Consts kc = consts(fd);
-  const unsigned BH = unsigned(B * H);
-  with_nj(fd, [&](auto nj) {
-    constexpr int NJ = decltype(nj)::value;
-    static const bool once = (allow_smem(la_state_dv_kernel<NJ>, state_dv_smem<NJ>()),
-                              allow_smem(la_state_dk_kernel<NJ>, state_dk_smem<NJ>()), true);
-    (void)once;
-    la_state_dv_kernel<NJ><<<dim3(BH, blocks_of(dv), blocks_of(L)), NT, state_dv_smem<NJ>(), stream>>>(s, kc);
-    JRT_CUDA_CHECK(cudaGetLastError());
-    la_state_dk_kernel<NJ><<<dim3(BH, blocks_of(L)), NT, state_dk_smem<NJ>(), stream>>>(s, kc);
-  });
-  JRT_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace jrt::ops::cuda

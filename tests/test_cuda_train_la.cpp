@@ -1,5 +1,6 @@
 // CUDA vs CPU for the training form of Taylor linear attention (cuda_train_ops.h: la_fwd_train_cuda,
-// la_bwd_train_cuda, la_state_fwd_train_cuda, la_state_bwd_train_cuda; label cuda, skipped without a GPU).
+// la_bwd_train_cuda, la_state_fwd_train_cuda, la_state_bwd_train_cuda, and through them the TF32 state GEMMs of
+// ops/linear_attention_prefix.cu; label cuda, skipped without a GPU).
 // The CPU reference is ops::la_fwd_t / la_bwd_t / la_accumulate_state_t / la_accumulate_state_bwd_t
 // (T = float) run per (sequence, head) on the same bf16-rounded inputs; the CPU backward reads the GPU's
 // saved y / u (bf16) and den (fp32), so each direction is checked on exactly the GPU's inputs. q, k ~ N(0, 1)
@@ -42,10 +43,18 @@ constexpr double kF32Nmse = 1e-10, kF32Rel = 3e-5;
 // The tensor-core path (fd = 16, d_v % 16 == 0, d_v <= 512; kUseTensorCores in ops/linear_attention_train.cu)
 // rounds w, dw, ds (and w rinv) to bf16 as mma operands, as flash attention rounds P: a second 2^-9 relative
 // rounding per term of each fp32 sum on top of the output's, so its bf16 outputs get 3x the nmse and 2x the
-// max-rel. den, dS0, dz0 stay fp32 (den sums the unrounded w; dS0 / dz0 come from the fp32 kernel).
+// max-rel. den, dS0, dz0 stay fp32 (den sums the unrounded w; without the state GEMMs below, dS0 / dz0 come from the
+// fp32 kernel).
 constexpr double kTcNmse = 3e-5, kTcRel = 2e-2;
+// The JRT state's products as TF32 GEMMs (ops/linear_attention_prefix.cu: every la_state call, and the S0 / z0
+// share of the tensor-core path without decay): both operands rounded to TF32 (2^-11 relative) before fp32
+// accumulation, so each product term carries ~1e-3 relative error and a sum of terms with mixed signs gets
+// nmse ~ 2 (2^-11)^2 / 3 ~ 2e-7 (x a few where terms cancel): nmse <= 2e-6, max-rel <= 5e-3. The bf16
+// outputs keep their own bounds (the TF32 error is far below bf16 rounding).
+constexpr double kTf32Nmse = 2e-6, kTf32Rel = 5e-3;
 
 bool tensor_core_path(int fd, int dv) { return fd == 16 && dv % 16 == 0 && dv <= 512; }
+bool state_gemm_path(int fd, int dv, bool decay, bool init) { return tensor_core_path(fd, dv) && !decay && init; }
 
 std::vector<float> uniform(size_t n, std::mt19937& rng, float lo, float hi) {
   std::uniform_real_distribution<float> d(lo, hi);
@@ -122,7 +131,8 @@ void run_la_case(const LaCase& c, uint32_t seed) {
   a.S0 = c.init ? gS0.get() : nullptr, a.z0 = c.init ? gz0.get() : nullptr;
   a.y = bf_mut(gy), a.ldy = ldy, a.den = gden.get(), a.u = c.dt ? bf_mut(gu) : nullptr, a.ldu = ldu;
   a.B = B, a.L = L, a.H = H, a.fd = fd, a.dv = dv;
-  ops::cuda::la_fwd_train_cuda(a, nullptr);
+  cuda::DeviceBuffer<float> fws((ops::cuda::la_fwd_workspace_bytes(a) + sizeof(float) - 1) / sizeof(float));
+  ops::cuda::la_fwd_train_cuda(a, fws.get(), nullptr);
   JRT_CUDA_CHECK(cudaDeviceSynchronize());
   std::vector<float> y = download_bf16(gy), u = download_bf16(gu), den = download(gden);
 
@@ -152,7 +162,9 @@ void run_la_case(const LaCase& c, uint32_t seed) {
   const double bf_nmse = tensor_core_path(fd, dv) ? kTcNmse : kBfNmse;
   const double bf_rel = tensor_core_path(fd, dv) ? kTcRel : kBfRel;
   op_report("la_fwd.y", shape, op_error(columns(y, N, ldy, 0, Hv), yref), bf_nmse, bf_rel);
-  op_report("la_fwd.den", shape, op_error(den, denref), kF32Nmse, kF32Rel);
+  const bool gemm = state_gemm_path(fd, dv, c.decay, c.init);
+  const double f32_nmse = gemm ? kTf32Nmse : kF32Nmse, f32_rel = gemm ? kTf32Rel : kF32Rel;
+  op_report("la_fwd.den", shape, op_error(den, denref), f32_nmse, f32_rel);
   if (c.dt) op_report("la_fwd.u", shape, op_error(columns(u, N, ldu, 0, Hv), uref), bf_nmse, bf_rel);
 
   // Backward (dS0 / dz0 requested in every case: they are defined with or without an initial state).
@@ -192,8 +204,8 @@ void run_la_case(const LaCase& c, uint32_t seed) {
   op_report("la_bwd.dv", shape, op_error(columns(download_bf16(gdv), N, lddv, 0, Hv), dvref), bf_nmse, bf_rel);
   if (c.dt)
     op_report("la_bwd.ddt", shape, op_error(columns(download_bf16(gddt), N, ldddt, 0, H), ddtref), bf_nmse, bf_rel);
-  op_report("la_bwd.dS0", shape, op_error(download(gdS0), dS0ref), kF32Nmse, kF32Rel);
-  op_report("la_bwd.dz0", shape, op_error(download(gdz0), dz0ref), kF32Nmse, kF32Rel);
+  op_report("la_bwd.dS0", shape, op_error(download(gdS0), dS0ref), f32_nmse, f32_rel);
+  op_report("la_bwd.dz0", shape, op_error(download(gdz0), dz0ref), f32_nmse, f32_rel);
 }
 
 TEST(CudaTrainLa, ForwardBackwardMatchCpu) {
@@ -229,6 +241,9 @@ TEST(CudaTrainLa, TensorCorePathMatchesCpu) {
       {1, 1024, 1, 16, 512, false, true, true, false},   // the widest d_v: 4 forward tiles, JRT
       {1, 300, 2, 16, 512, true, true, false, true},     // widest d_v, odd strides
       {1, 100, 2, 16, 40, true, true, true, false},      // fd 16 but d_v % 16 != 0: the fp32 kernels
+      {3, 1, 2, 16, 64, false, false, true, false},      // JRT state GEMMs: L = 1
+      {2, 200, 3, 16, 32, false, false, true, true},     // JRT state GEMMs: three heads, odd strides
+      {4, 512, 1, 16, 128, false, false, true, false},   // JRT state GEMMs: the training benchmark's shape
   };
   uint32_t seed = 31;
   for (const LaCase& c : cases) run_la_case(c, seed++);
@@ -261,7 +276,9 @@ void run_state_case(const StateCase& c, uint32_t seed) {
 
   // Forward: S0 = sum_{t<M} phi(k_t) v_t^T, z0 = sum_{t<M} phi(k_t).
   cuda::DeviceBuffer<float> gS0 = garbage<float>(size_t(BH * D * dv)), gz0 = garbage<float>(size_t(BH * D));
-  ops::cuda::la_state_fwd_train_cuda(bf(gk), ldk, bf(gv), ldv, B, L, M, H, fd, dv, gS0.get(), gz0.get(), nullptr);
+  cuda::DeviceBuffer<float> ws((ops::cuda::la_state_workspace_bytes(B, L, M, H, fd, dv) + 3) / 4);
+  ops::cuda::la_state_fwd_train_cuda(bf(gk), ldk, bf(gv), ldv, B, L, M, H, fd, dv, gS0.get(), gz0.get(), ws.get(),
+                                     nullptr);
   JRT_CUDA_CHECK(cudaDeviceSynchronize());
   std::vector<float> S0ref(size_t(BH * D * dv), 0.0f), z0ref(size_t(BH * D), 0.0f);
   for (int b = 0; b < B; ++b)
@@ -270,8 +287,8 @@ void run_state_case(const StateCase& c, uint32_t seed) {
       ops::la_accumulate_state_t<float>(k.data() + b * L * ldk + h * fd, ldk, v.data() + b * L * ldv + h * dv, ldv, M,
                                         fd, dv, S0ref.data() + bh * D * dv, z0ref.data() + bh * D);
     }
-  op_report("la_state_fwd.S0", shape, op_error(download(gS0), S0ref), kF32Nmse, kF32Rel);
-  op_report("la_state_fwd.z0", shape, op_error(download(gz0), z0ref), kF32Nmse, kF32Rel);
+  op_report("la_state_fwd.S0", shape, op_error(download(gS0), S0ref), kTf32Nmse, kTf32Rel);
+  op_report("la_state_fwd.z0", shape, op_error(download(gz0), z0ref), kTf32Nmse, kTf32Rel);
 
   // Backward from fp32 dS0, dz0 (dz0 scaled up so its share of dk is not swamped by dS0 v).
   const std::vector<float> dS = randn(size_t(BH * D * dv), rng, 0.0f, 1.0f),
@@ -279,7 +296,7 @@ void run_state_case(const StateCase& c, uint32_t seed) {
   cuda::DeviceBuffer<float> gdS = upload(dS), gdz = upload(dz);
   cuda::DeviceBuffer<uint16_t> gdk = garbage<uint16_t>(size_t(N * lddk)), gdv = garbage<uint16_t>(size_t(N * lddv));
   ops::cuda::la_state_bwd_train_cuda(bf(gk), ldk, bf(gv), ldv, B, L, M, H, fd, dv, gdS.get(), gdz.get(), bf_mut(gdk),
-                                     lddk, bf_mut(gdv), lddv, nullptr);
+                                     lddk, bf_mut(gdv), lddv, ws.get(), nullptr);
   JRT_CUDA_CHECK(cudaDeviceSynchronize());
   std::vector<float> dkref(size_t(N * Hf), 0.0f), dvref(size_t(N * Hv), 0.0f);  // rows t >= M stay zero
   for (int b = 0; b < B; ++b)
@@ -297,10 +314,12 @@ void run_state_case(const StateCase& c, uint32_t seed) {
 TEST(CudaTrainLa, StateMatchesCpu) {
   if (!jrt::test::gpu_available()) GTEST_SKIP() << "no CUDA device";
   const StateCase cases[] = {
-      {2, 50, 37, 2, 16, 64, false},   // M < L: rows past the prefix get zero gradients
-      {1, 70, 70, 3, 5, 24, true},     // M = L, odd fd, padded strides
-      {2, 130, 129, 1, 32, 80, true},  // fd 32 (D = 1057), M past two tiles
-      {1, 10, 0, 1, 4, 8, false},      // empty prefix: zero state, zero gradients
+      {2, 50, 37, 2, 16, 64, false},     // M < L: rows past the prefix get zero gradients
+      {1, 70, 70, 3, 5, 24, true},       // M = L, odd fd, padded strides
+      {2, 130, 129, 1, 32, 80, true},    // fd 32 (D = 1057), M past two tiles
+      {1, 10, 0, 1, 4, 8, false},        // empty prefix: zero state, zero gradients
+      {4, 512, 256, 1, 16, 128, false},  // JRT training shape (prefix of half the sequence)
+      {3, 90, 41, 3, 16, 64, true},      // three heads, odd strides
   };
   uint32_t seed = 71;
   for (const StateCase& c : cases) run_state_case(c, seed++);

@@ -190,6 +190,66 @@ TEST(CudaTrain, AdamStepsKeepCpuAndCudaTogether) {
   }
 }
 
+// The trainer's pipelining on the GPU: step s + 1 is enqueued (micro-batches, clipping, AdamW) before step s is
+// taken. take_step() must then report step s's own losses and gradient norm (its own pinned norm entry and event,
+// its own staging slots), equal to the CPU engine's taken one step at a time. Same bounds as above: losses to
+// kLossRel, the norm to 2e-2 relative.
+TEST(CudaTrain, PipelinedStepsReportTheirOwnLossesAndNorms) {
+  if (!gpu_available()) GTEST_SKIP() << "no CUDA device";
+  const int64_t B = 8, L = 48;
+  synth::ModelOptions o;
+  o.mixer = "jrt";
+  o.d_model = 64;
+  o.vocab_size = 96;
+  o.max_len = L;
+  o.enc_length = 16;
+  const ModelConfig cfg = synth::model_config(o);
+  const WeightStore w = synth::init_weights(cfg, 9);
+  auto cpu = make_train_engine("cpu", cfg, B, L, AdamWConfig{});
+  auto gpu = make_train_engine("cuda", cfg, B, L, AdamWConfig{});
+  for (auto* e : {cpu.get(), gpu.get()}) {
+    e->host().load(w);
+    e->push();
+  }
+  std::vector<int64_t> ids, labels;
+  mqar_batch(cfg.vocab_size, L, B, ids, labels);
+  Objective obj;
+  obj.enc_length = 16;
+  auto run_step = [&](TrainEngine& e) {  // three micro-batches: more than one staging slot per step
+    e.zero_grad();
+    for (int j = 0; j < 3; ++j) {
+      e.forward(ids.data(), labels.data(), B, L, obj);
+      e.backward(1.0 / 3);
+    }
+    e.step(3e-3, 1.0);
+  };
+  std::vector<StepResult> want, got;
+  const int kSteps = 4;
+  for (int s = 0; s < kSteps; ++s) {
+    run_step(*cpu);
+    want.push_back(cpu->take_step());
+    run_step(*gpu);
+    if (s > 0) got.push_back(gpu->take_step());
+  }
+  got.push_back(gpu->take_step());
+  ASSERT_EQ(got.size(), size_t(kSteps));
+  for (int s = 0; s < kSteps; ++s) {
+    ASSERT_EQ(got[size_t(s)].losses.size(), 3u) << "step " << s;
+    for (size_t j = 0; j < 3; ++j) {
+      const double lc = want[size_t(s)].losses[j].loss, lg = got[size_t(s)].losses[j].loss;
+      EXPECT_NEAR(lg, lc, kLossRel * std::fabs(lc)) << "step " << s << " micro-batch " << j;
+    }
+    const double nc = want[size_t(s)].grad_norm, ng = got[size_t(s)].grad_norm;
+    EXPECT_NEAR(ng, nc, 2e-2 * nc) << "step " << s;
+    std::printf("OPROW %-22s %-34s loss cpu=%.6f cuda=%.6f norm cpu=%.5f cuda=%.5f\n", "train_model.pipelined",
+                ("jrt step " + std::to_string(s)).c_str(), want[size_t(s)].losses[0].loss,
+                got[size_t(s)].losses[0].loss, nc, ng);
+  }
+  // The losses differ from step to step (the weights move), so a report from the wrong step would show.
+  EXPECT_NE(got[0].losses[0].loss, got[size_t(kSteps - 1)].losses[0].loss);
+  EXPECT_THROW(gpu->take_step(), Error);
+}
+
 TEST(CudaTrain, GradCliMatchesTheReferenceFixtures) {
   if (!gpu_available()) GTEST_SKIP() << "no CUDA device";
   for (const char* fam : {"based", "jrt", "mamba", "attn"}) {

@@ -8,6 +8,7 @@
 
 #include "models/model.h"
 #include "synth/model.h"
+#include "train/engine.h"
 #include "train/rng.h"
 #include "train/train_model.h"
 
@@ -153,4 +154,54 @@ TEST(TrainModel, BadBatchShapesAreErrors) {
   std::vector<int64_t> bad(8, 99);
   EXPECT_THROW(m.forward(bad.data(), labels.data(), 2, 4, Objective{}), Error);
   EXPECT_THROW(m.backward(), Error);  // no successful forward
+}
+
+// The trainer pipelines optimizer steps one deep (step s + 1 enqueued before step s is taken). On the engine
+// API that is take_step(): each step's losses and gradient norm come out in order, equal to what taking every
+// step at once reports, and misuse (nothing to take, too many untaken steps) is an error.
+TEST(TrainEngine, TakeStepReportsStepsInOrderWhenPipelined) {
+  const ModelConfig c = synth::model_config(tiny("based"));
+  const WeightStore w = synth::init_weights(c, 3);
+  const int64_t B = 2, L = 6;
+  std::vector<Batch> batches;
+  for (uint64_t s = 0; s < 6; ++s) batches.push_back(random_batch(B, L, c.vocab_size, 40 + s));
+  auto run_step = [&](TrainEngine& e, int s) {  // two micro-batches per step
+    e.zero_grad();
+    for (int j = 0; j < 2; ++j) {
+      const Batch& b = batches[size_t(2 * s + j)];
+      e.forward(b.ids.data(), b.labels.data(), B, L, Objective{});
+      e.backward(0.5);
+    }
+    e.step(1e-2, 1.0);
+  };
+  auto direct = make_train_engine("cpu", c, B, L, AdamWConfig{});
+  auto piped = make_train_engine("cpu", c, B, L, AdamWConfig{});
+  for (auto* e : {direct.get(), piped.get()}) e->host().load(w);
+  std::vector<StepResult> want, got;
+  for (int s = 0; s < 3; ++s) {
+    run_step(*direct, s);
+    want.push_back(direct->take_step());
+    run_step(*piped, s);
+    if (s > 0) got.push_back(piped->take_step());
+  }
+  got.push_back(piped->take_step());
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t s = 0; s < want.size(); ++s) {
+    ASSERT_EQ(got[s].losses.size(), 2u) << "step " << s;
+    for (size_t j = 0; j < 2; ++j) EXPECT_EQ(got[s].losses[j].loss, want[s].losses[j].loss) << "step " << s;
+    EXPECT_EQ(got[s].grad_norm, want[s].grad_norm) << "step " << s;
+  }
+  EXPECT_THROW(piped->take_step(), Error);  // nothing untaken
+
+  // take_losses() returns the losses of untaken steps too, in order, and counts those steps as taken.
+  auto e = make_train_engine("cpu", c, B, L, AdamWConfig{});
+  e->host().load(w);
+  for (int s = 0; s < 2; ++s) run_step(*e, s);
+  const std::vector<LossParts> all = e->take_losses();
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[0].loss, want[0].losses[0].loss);
+  EXPECT_EQ(all[3].loss, want[1].losses[1].loss);
+  EXPECT_THROW(e->take_step(), Error);
+  for (int s = 0; s < 4; ++s) run_step(*e, s % 3);
+  EXPECT_THROW(run_step(*e, 0), Error);  // a fifth untaken step
 }

@@ -2,6 +2,7 @@
 #include "train/engine.h"
 
 #include <algorithm>
+#include <deque>
 #include <utility>
 
 #include "core/error.h"
@@ -36,11 +37,29 @@ class CpuTrainEngine final : public TrainEngine {
   }
   void backward(double scale) override { host_->backward(scale); }
   void step(double lr, double max_norm) override {
+    JRT_CHECK(steps_.size() < 4, "training engine: {} optimizer steps are untaken (take_step() each, or take_losses())",
+              steps_.size());
     norm_ = clip_grad_norm(host_->grads(), max_norm);
     adam_.step(host_->params(), host_->grads(), lr);
+    steps_.push_back({std::exchange(losses_, {}), norm_});
   }
-  std::vector<LossParts> take_losses() override { return std::exchange(losses_, {}); }
-  double last_grad_norm() override { return norm_; }
+  StepResult take_step() override {
+    JRT_CHECK(!steps_.empty(), "training engine: take_step() without an untaken optimizer step");
+    StepResult r = std::move(steps_.front());
+    steps_.pop_front();
+    return r;
+  }
+  std::vector<LossParts> take_losses() override {
+    last_grad_norm();  // moves the untaken steps' losses to untaken_
+    untaken_.insert(untaken_.end(), losses_.begin(), losses_.end());
+    losses_.clear();
+    return std::exchange(untaken_, {});
+  }
+  double last_grad_norm() override {
+    for (StepResult& r : steps_) untaken_.insert(untaken_.end(), r.losses.begin(), r.losses.end());
+    steps_.clear();
+    return norm_;
+  }
   void predictions(std::vector<int32_t>& out) override {
     const int64_t V = config().padded_vocab, N = B_ * L_;
     out.resize(size_t(N));
@@ -54,7 +73,9 @@ class CpuTrainEngine final : public TrainEngine {
  private:
   int64_t B_ = 0, L_ = 0;
   double norm_ = 0;
-  std::vector<LossParts> losses_;
+  std::vector<LossParts> losses_;   // forwards since the last step()
+  std::deque<StepResult> steps_;    // untaken steps, oldest first
+  std::vector<LossParts> untaken_;  // losses of steps counted as taken by last_grad_norm(), not yet returned
 };
 
 }  // namespace

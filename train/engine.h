@@ -15,6 +15,12 @@
 
 namespace jrt {
 
+// What one optimizer step reports (TrainEngine::take_step).
+struct StepResult {
+  std::vector<LossParts> losses;  // one per forward of the step, in order
+  double grad_norm = 0;           // before clipping
+};
+
 class TrainEngine {
  public:
   virtual ~TrainEngine() = default;
@@ -38,9 +44,14 @@ class TrainEngine {
   virtual void backward(double scale) = 0;
   // Clips the gradients to a global norm of max_norm (<= 0: no clipping) and applies AdamW at lr.
   virtual void step(double lr, double max_norm) = 0;
-  // The losses of every forward since the last call, in order (waits for the device).
+  // The losses (one per forward) and the gradient norm before clipping of the oldest optimizer step not yet
+  // taken. Steps come out in order and only that step is waited for, so a caller may enqueue step s + 1 before
+  // taking step s: the host's work for the next step then overlaps the device's. At most 4 steps may be untaken.
+  virtual StepResult take_step() = 0;
+  // The losses of every forward not yet taken, in order (waits for the device); every step counts as taken.
   virtual std::vector<LossParts> take_losses() = 0;
-  // The gradient norm before clipping of the last step (waits for the device).
+  // The gradient norm before clipping of the last step (waits for the device); every step counts as taken (their
+  // losses stay for take_losses()).
   virtual double last_grad_norm() = 0;
   // argmax over the vocabulary of every row of the last forward: out[B*L]. Rows without a label may be -1 (the
   // CUDA engine runs the LM head on labelled rows only).

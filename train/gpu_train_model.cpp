@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <utility>
 
@@ -303,8 +304,16 @@ class LinearAttnG final : public GpuMixer {
       a.add(&dS0_, Bmax * H_ * D_ * hd_);
       a.add(&dz0_, Bmax * H_ * D_);
     }
-    LaArgsShape s{int(Bmax), Lmax};
-    ws_bytes_ = oc::la_bwd_workspace_bytes(args(s));
+    // One scratch area for the four calls (they run one after another on the stream; nothing in it outlives a call).
+    // The sizes depend on which optional inputs are set, not on their addresses, which the plan assigns only after
+    // this: mark the initial state present (a null S0 / z0 here would size the scratch without the state GEMMs).
+    oc::LaTrainCuda la = args({int(Bmax), Lmax});
+    static const float kPresent = 0.0f;
+    if (prefix_) la.S0 = la.z0 = &kPresent;
+    ws_bytes_ = std::max(oc::la_bwd_workspace_bytes(la), oc::la_fwd_workspace_bytes(la));
+    if (prefix_)
+      ws_bytes_ =
+          std::max(ws_bytes_, oc::la_state_workspace_bytes(int(Bmax), Lmax, M(Lmax), int(H_), int(fd_), int(hd_)));
     if (ws_bytes_) a.add(&ws_, int64_t(ws_bytes_));
   }
   void forward(const Ctx& c, const bf16* x, float* out) override {
@@ -316,9 +325,10 @@ class LinearAttnG final : public GpuMixer {
     if (prefix_) {
       oc::linear_bf16(x, d_, Wke_.b, N, d_, wq, ke_, wq, c.stream);
       oc::linear_bf16(x, d_, Wve_.b, N, d_, wv, ve_, wv, c.stream);
-      oc::la_state_fwd_train_cuda(ke_, wq, ve_, wv, c.B, c.L, M(c.L), int(H_), int(fd_), int(hd_), S0_, z0_, c.stream);
+      oc::la_state_fwd_train_cuda(ke_, wq, ve_, wv, c.B, c.L, M(c.L), int(H_), int(fd_), int(hd_), S0_, z0_, ws(),
+                                  c.stream);
     }
-    oc::la_fwd_train_cuda(args({c.B, c.L}), c.stream);
+    oc::la_fwd_train_cuda(args({c.B, c.L}), ws(), c.stream);
     oc::linear_f32(o_, wv, Wo_.b, N, wv, d_, out, d_, true, c.stream);
   }
   void backward(const Ctx& c, const bf16* x, const bf16* dy, float* dx) override {
@@ -329,7 +339,7 @@ class LinearAttnG final : public GpuMixer {
     g.dq = dq_, g.lddq = wq, g.dk = dk_, g.lddk = wq, g.dv = dv_, g.lddv = wv;
     if (Wdt_.p) g.ddt = ddt_, g.ldddt = H_;
     if (prefix_) g.dS0 = dS0_, g.dz0 = dz0_;
-    oc::la_bwd_train_cuda(args({c.B, c.L}), do_, wv, g, ws_bytes_ ? ws_ : nullptr, c.stream);
+    oc::la_bwd_train_cuda(args({c.B, c.L}), do_, wv, g, ws(), c.stream);
     oc::linear_dw(dq_, wq, x, d_, N, d_, wq, Wq_.g, c.stream);
     oc::linear_dw(dk_, wq, x, d_, N, d_, wq, Wk_.g, c.stream);
     oc::linear_dw(dv_, wv, x, d_, N, d_, wv, Wv_.g, c.stream);
@@ -342,7 +352,7 @@ class LinearAttnG final : public GpuMixer {
     }
     if (prefix_) {
       oc::la_state_bwd_train_cuda(ke_, wq, ve_, wv, c.B, c.L, M(c.L), int(H_), int(fd_), int(hd_), dS0_, dz0_, dke_, wq,
-                                  dve_, wv, c.stream);
+                                  dve_, wv, ws(), c.stream);
       oc::linear_dw(dke_, wq, x, d_, N, d_, wq, Wke_.g, c.stream);
       oc::linear_dw(dve_, wv, x, d_, N, d_, wv, Wve_.g, c.stream);
       oc::linear_dx_f32(dke_, wq, Wke_.b, N, d_, wq, dx, d_, true, c.stream);
@@ -356,6 +366,7 @@ class LinearAttnG final : public GpuMixer {
     int64_t L;
   };
   int64_t M(int64_t L) const { return prefix_ ? std::min(enc_, L) : 0; }
+  void* ws() const { return ws_bytes_ ? ws_ : nullptr; }
   oc::LaTrainCuda args(LaArgsShape s) const {
     const int64_t wq = H_ * fd_, wv = H_ * hd_;
     oc::LaTrainCuda a;
@@ -622,9 +633,12 @@ class CudaTrainEngine final : public TrainEngine {
       sl.loss = PinnedBuffer<float>(size_t(N));
       JRT_CUDA_CHECK(cudaEventCreateWithFlags(&sl.done, cudaEventDisableTiming));
     }
-    hnorm2_ = PinnedBuffer<double>(1);
+    hnorm2_ = PinnedBuffer<double>(size_t(kStepRing));
+    for (cudaEvent_t& e : step_done_) JRT_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
   }
   ~CudaTrainEngine() override {
+    for (cudaEvent_t e : step_done_)
+      if (e) cudaEventDestroy(e);
     if (stream_) cudaStreamDestroy(stream_);
   }
 
@@ -751,6 +765,7 @@ class CudaTrainEngine final : public TrainEngine {
     }
     JRT_CUDA_CHECK(cudaEventRecord(sl.done, stream_));
     sl.pending = true;
+    sl.index = nforward_ - 1;
     have_forward_ = true;
   }
 
@@ -802,9 +817,12 @@ class CudaTrainEngine final : public TrainEngine {
   // One launch over the whole flat buffer: buffers and alignment padding have zero gradient, zero moments and
   // no decay, so the update leaves them exactly as they are.
   void step(double lr, double max_norm) override {
+    JRT_CHECK(int64_t(steps_.size()) < kStepRing,
+              "training engine: {} optimizer steps are untaken (take_step() each, or take_losses())", steps_.size());
+    const int ring = int(nsteps_++ % kStepRing);
     JRT_CUDA_CHECK(cudaMemsetAsync(norm2_, 0, sizeof(double), stream_));
     oc::sum_squares_cuda(G_.get(), span_, norm2_, stream_);
-    JRT_CUDA_CHECK(cudaMemcpyAsync(hnorm2_.get(), norm2_, sizeof(double), cudaMemcpyDeviceToHost, stream_));
+    JRT_CUDA_CHECK(cudaMemcpyAsync(hnorm2_.get() + ring, norm2_, sizeof(double), cudaMemcpyDeviceToHost, stream_));
     adam_.set_t(adam_.t() + 1);
     const AdamWConfig& ac = adam_.config();
     const double bc1 = 1.0 - std::pow(ac.beta1, double(adam_.t())), bc2 = 1.0 - std::pow(ac.beta2, double(adam_.t()));
@@ -826,21 +844,48 @@ class CudaTrainEngine final : public TrainEngine {
     a.norm2 = norm2_;
     a.max_norm = float(max_norm);
     oc::adamw_cuda(a, stream_);
+    JRT_CUDA_CHECK(cudaEventRecord(step_done_[ring], stream_));
+    steps_.push_back({nforward_, ring});
+    last_ring_ = ring;
     norm_pending_ = true;
+  }
+
+  // Waits for the oldest untaken step only: the caller may have enqueued the next one already.
+  StepResult take_step() override {
+    JRT_CHECK(!steps_.empty(), "training engine: take_step() without an untaken optimizer step");
+    const StepRec rec = steps_.front();
+    steps_.pop_front();
+    JRT_CUDA_CHECK(cudaEventSynchronize(step_done_[rec.ring]));
+    for (int64_t k = std::max<int64_t>(0, nforward_ - kSlots); k < rec.forward_end; ++k) {
+      const size_t si = size_t(k % kSlots);
+      if (slots_[si].pending && slots_[si].index == k) retire(si);
+    }
+    StepResult r;
+    for (auto it = ready_.begin(); it != ready_.end() && it->first < rec.forward_end;) {
+      r.losses.push_back(it->second);
+      it = ready_.erase(it);
+    }
+    r.grad_norm = std::sqrt(hnorm2_.get()[rec.ring]);
+    return r;
   }
 
   std::vector<LossParts> take_losses() override {
     JRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
     for (int64_t k = std::max<int64_t>(0, nforward_ - kSlots); k < nforward_; ++k) retire(size_t(k % kSlots));
-    return std::exchange(ready_, {});
+    steps_.clear();
+    std::vector<LossParts> out;
+    for (const auto& [index, lp] : ready_) out.push_back(lp);
+    ready_.clear();
+    return out;
   }
 
   double last_grad_norm() override {
     if (norm_pending_) {
       JRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
-      norm_ = std::sqrt(*hnorm2_.get());
+      norm_ = std::sqrt(hnorm2_.get()[last_ring_]);
       norm_pending_ = false;
     }
+    steps_.clear();  // their losses stay for take_losses()
     return norm_;
   }
 
@@ -928,6 +973,7 @@ class CudaTrainEngine final : public TrainEngine {
     int64_t N = 0, Ns = 0, nchunk = 0, n_ntp = 0, n_mlm = 0;
     double mlm_weight = 0;
     bool pending = false;  // losses not yet read
+    int64_t index = -1;    // the forward (count from 0) whose losses these are
     Slot() = default;
     Slot(const Slot&) = delete;
     Slot& operator=(const Slot&) = delete;
@@ -935,7 +981,7 @@ class CudaTrainEngine final : public TrainEngine {
       if (done) cudaEventDestroy(done);
     }
   };
-  // Waits for slot i's last use and moves its pending losses to ready_.
+  // Waits for slot i's last use and moves its pending losses to ready_ (keyed by forward index).
   void retire(size_t i) {
     Slot& sl = slots_[i];
     JRT_CUDA_CHECK(cudaEventSynchronize(sl.done));
@@ -948,7 +994,7 @@ class CudaTrainEngine final : public TrainEngine {
     lp.ntp = sl.n_ntp > 0 ? sum_ntp / double(sl.n_ntp) : 0.0;
     lp.mlm = sl.n_mlm > 0 ? sum_mlm / double(sl.n_mlm) : 0.0;
     lp.loss = lp.ntp + sl.mlm_weight * lp.mlm;
-    ready_.push_back(lp);
+    ready_.emplace(sl.index, lp);
   }
 
   // Last forward.
@@ -959,8 +1005,19 @@ class CudaTrainEngine final : public TrainEngine {
   bool have_forward_ = false, norm_pending_ = false;
   double norm_ = 0;
   Slot slots_[kSlots];
+  // Optimizer steps in flight: each writes its squared gradient norm to its own pinned entry and records its
+  // own event, so step s can be read back while step s + 1 runs.
+  static constexpr int64_t kStepRing = 4;
+  struct StepRec {
+    int64_t forward_end;  // forwards [previous step's end, forward_end) belong to this step
+    int ring;
+  };
+  std::deque<StepRec> steps_;
+  cudaEvent_t step_done_[kStepRing] = {};
+  int64_t nsteps_ = 0;
+  int last_ring_ = 0;
   PinnedBuffer<double> hnorm2_;
-  std::vector<LossParts> ready_;
+  std::map<int64_t, LossParts> ready_;
 };
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include "core/error.h"
 #include "train/checkpoint.h"
@@ -143,6 +144,52 @@ TrainResult Trainer::run(std::FILE* log) {
   bool out_of_time = false;
   auto last_draw = t_run;
 
+  // Steps are pipelined one deep: step s + 1 is enqueued before step s is taken (TrainEngine::take_step), so the
+  // host's work for the next step (batch, launches) overlaps the device's. The report of a step (log line,
+  // progress, divergence check) therefore comes one step late; every checkpoint, evaluation and exit first takes
+  // the step in flight. A step's time is the wall time between consecutive reports (from the enqueue of the first
+  // step after a pause): their sum is the training wall time, and the numbers are unchanged.
+  struct InFlight {
+    int64_t step, k, tokens;
+    double lr;
+  };
+  std::optional<InFlight> inflight;
+  auto last_done = Clock::now();
+  auto report = [&]() {
+    const InFlight f = *inflight;
+    inflight.reset();
+    const StepResult r = m_.take_step();
+    double loss = 0;
+    for (const LossParts& lp : r.losses) loss += lp.loss / double(f.k);
+    const double gnorm = r.grad_norm;
+    const auto now = Clock::now();
+    const double dt = std::chrono::duration<double>(now - last_done).count();
+    last_done = now;
+    train_s += dt;
+    tokens_run += f.tokens;
+    ++steps_run;
+    JRT_CHECK(std::isfinite(loss), "training diverged: loss is {} at step {} (lower --lr?)", loss, f.step);
+    if (log && opt_.log_every > 0 && f.step % opt_.log_every == 0) {
+      if (bar) std::fprintf(stderr, "\r\033[K");
+      std::fprintf(log, "step %lld | epoch %lld/%lld | loss %.4f | gnorm %.3f | lr %.2e | %.2f ms | %s tok/s\n",
+                   (long long)f.step, (long long)st_.epoch + 1, (long long)opt_.epochs, loss, gnorm, f.lr, dt * 1e3,
+                   rate(double(f.tokens) / dt).c_str());
+      std::fflush(log);
+    }
+    if (bar && (seconds_since(last_draw) > 0.1 || st_.batch >= nb)) {  // redraw at most 10 times a second
+      last_draw = Clock::now();
+      const double frac = double(f.step) / double(std::max<int64_t>(1, total_steps));
+      const double eta = steps_run ? train_s / double(steps_run) * double(total_steps - f.step) : 0;
+      const int w = 24, filled = int(std::min(1.0, frac) * w);
+      std::fprintf(stderr, "\r\033[K[%s%s] %3d%% step %lld/%lld epoch %lld/%lld loss %.4f %s tok/s ETA %s",
+                   std::string(size_t(filled), '#').c_str(), std::string(size_t(w - filled), '.').c_str(),
+                   int(frac * 100), (long long)f.step, (long long)total_steps, (long long)st_.epoch + 1,
+                   (long long)opt_.epochs, loss, rate(double(tokens_run) / std::max(train_s, 1e-9)).c_str(),
+                   hms(eta).c_str());
+      std::fflush(stderr);
+    }
+  };
+
   while (!st_.done && st_.epoch < opt_.epochs) {
     const std::vector<int64_t> order = epoch_order(st_.epoch);
     const double lr_epoch = cosine_lr(st_.epoch, opt_.warmup, opt_.epochs, opt_.lr, opt_.min_lr);
@@ -155,7 +202,7 @@ TrainResult Trainer::run(std::FILE* log) {
         out_of_time = true;
         break;
       }
-      const auto t0 = Clock::now();
+      if (!inflight) last_done = Clock::now();
       m_.zero_grad();
       const int64_t k = std::min(opt_.accum, nb - st_.batch);
       int64_t tokens = 0;
@@ -168,39 +215,17 @@ TrainResult Trainer::run(std::FILE* log) {
       const double lr =
           opt_.per_epoch_schedule ? lr_epoch : cosine_lr(st_.step, opt_.warmup, total_steps, opt_.lr, opt_.min_lr);
       m_.step(lr, opt_.clip);
-      double loss = 0;
-      for (const LossParts& lp : m_.take_losses()) loss += lp.loss / double(k);
-      const double gnorm = m_.last_grad_norm();
       st_.batch += k;
       st_.step += 1;
       st_.tokens += tokens;
-      const double dt = seconds_since(t0);
-      train_s += dt;
-      tokens_run += tokens;
-      ++steps_run;
-      JRT_CHECK(std::isfinite(loss), "training diverged: loss is {} at step {} (lower --lr?)", loss, st_.step);
-      if (log && opt_.log_every > 0 && st_.step % opt_.log_every == 0) {
-        if (bar) std::fprintf(stderr, "\r\033[K");
-        std::fprintf(log, "step %lld | epoch %lld/%lld | loss %.4f | gnorm %.3f | lr %.2e | %.1f ms | %s tok/s\n",
-                     (long long)st_.step, (long long)st_.epoch + 1, (long long)opt_.epochs, loss, gnorm, lr, dt * 1e3,
-                     rate(double(tokens) / dt).c_str());
-        std::fflush(log);
-      }
-      if (bar && (seconds_since(last_draw) > 0.1 || st_.batch >= nb)) {  // redraw at most 10 times a second
-        last_draw = Clock::now();
-        const double frac = double(st_.step) / double(std::max<int64_t>(1, total_steps));
-        const double eta = steps_run ? train_s / double(steps_run) * double(total_steps - st_.step) : 0;
-        const int w = 24, filled = int(std::min(1.0, frac) * w);
-        std::fprintf(stderr, "\r\033[K[%s%s] %3d%% step %lld/%lld epoch %lld/%lld loss %.4f %s tok/s ETA %s",
-                     std::string(size_t(filled), '#').c_str(), std::string(size_t(w - filled), '.').c_str(),
-                     int(frac * 100), (long long)st_.step, (long long)total_steps, (long long)st_.epoch + 1,
-                     (long long)opt_.epochs, loss, rate(double(tokens_run) / std::max(train_s, 1e-9)).c_str(),
-                     hms(eta).c_str());
-        std::fflush(stderr);
-      }
-      if (!opt_.checkpoint.empty() && opt_.checkpoint_every > 0 && st_.step % opt_.checkpoint_every == 0)
+      if (inflight) report();
+      inflight = InFlight{st_.step, k, tokens, lr};
+      if (!opt_.checkpoint.empty() && opt_.checkpoint_every > 0 && st_.step % opt_.checkpoint_every == 0) {
+        report();
         save(opt_.checkpoint);
+      }
     }
+    if (inflight) report();
     if (res.interrupted) break;
     const bool epoch_done = st_.batch >= nb;
     if (epoch_done) {
