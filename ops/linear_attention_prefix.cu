@@ -325,54 +325,64 @@ size_t la_state_workspace_bytes(int B, int64_t L, int64_t M, int H, int fd, int 
   return fbytes(BH * M * d.Dp) + 2 * fbytes(BH * M * d.dvp) + fbytes(BH * d.Dp * d.dvp);
 }
 
+namespace {
+
+// What the encoder's forward and backward share: argument checks, the workspace carving (Phi(K), [V | 1],
+// d[V | 1], the state-sized piece; la_state_workspace_bytes) and the two row kernels.
+struct EncoderRows {
+  Dims d;
+  int64_t BH;
+  float *phi, *Vx, *dVx, *Sx;
+};
+EncoderRows encoder_rows(const bf16* ke, int64_t ldk, const bf16* ve, int64_t ldv, int B, int64_t L, int64_t M, int H,
+                         int fd, int dv, void* workspace, const char* what, cudaStream_t stream) {
+  check_sizes(fd, dv, what);
+  JRT_CHECK(M >= 0 && M <= L, "{}: prefix length {} outside [0, {}]", what, M, L);
+  JRT_CHECK(workspace, "{}: workspace required ({} bytes)", what, la_state_workspace_bytes(B, L, M, H, fd, dv));
+  EncoderRows r;
+  r.d = dims(fd, dv);
+  r.BH = int64_t(B) * H;
+  Carver cv{static_cast<unsigned char*>(workspace)};
+  r.phi = cv.take(r.BH * M * r.d.Dp);
+  r.Vx = cv.take(r.BH * M * r.d.dvp);
+  r.dVx = cv.take(r.BH * M * r.d.dvp);
+  r.Sx = cv.take(r.BH * r.d.Dp * r.d.dvp);
+  phi_rows(ke, ldk, r.BH, H, fd, L, M, r.d, r.phi, stream);
+  rows_ext(ve, ldv, r.BH, H, dv, L, M, r.d, nullptr, nullptr, r.Vx, stream);
+  return r;
+}
+
+}  // namespace
+
 void la_state_fwd_train_cuda(const bf16* ke, int64_t ldk, const bf16* ve, int64_t ldv, int B, int64_t L, int64_t M,
                              int H, int fd, int dv, float* S0, float* z0, void* workspace, cudaStream_t stream) {
   if (B <= 0 || H <= 0) return;
-  check_sizes(fd, dv, "la_state_fwd_train_cuda");
-  JRT_CHECK(M >= 0 && M <= L, "la_state_fwd_train_cuda: prefix length {} outside [0, {}]", M, L);
   JRT_CHECK(S0 && z0, "la_state_fwd_train_cuda: S0 and z0 are required");
-  JRT_CHECK(workspace, "la_state_fwd_train_cuda: workspace required ({} bytes)",
-            la_state_workspace_bytes(B, L, M, H, fd, dv));
-  const Dims d = dims(fd, dv);
-  const int64_t BH = int64_t(B) * H;
-  Carver cv{static_cast<unsigned char*>(workspace)};
-  float* phi = cv.take(BH * M * d.Dp);
-  float* Vx = cv.take(BH * M * d.dvp);
-  float* Sx = cv.take(BH * d.Dp * d.dvp);
-  phi_rows(ke, ldk, BH, H, fd, L, M, d, phi, stream);
-  rows_ext(ve, ldv, BH, H, dv, L, M, d, nullptr, nullptr, Vx, stream);
+  const EncoderRows r =
+      encoder_rows(ke, ldk, ve, ldv, B, L, M, H, fd, dv, workspace, "la_state_fwd_train_cuda", stream);
+  const Dims& d = r.d;
   // S0x [Dp, dvp] = Phi(K)^T [V | 1]: S0 and, in the last column, z0.
-  gemm_tf32(true, false, d.Dp, d.dvp, M, phi, d.Dp, M * d.Dp, Vx, d.dvp, M * d.dvp, Sx, d.dvp, d.Dp * d.dvp, BH,
+  gemm_tf32(true, false, d.Dp, d.dvp, M, r.phi, d.Dp, M * d.Dp, r.Vx, d.dvp, M * d.dvp, r.Sx, d.dvp, d.Dp * d.dvp, r.BH,
             stream);
-  split_state(Sx, BH, dv, d, S0, z0, stream);
+  split_state(r.Sx, r.BH, dv, d, S0, z0, stream);
 }
 
 void la_state_bwd_train_cuda(const bf16* ke, int64_t ldk, const bf16* ve, int64_t ldv, int B, int64_t L, int64_t M,
                              int H, int fd, int dv, const float* dS0, const float* dz0, bf16* dke, int64_t lddk,
                              bf16* dve, int64_t lddv, void* workspace, cudaStream_t stream) {
   if (B <= 0 || H <= 0 || L <= 0) return;
-  check_sizes(fd, dv, "la_state_bwd_train_cuda");
-  JRT_CHECK(M >= 0 && M <= L, "la_state_bwd_train_cuda: prefix length {} outside [0, {}]", M, L);
   JRT_CHECK(dS0 && dz0 && dke && dve, "la_state_bwd_train_cuda: dS0, dz0, dke and dve are required");
-  JRT_CHECK(workspace, "la_state_bwd_train_cuda: workspace required ({} bytes)",
-            la_state_workspace_bytes(B, L, M, H, fd, dv));
-  const Dims d = dims(fd, dv);
-  const int64_t BH = int64_t(B) * H;
-  Carver cv{static_cast<unsigned char*>(workspace)};
-  float* phi = cv.take(BH * M * d.Dp);
-  float* Vx = cv.take(BH * M * d.dvp);
-  float* dVx = cv.take(BH * M * d.dvp);
-  float* dSx = cv.take(BH * d.Dp * d.dvp);
-  phi_rows(ke, ldk, BH, H, fd, L, M, d, phi, stream);
-  rows_ext(ve, ldv, BH, H, dv, L, M, d, nullptr, nullptr, Vx, stream);
-  pack_state(dS0, dz0, BH, dv, d, dSx, stream);
+  const EncoderRows r =
+      encoder_rows(ke, ldk, ve, ldv, B, L, M, H, fd, dv, workspace, "la_state_bwd_train_cuda", stream);
+  const Dims& d = r.d;
+  pack_state(dS0, dz0, r.BH, dv, d, r.Sx, stream);
   // d[V | 1] [M, dvp] = Phi(K) dS0x; then dPhi(K) [M, Dp] = [V | 1] dS0x^T into Phi(K)'s buffer.
-  gemm_tf32(false, false, M, d.dvp, d.Dp, phi, d.Dp, M * d.Dp, dSx, d.dvp, d.Dp * d.dvp, dVx, d.dvp, M * d.dvp, BH,
+  gemm_tf32(false, false, M, d.dvp, d.Dp, r.phi, d.Dp, M * d.Dp, r.Sx, d.dvp, d.Dp * d.dvp, r.dVx, d.dvp, M * d.dvp,
+            r.BH, stream);
+  gemm_tf32(false, true, M, d.Dp, d.dvp, r.Vx, d.dvp, M * d.dvp, r.Sx, d.dvp, d.Dp * d.dvp, r.phi, d.Dp, M * d.Dp, r.BH,
             stream);
-  gemm_tf32(false, true, M, d.Dp, d.dvp, Vx, d.dvp, M * d.dvp, dSx, d.dvp, d.Dp * d.dvp, phi, d.Dp, M * d.Dp, BH,
-            stream);
-  scatter_rows(dVx, BH, H, dv, L, M, d, dve, lddv, stream);
-  phi_bwd(ke, ldk, BH, H, fd, L, M, d, phi, nullptr, dke, lddk, stream);
+  scatter_rows(r.dVx, r.BH, H, dv, L, M, d, dve, lddv, stream);
+  phi_bwd(ke, ldk, r.BH, H, fd, L, M, d, r.phi, nullptr, dke, lddk, stream);
 }
 
 }  // namespace jrt::ops::cuda

@@ -37,8 +37,8 @@ class CpuTrainEngine final : public TrainEngine {
   }
   void backward(double scale) override { host_->backward(scale); }
   void step(double lr, double max_norm) override {
-    JRT_CHECK(steps_.size() < 4, "training engine: {} optimizer steps are untaken (take_step() each, or take_losses())",
-              steps_.size());
+    JRT_CHECK(int64_t(steps_.size()) < kMaxUntakenSteps,
+              "training engine: {} optimizer steps are untaken (take_step() each, or take_losses())", steps_.size());
     norm_ = clip_grad_norm(host_->grads(), max_norm);
     adam_.step(host_->params(), host_->grads(), lr);
     steps_.push_back({std::exchange(losses_, {}), norm_});

@@ -46,7 +46,9 @@ class TrainEngine {
   virtual void step(double lr, double max_norm) = 0;
   // The losses (one per forward) and the gradient norm before clipping of the oldest optimizer step not yet
   // taken. Steps come out in order and only that step is waited for, so a caller may enqueue step s + 1 before
-  // taking step s: the host's work for the next step then overlaps the device's. At most 4 steps may be untaken.
+  // taking step s: the host's work for the next step then overlaps the device's. step() refuses a step beyond
+  // kMaxUntakenSteps untaken ones.
+  static constexpr int64_t kMaxUntakenSteps = 4;
   virtual StepResult take_step() = 0;
   // The losses of every forward not yet taken, in order (waits for the device); every step counts as taken.
   virtual std::vector<LossParts> take_losses() = 0;

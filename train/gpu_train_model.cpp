@@ -1007,7 +1007,7 @@ class CudaTrainEngine final : public TrainEngine {
   Slot slots_[kSlots];
   // Optimizer steps in flight: each writes its squared gradient norm to its own pinned entry and records its
   // own event, so step s can be read back while step s + 1 runs.
-  static constexpr int64_t kStepRing = 4;
+  static constexpr int64_t kStepRing = kMaxUntakenSteps;
   struct StepRec {
     int64_t forward_end;  // forwards [previous step's end, forward_end) belong to this step
     int ring;
