@@ -72,7 +72,11 @@ void add_common(CLI::App* c, SynthArgs& a) {
   c->add_option("--seed", e.data_seed, "Data seed (train and test seeds derive from it)")->capture_default_str();
   c->add_option("--init-seed", e.init_seed, "Weight-init and batch-order seed")->capture_default_str();
   c->add_option("--threads", e.threads, "CPU threads (0 = all; small models run fastest on 1)")->capture_default_str();
-  c->add_option("--device", e.device, "cpu or cuda")->capture_default_str();
+  c->add_option(
+       "--device", e.device,
+       "cpu (fp32; the same seed gives the same run, bitwise) or cuda (bf16 mixed precision with fp32 master "
+       "weights; a few gradient sums use fp32 atomics, so two runs of one seed are not bitwise equal and drift apart)")
+      ->capture_default_str();
   c->add_option("--log-every", e.train.log_every, "Per-step log line every N optimizer steps (0 = none)")
       ->capture_default_str();
   c->add_flag("--no-progress", a.no_progress, "No progress bar on stderr");
