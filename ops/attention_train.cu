@@ -170,17 +170,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int n = 0; n < kDT; ++n) acc[n][2 * r] *= alpha, acc[n][2 * r + 1] *= alpha;
     }
     // acc += P V.
-#pragma unroll
-    for (int j = 0; j < kBlock / 16; ++j) {
-      uint32_t pf[4];
-      c_to_a(pf, s, j);
-#pragma unroll
-      for (int n = 0; n < kDT; ++n) {
-        uint32_t bf[2];
-        load_b(bf, Vt, kVS, 8 * n, 16 * j, lane);
-        mma_bf16_16816(acc[n], pf, bf);
-      }
-    }
+    mma_c_strip(acc, s, Vt, kVS, lane);
   }
 
 #pragma unroll
@@ -310,12 +300,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int kc = 0; kc < kKC; ++kc) {
         uint32_t af[4];
         load_a(af, Ks, kS, 16 * warp, 16 * kc, lane);
-#pragma unroll
-        for (int n = 0; n < kQT; ++n) {
-          uint32_t bf[2];
-          load_b(bf, Qs, kS, 8 * n, 16 * kc, lane);
-          mma_bf16_16816(st[n], af, bf);
-        }
+        mma_row(st, af, Qs, kS, 0, 16 * kc, lane);
       }
 #pragma unroll
       for (int n = 0; n < kQT; ++n)
@@ -325,18 +310,8 @@ __global__ void __launch_bounds__(kThreads)
           const bool ok = j <= t && t < L && (lw < 0 || j + lw >= t);
           st[n][e] = ok ? exp2f(st[n][e] * qscale - lse2[i]) : 0.f;
         }
-        // dV += P^T dO.
-#pragma unroll
-      for (int jc = 0; jc < kBr / 16; ++jc) {
-        uint32_t pf[4];
-        c_to_a(pf, st, jc);
-#pragma unroll
-        for (int n = 0; n < kDT; ++n) {
-          uint32_t bf[2];
-          load_b(bf, dOt, kRS, 8 * n, 16 * jc, lane);
-          mma_bf16_16816(dv[n], pf, bf);
-        }
-      }
+      // dV += P^T dO.
+      mma_c_strip(dv, st, dOt, kRS, lane);
       // dP^T = V dO^T; dS^T = P^T (dP^T - Di), in place of P^T.
       float dp[kQT][4];
 #pragma unroll
@@ -345,29 +320,14 @@ __global__ void __launch_bounds__(kThreads)
       for (int kc = 0; kc < kKC; ++kc) {
         uint32_t af[4];
         load_a(af, Vs, kS, 16 * warp, 16 * kc, lane);
-#pragma unroll
-        for (int n = 0; n < kQT; ++n) {
-          uint32_t bf[2];
-          load_b(bf, dOs, kS, 8 * n, 16 * kc, lane);
-          mma_bf16_16816(dp[n], af, bf);
-        }
+        mma_row(dp, af, dOs, kS, 0, 16 * kc, lane);
       }
 #pragma unroll
       for (int n = 0; n < kQT; ++n)
 #pragma unroll
         for (int e = 0; e < 4; ++e) st[n][e] *= dp[n][e] - Ds[8 * n + c2 + (e & 1)];
-          // dK += dS^T Q (scaled at the end).
-#pragma unroll
-      for (int jc = 0; jc < kBr / 16; ++jc) {
-        uint32_t sf[4];
-        c_to_a(sf, st, jc);
-#pragma unroll
-        for (int n = 0; n < kDT; ++n) {
-          uint32_t bf[2];
-          load_b(bf, Qt, kRS, 8 * n, 16 * jc, lane);
-          mma_bf16_16816(dk[n], sf, bf);
-        }
-      }
+      // dK += dS^T Q (scaled at the end).
+      mma_c_strip(dk, st, Qt, kRS, lane);
       // dS [query][key] for the dQ product.
 #pragma unroll
       for (int n = 0; n < kQT; ++n)
@@ -389,12 +349,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int kc = 0; kc < kBlock / 16; ++kc) {
         uint32_t af[4];
         load_a(af, dSs, kKS, 16 * mt, 16 * kc, lane);
-#pragma unroll
-        for (int n = 0; n < kNW; ++n) {
-          uint32_t bf[2];
-          load_b(bf, Kt, kKS, 8 * (n0 + n), 16 * kc, lane);
-          mma_bf16_16816(dq[n], af, bf);
-        }
+        mma_row(dq, af, Kt, kKS, n0, 16 * kc, lane);
       }
 #pragma unroll
       for (int r = 0; r < 2; ++r) {

@@ -902,12 +902,8 @@ __global__ void __launch_bounds__(kTcThreads)
     if (16 * warp >= nq) continue;  // the warp's rows are past the sequence (warp-uniform, no barrier below)
     float s[8][4];
 #pragma unroll
-    for (int n = 0; n < 8; ++n) {
-      s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-      uint32_t bf[2];
-      load_b(bf, Ks, kQS, 8 * n, 0, lane);
-      mma_bf16_16816(s[n], qf, bf);
-    }
+    for (int n = 0; n < 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+    mma_row(s, qf, Ks, kQS, 0, 0, lane);
     // t - j of the lane's row g and key column 0.
     const int dist0 = int(t0 - j0) + 16 * warp + g;
 #pragma unroll
@@ -924,17 +920,7 @@ __global__ void __launch_bounds__(kTcThreads)
         }
         s[n][e] = w;
       }
-#pragma unroll
-    for (int jc = 0; jc < BT / 16; ++jc) {
-      uint32_t pf[4];
-      c_to_a(pf, s, jc);
-#pragma unroll
-      for (int n = 0; n < kNV; ++n) {
-        uint32_t bf[2];
-        load_b(bf, Vt, kTS, 8 * n, 16 * jc, lane);
-        mma_bf16_16816(acc[n], pf, bf);
-      }
-    }
+    mma_c_strip(acc, s, Vt, kTS, lane);
   }
 
 #pragma unroll
@@ -1027,23 +1013,14 @@ __global__ void __launch_bounds__(kTcThreads)
         if (kc4 >= nkc) break;
         uint32_t af[4];
         load_a(af, Vs, lvs, 16 * warp, c0 + 16 * kc4, lane);
-#pragma unroll
-        for (int n = 0; n < 8; ++n) {
-          uint32_t bf[2];
-          load_b(bf, dYc, kTS, 8 * n, 16 * kc4, lane);
-          mma_bf16_16816(dp[n], af, bf);
-        }
+        mma_row(dp, af, dYc, kTS, 0, 16 * kc4, lane);
       }
     }
     // S^T [16 keys x 64 queries] = K Q^T, then dS^T in place.
     float st[8][4];
 #pragma unroll
-    for (int n = 0; n < 8; ++n) {
-      st[n][0] = st[n][1] = st[n][2] = st[n][3] = 0.0f;
-      uint32_t bf[2];
-      load_b(bf, Qs, kQS, 8 * n, 0, lane);
-      mma_bf16_16816(st[n], kf, bf);
-    }
+    for (int n = 0; n < 8; ++n) st[n][0] = st[n][1] = st[n][2] = st[n][3] = 0.0f;
+    mma_row(st, kf, Qs, kQS, 0, 0, lane);
     const int dist0 = int(t0 - j0) - jl0;  // t - j of query column 0 and the lane's key row g
 #pragma unroll
     for (int n = 0; n < 8; ++n)
@@ -1057,18 +1034,8 @@ __global__ void __launch_bounds__(kTcThreads)
         }
         st[n][e] = d;
       }
-      // dk += dS^T Q.
-#pragma unroll
-    for (int jc = 0; jc < BT / 16; ++jc) {
-      uint32_t sf[4];
-      c_to_a(sf, st, jc);
-#pragma unroll
-      for (int n = 0; n < 2; ++n) {
-        uint32_t bf[2];
-        load_b(bf, Qt, kTS, 8 * n, 16 * jc, lane);
-        mma_bf16_16816(dka[n], sf, bf);
-      }
-    }
+    // dk += dS^T Q.
+    mma_c_strip(dka, st, Qt, kTS, lane);
     // dS [query][key] for the dq product.
 #pragma unroll
     for (int n = 0; n < 8; ++n)
@@ -1082,12 +1049,7 @@ __global__ void __launch_bounds__(kTcThreads)
       for (int kc4 = 0; kc4 < BT / 16; ++kc4) {
         uint32_t af[4];
         load_a(af, dSs, kTS, 16 * warp, 16 * kc4, lane);
-#pragma unroll
-        for (int n = 0; n < 2; ++n) {
-          uint32_t bf[2];
-          load_b(bf, Kt, kTS, 8 * n, 16 * kc4, lane);
-          mma_bf16_16816(dq[n], af, bf);
-        }
+        mma_row(dq, af, Kt, kTS, 0, 16 * kc4, lane);
       }
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
@@ -1155,12 +1117,8 @@ __global__ void __launch_bounds__(kTcThreads)
     // P^T [16 keys x 64 queries] = gamma^(t-j) w_tj rinv_t.
     float st[8][4];
 #pragma unroll
-    for (int n = 0; n < 8; ++n) {
-      st[n][0] = st[n][1] = st[n][2] = st[n][3] = 0.0f;
-      uint32_t bf[2];
-      load_b(bf, Qs, kQS, 8 * n, 0, lane);
-      mma_bf16_16816(st[n], kf, bf);
-    }
+    for (int n = 0; n < 8; ++n) st[n][0] = st[n][1] = st[n][2] = st[n][3] = 0.0f;
+    mma_row(st, kf, Qs, kQS, 0, 0, lane);
     const int dist0 = int(t0 - j0) - jl0;
 #pragma unroll
     for (int n = 0; n < 8; ++n)
@@ -1175,17 +1133,7 @@ __global__ void __launch_bounds__(kTcThreads)
         }
         st[n][e] = w;
       }
-#pragma unroll
-    for (int jc = 0; jc < BT / 16; ++jc) {
-      uint32_t pf[4];
-      c_to_a(pf, st, jc);
-#pragma unroll
-      for (int n = 0; n < kNV; ++n) {
-        uint32_t bf[2];
-        load_b(bf, dYt, kTS, 8 * n, 16 * jc, lane);
-        mma_bf16_16816(dva[n], pf, bf);
-      }
-    }
+    mma_c_strip(dva, st, dYt, kTS, lane);
   }
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -1275,8 +1223,7 @@ void la_fwd_train_cuda(const LaTrainCuda& a, void* workspace, cudaStream_t strea
       static const bool once = (allow_smem(la_tc_fwd_kernel<kDV>, tc_fwd_smem<kDV>(true)), true);
       (void)once;
       const dim3 grid(unsigned(a.B * a.H), unsigned((a.dv + kDV - 1) / kDV), blocks_of(a.L));
-      la_tc_fwd_kernel<kDV>
-          <<<grid, kTcThreads, tc_fwd_smem<kDV>(cuda_core_state), stream>>>(a, D, kc, al, share, ldsh);
+      la_tc_fwd_kernel<kDV><<<grid, kTcThreads, tc_fwd_smem<kDV>(cuda_core_state), stream>>>(a, D, kc, al, share, ldsh);
     });
     JRT_CUDA_CHECK(cudaGetLastError());
     return;
@@ -1343,8 +1290,8 @@ void la_bwd_train_cuda(const LaTrainCuda& a, const bf16* dy, int64_t lddy, const
     JRT_CUDA_CHECK(cudaGetLastError());
     if (gemm_state) {  // dq = dq_acc + the state's share; dS0 / dz0
       const size_t off = (sizeof(float) * size_t(BHL) * (2 + kTcFd) + 255) / 256 * 256;
-      la_prefix::share_bwd(a.q, a.ldq, dy, lddy, rinv, dden, a.B, a.L, a.H, a.fd, a.dv, a.S0, a.z0, dq_acc, g.dq, g.lddq,
-                          g.dS0, g.dz0, static_cast<unsigned char*>(workspace) + off, stream);
+      la_prefix::share_bwd(a.q, a.ldq, dy, lddy, rinv, dden, a.B, a.L, a.H, a.fd, a.dv, a.S0, a.z0, dq_acc, g.dq,
+                           g.lddq, g.dS0, g.dz0, static_cast<unsigned char*>(workspace) + off, stream);
     } else {  // the S0 / z0 share of dq and the cast of dq_acc
       la_bwd_dq_kernel<1><<<dim3(BH, blocks_of(a.L)), NT, bwd_smem<1>(), stream>>>(a, dy, lddy, g.dq, g.lddq, rinv,
                                                                                    dden, D, kc, dq_acc);

@@ -1,7 +1,7 @@
 // ops/mma.cuh — bf16 tensor-core building blocks shared by the flash-style training kernels
 // (ops/attention_train.cu, ops/linear_attention_train.cu; included by .cu files only): the m16n8k16
-// mma.sync, its fragment loads from shared memory, the accumulator-to-A-fragment reuse, bf16 pair packing
-// and the paired fp32 atomic.
+// mma.sync, its fragment loads from shared memory, the accumulator-to-A-fragment reuse, bf16 pair packing,
+// the paired fp32 atomic, and the two tile products every kernel repeats (mma_row, mma_c_strip).
 #pragma once
 #include <cuda_bf16.h>
 
@@ -60,6 +60,31 @@ __device__ __forceinline__ void c_to_a(uint32_t (&f)[4], const float (&s)[kN][4]
   f[1] = pack_bf2(s[2 * j][2], s[2 * j][3]);
   f[2] = pack_bf2(s[2 * j + 1][0], s[2 * j + 1][1]);
   f[3] = pack_bf2(s[2 * j + 1][2], s[2 * j + 1][3]);
+}
+
+// acc[n] += a B[k0 .. k0+15][8 (n0 + n) .. 8 (n0 + n) + 7] for n < kN: one k-step of a 16-row A fragment
+// against kN n-tiles of B stored n-major (load_b's layout).
+template <int kN>
+__device__ __forceinline__ void mma_row(float (&acc)[kN][4], const uint32_t (&a)[4], const __nv_bfloat16* b, int ldb,
+                                        int n0, int k0, int lane) {
+#pragma unroll
+  for (int n = 0; n < kN; ++n) {
+    uint32_t bf[2];
+    load_b(bf, b, ldb, 8 * (n0 + n), k0, lane);
+    mma_bf16_16816(acc[n], a, bf);
+  }
+}
+// acc += P B: P the 16 x 8 kP strip held as accumulator tiles p (reused as A fragments, c_to_a), B [8 kP][8 kN]
+// stored n-major. The P V / P^T dO / dS^T Q products of the flash-style kernels.
+template <int kN, int kP>
+__device__ __forceinline__ void mma_c_strip(float (&acc)[kN][4], const float (&p)[kP][4], const __nv_bfloat16* b,
+                                            int ldb, int lane) {
+#pragma unroll
+  for (int j = 0; j < kP / 2; ++j) {
+    uint32_t pf[4];
+    c_to_a(pf, p, j);
+    mma_row(acc, pf, b, ldb, 0, 16 * j, lane);
+  }
 }
 
 }  // namespace jrt::ops::cuda
