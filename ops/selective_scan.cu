@@ -30,6 +30,7 @@
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "core/cuda_util.h"
 #include "ops/cuda_ops.h"
@@ -39,7 +40,23 @@ namespace jrt::ops::cuda {
 namespace {
 
 constexpr int kThreads = 128;  // channels per CTA
-constexpr int kSteps = 32;     // time steps of B / C staged per shared-memory round
+
+// Calls f(std::integral_constant<int, NS>) with the smallest kernel state width NS in {4, 8, 16, 32, 64} that
+// holds ns (ns <= 64 is checked by the callers).
+template <class F>
+void with_ns(int64_t ns, F&& f) {
+  if (ns <= 4)
+    f(std::integral_constant<int, 4>{});
+  else if (ns <= 8)
+    f(std::integral_constant<int, 8>{});
+  else if (ns <= 16)
+    f(std::integral_constant<int, 16>{});
+  else if (ns <= 32)
+    f(std::integral_constant<int, 32>{});
+  else
+    f(std::integral_constant<int, 64>{});
+}
+constexpr int kSteps = 32;  // time steps of B / C staged per shared-memory round
 constexpr int kMaxNs = 64;
 
 // x, z, y [T, di] (strides ldx, ldz, ldy); dt [T, di] (lddt); Bm, Cm [T, ns] (ldbc); h [B, di, ns].
@@ -121,16 +138,7 @@ void selective_scan_cuda(const ScanCudaArgs& a, cudaStream_t stream) {
   const int64_t ctiles = (a.di + kThreads - 1) / kThreads;
   JRT_CHECK(ctiles <= 0x7fffffff, "selective_scan_cuda: d_inner {} too large for the grid", a.di);
   const dim3 grid{unsigned(ctiles), unsigned(a.B)};
-  if (a.ns <= 4)
-    scan_kernel<4><<<grid, kThreads, 0, stream>>>(a);
-  else if (a.ns <= 8)
-    scan_kernel<8><<<grid, kThreads, 0, stream>>>(a);
-  else if (a.ns <= 16)
-    scan_kernel<16><<<grid, kThreads, 0, stream>>>(a);
-  else if (a.ns <= 32)
-    scan_kernel<32><<<grid, kThreads, 0, stream>>>(a);
-  else
-    scan_kernel<64><<<grid, kThreads, 0, stream>>>(a);
+  with_ns(a.ns, [&](auto w) { scan_kernel<decltype(w)::value><<<grid, kThreads, 0, stream>>>(a); });
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -487,28 +495,9 @@ void selective_scan_fwd_train_cuda(const ScanTrainCuda& s, cudaStream_t stream) 
   if (s.B == 0 || s.L == 0 || s.di == 0) return;
   JRT_CHECK(s.x && s.delta && s.A && s.Bm && s.Cm && s.y && s.hsave, "selective_scan_fwd_train_cuda: missing operand");
   const dim3 grid{unsigned((s.di + kThreads - 1) / kThreads), unsigned(s.B)};
-  if (s.ns <= 4)
-    train_fwd_kernel<4><<<grid, kThreads, 0, stream>>>(s);
-  else if (s.ns <= 8)
-    train_fwd_kernel<8><<<grid, kThreads, 0, stream>>>(s);
-  else if (s.ns <= 16)
-    train_fwd_kernel<16><<<grid, kThreads, 0, stream>>>(s);
-  else if (s.ns <= 32)
-    train_fwd_kernel<32><<<grid, kThreads, 0, stream>>>(s);
-  else
-    train_fwd_kernel<64><<<grid, kThreads, 0, stream>>>(s);
+  with_ns(s.ns, [&](auto w) { train_fwd_kernel<decltype(w)::value><<<grid, kThreads, 0, stream>>>(s); });
   JRT_CUDA_CHECK(cudaGetLastError());
 }
-
-namespace {
-template <int NS>
-void launch_train_bwd(const ScanTrainCuda& s, const bf16* dy, int64_t lddy, float* dx, float* ddelta, float* dBC,
-                      float* dA, float* dD, cudaStream_t stream) {
-  constexpr int cb = kThreads / BwdLanes<NS>::P;  // channels per CTA
-  const dim3 grid{unsigned((s.di + cb - 1) / cb), unsigned(s.B)};
-  train_bwd_kernel<NS><<<grid, kThreads, 0, stream>>>(s, dy, lddy, dx, ddelta, dBC, dA, dD);
-}
-}  // namespace
 
 void selective_scan_bwd_train_cuda(const ScanTrainCuda& s, const bf16* dy, int64_t lddy, float* dx, float* ddelta,
                                    float* dBC, float* dA, float* dD, cudaStream_t stream) {
@@ -518,16 +507,12 @@ void selective_scan_bwd_train_cuda(const ScanTrainCuda& s, const bf16* dy, int64
             "selective_scan_bwd_train_cuda: missing operand");
   // dB / dC are sums over every channel CTA: zeroed here, accumulated by the kernel.
   JRT_CUDA_CHECK(cudaMemsetAsync(dBC, 0, size_t(s.B) * size_t(s.L) * 2 * size_t(s.ns) * sizeof(float), stream));
-  if (s.ns <= 4)
-    launch_train_bwd<4>(s, dy, lddy, dx, ddelta, dBC, dA, dD, stream);
-  else if (s.ns <= 8)
-    launch_train_bwd<8>(s, dy, lddy, dx, ddelta, dBC, dA, dD, stream);
-  else if (s.ns <= 16)
-    launch_train_bwd<16>(s, dy, lddy, dx, ddelta, dBC, dA, dD, stream);
-  else if (s.ns <= 32)
-    launch_train_bwd<32>(s, dy, lddy, dx, ddelta, dBC, dA, dD, stream);
-  else
-    launch_train_bwd<64>(s, dy, lddy, dx, ddelta, dBC, dA, dD, stream);
+  with_ns(s.ns, [&](auto w) {
+    constexpr int NS = decltype(w)::value;
+    constexpr int cb = kThreads / BwdLanes<NS>::P;  // channels per CTA
+    const dim3 grid{unsigned((s.di + cb - 1) / cb), unsigned(s.B)};
+    train_bwd_kernel<NS><<<grid, kThreads, 0, stream>>>(s, dy, lddy, dx, ddelta, dBC, dA, dD);
+  });
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 
