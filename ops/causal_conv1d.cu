@@ -22,6 +22,7 @@
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "core/cuda_util.h"
 #include "ops/cuda_ops.h"
@@ -33,6 +34,37 @@ namespace {
 constexpr int kThreads = 128;  // channels per CTA (consecutive: coalesced row reads)
 constexpr int kRows = 16;      // rows per thread: K-1 extra window loads amortised over 16 outputs
 constexpr int kMaxK = 8;
+
+// Calls f(std::integral_constant<int, K>) for the kernel size K in [1, kMaxK] (checked by the callers).
+template <class F>
+void with_k(int K, F&& f) {
+  switch (K) {
+    case 1:
+      f(std::integral_constant<int, 1>{});
+      break;
+    case 2:
+      f(std::integral_constant<int, 2>{});
+      break;
+    case 3:
+      f(std::integral_constant<int, 3>{});
+      break;
+    case 4:
+      f(std::integral_constant<int, 4>{});
+      break;
+    case 5:
+      f(std::integral_constant<int, 5>{});
+      break;
+    case 6:
+      f(std::integral_constant<int, 6>{});
+      break;
+    case 7:
+      f(std::integral_constant<int, 7>{});
+      break;
+    default:
+      f(std::integral_constant<int, 8>{});
+      break;
+  }
+}
 
 // x, gate, y [T, C]; tail [B, K-1, C]. Thread: channel ch, rows [t0, t0 + kRows) of sequence b.
 template <int K>
@@ -95,18 +127,11 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <int K>
-void launch_conv(dim3 grid, const bf16* x, int64_t ldx, const int32_t* cu, int64_t C, const float* w,
-                 const float* bias, bool silu, const bf16* gate, int64_t ldg, const float* tail, bf16* y, int64_t ldy,
-                 cudaStream_t stream) {
-  conv_kernel<K><<<grid, kThreads, 0, stream>>>(x, ldx, cu, C, w, bias, silu, gate, ldg, tail, y, ldy);
-}
-
 }  // namespace
 
 void causal_conv1d_cuda(const bf16* x, int64_t ldx, const int32_t* cu_seqlens, int B, int max_len, int64_t C,
-                        const float* w, int K, const float* bias, bool silu, const bf16* gate, int64_t ldg,
-                        float* tail, bf16* y, int64_t ldy, cudaStream_t stream) {
+                        const float* w, int K, const float* bias, bool silu, const bf16* gate, int64_t ldg, float* tail,
+                        bf16* y, int64_t ldy, cudaStream_t stream) {
   JRT_CHECK(K >= 1 && K <= kMaxK, "causal_conv1d_cuda: kernel size {} outside [1, {}]", K, kMaxK);
   JRT_CHECK(B >= 0 && B <= 65535, "causal_conv1d_cuda: batch of {} sequences (at most 65535)", B);
   JRT_CHECK(max_len >= 0 && C >= 0, "causal_conv1d_cuda: bad max_len {} / C {}", max_len, C);
@@ -115,16 +140,10 @@ void causal_conv1d_cuda(const bf16* x, int64_t ldx, const int32_t* cu_seqlens, i
   JRT_CHECK(ttiles <= 65535 && ctiles <= 0x7fffffff, "causal_conv1d_cuda: max_len {} / C {} too large for the grid",
             max_len, C);
   const dim3 grid{unsigned(ctiles), unsigned(ttiles), unsigned(B)};
-  switch (K) {
-    case 1: launch_conv<1>(grid, x, ldx, cu_seqlens, C, w, bias, silu, gate, ldg, tail, y, ldy, stream); break;
-    case 2: launch_conv<2>(grid, x, ldx, cu_seqlens, C, w, bias, silu, gate, ldg, tail, y, ldy, stream); break;
-    case 3: launch_conv<3>(grid, x, ldx, cu_seqlens, C, w, bias, silu, gate, ldg, tail, y, ldy, stream); break;
-    case 4: launch_conv<4>(grid, x, ldx, cu_seqlens, C, w, bias, silu, gate, ldg, tail, y, ldy, stream); break;
-    case 5: launch_conv<5>(grid, x, ldx, cu_seqlens, C, w, bias, silu, gate, ldg, tail, y, ldy, stream); break;
-    case 6: launch_conv<6>(grid, x, ldx, cu_seqlens, C, w, bias, silu, gate, ldg, tail, y, ldy, stream); break;
-    case 7: launch_conv<7>(grid, x, ldx, cu_seqlens, C, w, bias, silu, gate, ldg, tail, y, ldy, stream); break;
-    default: launch_conv<8>(grid, x, ldx, cu_seqlens, C, w, bias, silu, gate, ldg, tail, y, ldy, stream); break;
-  }
+  with_k(K, [&](auto k) {
+    conv_kernel<decltype(k)::value>
+        <<<grid, kThreads, 0, stream>>>(x, ldx, cu_seqlens, C, w, bias, silu, gate, ldg, tail, y, ldy);
+  });
   JRT_CUDA_CHECK(cudaGetLastError());
   if (K == 1) return;  // no tail
   tail_kernel<<<dim3(unsigned(ctiles), unsigned(B)), kThreads, 0, stream>>>(x, ldx, cu_seqlens, C, K, tail);
@@ -226,18 +245,6 @@ __global__ void __launch_bounds__(kBwdCh* kBwdGroups)
   }
 }
 
-template <int K>
-void launch_train_fwd(dim3 grid, const bf16* x, int64_t ldx, int64_t L, int64_t C, const float* w, const float* bias,
-                      bf16* y, int64_t ldy, cudaStream_t stream) {
-  train_fwd_kernel<K><<<grid, kThreads, 0, stream>>>(x, ldx, L, C, w, bias, y, ldy);
-}
-
-template <int K>
-void launch_train_bwd(dim3 grid, const bf16* dy, int64_t lddy, const bf16* x, int64_t ldx, int64_t L, int64_t C,
-                      const float* w, int64_t rows, bf16* dx, int64_t lddx, float* dw, float* db, cudaStream_t stream) {
-  train_bwd_kernel<K><<<grid, dim3(kBwdCh, kBwdGroups), 0, stream>>>(dy, lddy, x, ldx, L, C, w, rows, dx, lddx, dw, db);
-}
-
 }  // namespace
 
 void conv1d_fwd_train_cuda(const bf16* x, int64_t ldx, int B, int64_t L, int64_t C, const float* w, int K,
@@ -248,16 +255,9 @@ void conv1d_fwd_train_cuda(const bf16* x, int64_t ldx, int B, int64_t L, int64_t
   const int64_t ctiles = (C + kThreads - 1) / kThreads, ttiles = (L + kRows - 1) / kRows;
   JRT_CHECK(ttiles <= 65535 && ctiles <= 0x7fffffff, "conv1d_fwd_train_cuda: L {} / C {} too large for the grid", L, C);
   const dim3 grid{unsigned(ctiles), unsigned(ttiles), unsigned(B)};
-  switch (K) {
-    case 1: launch_train_fwd<1>(grid, x, ldx, L, C, w, bias, y, ldy, stream); break;
-    case 2: launch_train_fwd<2>(grid, x, ldx, L, C, w, bias, y, ldy, stream); break;
-    case 3: launch_train_fwd<3>(grid, x, ldx, L, C, w, bias, y, ldy, stream); break;
-    case 4: launch_train_fwd<4>(grid, x, ldx, L, C, w, bias, y, ldy, stream); break;
-    case 5: launch_train_fwd<5>(grid, x, ldx, L, C, w, bias, y, ldy, stream); break;
-    case 6: launch_train_fwd<6>(grid, x, ldx, L, C, w, bias, y, ldy, stream); break;
-    case 7: launch_train_fwd<7>(grid, x, ldx, L, C, w, bias, y, ldy, stream); break;
-    default: launch_train_fwd<8>(grid, x, ldx, L, C, w, bias, y, ldy, stream); break;
-  }
+  with_k(K, [&](auto k) {
+    train_fwd_kernel<decltype(k)::value><<<grid, kThreads, 0, stream>>>(x, ldx, L, C, w, bias, y, ldy);
+  });
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -276,16 +276,10 @@ void conv1d_bwd_train_cuda(const bf16* dy, int64_t lddy, const bf16* x, int64_t 
   rows = std::max<int64_t>(rows, (L + int64_t(kBwdGroups) * 65535 - 1) / (int64_t(kBwdGroups) * 65535));
   const int64_t rtiles = (L + kBwdGroups * rows - 1) / (kBwdGroups * rows);
   const dim3 grid{unsigned(ctiles), unsigned(rtiles), unsigned(B)};
-  switch (K) {
-    case 1: launch_train_bwd<1>(grid, dy, lddy, x, ldx, L, C, w, rows, dx, lddx, dw, db, stream); break;
-    case 2: launch_train_bwd<2>(grid, dy, lddy, x, ldx, L, C, w, rows, dx, lddx, dw, db, stream); break;
-    case 3: launch_train_bwd<3>(grid, dy, lddy, x, ldx, L, C, w, rows, dx, lddx, dw, db, stream); break;
-    case 4: launch_train_bwd<4>(grid, dy, lddy, x, ldx, L, C, w, rows, dx, lddx, dw, db, stream); break;
-    case 5: launch_train_bwd<5>(grid, dy, lddy, x, ldx, L, C, w, rows, dx, lddx, dw, db, stream); break;
-    case 6: launch_train_bwd<6>(grid, dy, lddy, x, ldx, L, C, w, rows, dx, lddx, dw, db, stream); break;
-    case 7: launch_train_bwd<7>(grid, dy, lddy, x, ldx, L, C, w, rows, dx, lddx, dw, db, stream); break;
-    default: launch_train_bwd<8>(grid, dy, lddy, x, ldx, L, C, w, rows, dx, lddx, dw, db, stream); break;
-  }
+  with_k(K, [&](auto k) {
+    train_bwd_kernel<decltype(k)::value>
+        <<<grid, dim3(kBwdCh, kBwdGroups), 0, stream>>>(dy, lddy, x, ldx, L, C, w, rows, dx, lddx, dw, db);
+  });
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 
