@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cuda_buffers.h"
 #include "common/op_table.h"
 #include "core/dtype.h"
 #include "ops/attention.h"
@@ -31,8 +32,11 @@
 using namespace jrt;
 using jrt::test::op_error;
 using jrt::test::op_report;
+using jrt::test::random_bf16;
 using jrt::test::offsets;
 using jrt::test::join;
+using jrt::test::download;
+using jrt::test::upload;
 using bf16 = __nv_bfloat16;
 
 namespace {
@@ -40,35 +44,12 @@ namespace {
 constexpr uint16_t kNaN = 0x7fc0;  // bf16 quiet NaN
 constexpr double kNmseTol = 1e-5, kMaxRelTol = 8e-3;  // see the header comment
 
-// x <- N(0, 1) rounded to bf16; returns the bits.
-std::vector<uint16_t> random_bf16(std::vector<float>& x, std::mt19937& rng) {
-  std::normal_distribution<float> n(0.0f, 1.0f);
-  std::vector<uint16_t> b(x.size());
-  for (size_t i = 0; i < x.size(); ++i) {
-    b[i] = f32_to_bf16(n(rng));
-    x[i] = bf16_to_f32(b[i]);
-  }
-  return b;
-}
-
 std::vector<float> to_f32(const std::vector<uint16_t>& b) {
   std::vector<float> x(b.size());
   for (size_t i = 0; i < b.size(); ++i) x[i] = bf16_to_f32(b[i]);
   return x;
 }
 
-template <class T>
-cuda::DeviceBuffer<T> upload(const std::vector<T>& h) {
-  cuda::DeviceBuffer<T> d(h.size());
-  if (!h.empty()) d.upload(h.data(), h.size());
-  return d;
-}
-template <class T>
-std::vector<T> download(const cuda::DeviceBuffer<T>& d) {
-  std::vector<T> h(d.size());
-  if (!h.empty()) d.download(h.data(), h.size());
-  return h;
-}
 bf16* as_bf16(const cuda::DeviceBuffer<uint16_t>& d) { return reinterpret_cast<bf16*>(d.get()); }
 
 // ---- rotary ----------------------------------------------------------------------------------

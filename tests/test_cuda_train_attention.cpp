@@ -31,6 +31,7 @@ using namespace jrt;
 using jrt::test::download;
 using jrt::test::op_error;
 using jrt::test::op_report;
+using jrt::test::random_bf16;
 using jrt::test::to_bf16;
 using jrt::test::upload;
 using bf16 = __nv_bfloat16;
@@ -51,12 +52,6 @@ constexpr double kOutNmse = 1e-5, kOutRel = 1e-2;
 constexpr double kGradNmse = 2e-5;
 constexpr double kLseNmse = 1e-10, kLseRel = 1e-5;
 constexpr double kZeroAbs = 1e-4;
-
-std::vector<uint16_t> random_bf16(std::vector<float>& x, std::mt19937& rng) {
-  std::normal_distribution<float> n(0.0f, 1.0f);
-  for (auto& e : x) e = n(rng);
-  return to_bf16(x);
-}
 
 bf16* as_bf16(const cuda::DeviceBuffer<uint16_t>& d) { return reinterpret_cast<bf16*>(d.get()); }
 

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,13 @@ inline std::vector<uint16_t> to_bf16(std::vector<float>& x) {
     x[i] = bf16_to_f32(b[i]);
   }
   return b;
+}
+
+// x <- N(0, 1) draws rounded to bf16 (in order, one per element); returns the bits.
+inline std::vector<uint16_t> random_bf16(std::vector<float>& x, std::mt19937& rng) {
+  std::normal_distribution<float> n(0.0f, 1.0f);
+  for (auto& e : x) e = n(rng);
+  return to_bf16(x);
 }
 
 // cu_seqlens of packed sequences of these lengths ([0, l0, l0 + l1, ...]) and "l0,l1,..." for row labels.
