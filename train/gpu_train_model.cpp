@@ -126,6 +126,20 @@ struct Ctx {
 };
 
 // ---- mixers ------------------------------------------------------------------------------------------
+// Every mixer ends in an output projection into the fp32 residual: out [N, d] += in W^T (+ b), in bf16 [N, k].
+// Its backward: b.g += column sums of dy, din bf16 [N, k] (=) = dy W, W.g += dy^T in. b may be empty (no bias).
+void out_proj_fwd(const Ctx& c, const bf16* in, int64_t k, const DevParam& W, const DevParam& b, int64_t d,
+                  float* out) {
+  oc::linear_f32(in, k, W.b, c.N, k, d, out, d, true, c.stream);
+  if (b.p) oc::add_bias_f32(out, d, b.p, c.N, d, c.stream);
+}
+void out_proj_bwd(const Ctx& c, const bf16* dy, const bf16* in, int64_t k, const DevParam& W, const DevParam& b,
+                  int64_t d, bf16* din) {
+  if (b.g) oc::bias_grad_cuda(dy, d, c.N, d, b.g, c.stream);
+  oc::linear_dx_bf16(dy, d, W.b, c.N, k, d, din, k, c.stream);
+  oc::linear_dw(dy, d, in, k, c.N, k, d, W.g, c.stream);
+}
+
 // forward: out [N, d] fp32 += mixer(x) (x bf16 [N, d], the normed input; out already holds the residual).
 // backward: dx fp32 [N, d] (=) from dy bf16 [N, d]; parameter gradients (+=).
 class GpuMixer {
@@ -164,14 +178,11 @@ class BaseConvG final : public GpuMixer {
     if (bi_.p) oc::add_bias_bf16(u_, w, bi_.p, N, w, c.stream);
     oc::conv1d_fwd_train_cuda(u_, w, c.B, c.L, di_, cw_.p, int(K_), nullptr, c_, di_, c.stream);
     oc::gated_silu_cuda(u_ + di_, w, c_, di_, N, di_, g_, di_, c.stream);
-    oc::linear_f32(g_, di_, Wo_.b, N, di_, d_, out, d_, true, c.stream);
-    if (bo_.p) oc::add_bias_f32(out, d_, bo_.p, N, d_, c.stream);
+    out_proj_fwd(c, g_, di_, Wo_, bo_, d_, out);
   }
   void backward(const Ctx& c, const bf16* x, const bf16* dy, float* dx) override {
     const int64_t N = c.N, w = 2 * di_;
-    if (bo_.g) oc::bias_grad_cuda(dy, d_, N, d_, bo_.g, c.stream);
-    oc::linear_dx_bf16(dy, d_, Wo_.b, N, di_, d_, dg_, di_, c.stream);
-    oc::linear_dw(dy, d_, g_, di_, N, di_, d_, Wo_.g, c.stream);
+    out_proj_bwd(c, dy, g_, di_, Wo_, bo_, d_, dg_);
     oc::gated_silu_bwd_cuda(dg_, di_, u_ + di_, w, c_, di_, N, di_, du_ + di_, w, dc_, di_, c.stream);
     oc::conv1d_bwd_train_cuda(dc_, di_, u_, w, c.B, c.L, di_, cw_.p, int(K_), du_, w, cw_.g, nullptr, c.stream);
     if (bi_.g) oc::bias_grad_cuda(du_, w, N, w, bi_.g, c.stream);
@@ -222,14 +233,11 @@ class AttentionG final : public GpuMixer {
     if (nf_ > 0)
       oc::rotary_cuda(qkv_, w3, c.cu_seqlens, nullptr, c.B, N, int(2 * H_), int(hd_), inv_freq_.get(), nf_, c.stream);
     oc::attention_fwd_train_cuda(qkv_, w3, c.B, c.L, int(H_), int(hd_), window_, scale_, o_, inner_, lse_, c.stream);
-    oc::linear_f32(o_, inner_, Wo_.b, N, inner_, d_, out, d_, true, c.stream);
-    if (bo_.p) oc::add_bias_f32(out, d_, bo_.p, N, d_, c.stream);
+    out_proj_fwd(c, o_, inner_, Wo_, bo_, d_, out);
   }
   void backward(const Ctx& c, const bf16* x, const bf16* dy, float* dx) override {
     const int64_t N = c.N, w3 = 3 * inner_;
-    if (bo_.g) oc::bias_grad_cuda(dy, d_, N, d_, bo_.g, c.stream);
-    oc::linear_dx_bf16(dy, d_, Wo_.b, N, inner_, d_, do_, inner_, c.stream);
-    oc::linear_dw(dy, d_, o_, inner_, N, inner_, d_, Wo_.g, c.stream);
+    out_proj_bwd(c, dy, o_, inner_, Wo_, bo_, d_, do_);
     oc::attention_bwd_train_cuda(qkv_, w3, o_, inner_, lse_, do_, inner_, c.B, c.L, int(H_), int(hd_), window_, scale_,
                                  dqkv_, w3, ws_bytes_ ? ws_ : nullptr, c.stream);
     if (nf_ > 0)
@@ -329,12 +337,11 @@ class LinearAttnG final : public GpuMixer {
                                   c.stream);
     }
     oc::la_fwd_train_cuda(args({c.B, c.L}), ws(), c.stream);
-    oc::linear_f32(o_, wv, Wo_.b, N, wv, d_, out, d_, true, c.stream);
+    out_proj_fwd(c, o_, wv, Wo_, DevParam{}, d_, out);
   }
   void backward(const Ctx& c, const bf16* x, const bf16* dy, float* dx) override {
     const int64_t N = c.N, wq = H_ * fd_, wv = H_ * hd_;
-    oc::linear_dx_bf16(dy, d_, Wo_.b, N, wv, d_, do_, wv, c.stream);
-    oc::linear_dw(dy, d_, o_, wv, N, wv, d_, Wo_.g, c.stream);
+    out_proj_bwd(c, dy, o_, wv, Wo_, DevParam{}, d_, do_);
     oc::LaTrainGradsCuda g;
     g.dq = dq_, g.lddq = wq, g.dk = dk_, g.lddk = wq, g.dv = dv_, g.lddv = wv;
     if (Wdt_.p) g.ddt = ddt_, g.ldddt = H_;
@@ -445,14 +452,11 @@ class MambaG final : public GpuMixer {
     oc::delta_softplus_fwd_cuda(pre_, bdt_.p, N, di_, delta_, c.stream);
     oc::selective_scan_fwd_train_cuda(scan(c), c.stream);
     oc::gated_silu_cuda(ys_, di_, xz_ + di_, w2, N, di_, g_, di_, c.stream);
-    oc::linear_f32(g_, di_, Wout_.b, N, di_, d_, out, d_, true, c.stream);
-    if (bout_.p) oc::add_bias_f32(out, d_, bout_.p, N, d_, c.stream);
+    out_proj_fwd(c, g_, di_, Wout_, bout_, d_, out);
   }
   void backward(const Ctx& c, const bf16* x, const bf16* dy, float* dx) override {
     const int64_t N = c.N, w2 = 2 * di_, wd = R_ + 2 * Ns_;
-    if (bout_.g) oc::bias_grad_cuda(dy, d_, N, d_, bout_.g, c.stream);
-    oc::linear_dx_bf16(dy, d_, Wout_.b, N, di_, d_, dg_, di_, c.stream);
-    oc::linear_dw(dy, d_, g_, di_, N, di_, d_, Wout_.g, c.stream);
+    out_proj_bwd(c, dy, g_, di_, Wout_, bout_, d_, dg_);
     oc::gated_silu_bwd_cuda(dg_, di_, ys_, di_, xz_ + di_, w2, N, di_, dys_, di_, dxz_ + di_, w2, c.stream);
     JRT_CUDA_CHECK(cudaMemsetAsync(dA_, 0, size_t(di_ * Ns_) * sizeof(float), c.stream));
     oc::selective_scan_bwd_train_cuda(scan(c), dys_, di_, dxs_, ddelta_, dBC_, dA_, D_.g, c.stream);
