@@ -27,6 +27,7 @@
 #include "core/cuda_util.h"
 #include "ops/cuda_ops.h"
 #include "ops/cuda_train_ops.h"
+#include "ops/dispatch.h"
 
 namespace jrt::ops::cuda {
 namespace {
@@ -35,35 +36,10 @@ constexpr int kThreads = 128;  // channels per CTA (consecutive: coalesced row r
 constexpr int kRows = 16;      // rows per thread: K-1 extra window loads amortised over 16 outputs
 constexpr int kMaxK = 8;
 
-// Calls f(std::integral_constant<int, K>) for the kernel size K in [1, kMaxK] (checked by the callers).
+// The kernel size K in [1, kMaxK] (checked by the callers) as a compile-time constant.
 template <class F>
 void with_k(int K, F&& f) {
-  switch (K) {
-    case 1:
-      f(std::integral_constant<int, 1>{});
-      break;
-    case 2:
-      f(std::integral_constant<int, 2>{});
-      break;
-    case 3:
-      f(std::integral_constant<int, 3>{});
-      break;
-    case 4:
-      f(std::integral_constant<int, 4>{});
-      break;
-    case 5:
-      f(std::integral_constant<int, 5>{});
-      break;
-    case 6:
-      f(std::integral_constant<int, 6>{});
-      break;
-    case 7:
-      f(std::integral_constant<int, 7>{});
-      break;
-    default:
-      f(std::integral_constant<int, 8>{});
-      break;
-  }
+  dispatch_ge<1, 2, 3, 4, 5, 6, 7, 8>(K, std::forward<F>(f));
 }
 
 // x, gate, y [T, C]; tail [B, K-1, C]. Thread: channel ch, rows [t0, t0 + kRows) of sequence b.

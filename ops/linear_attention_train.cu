@@ -31,6 +31,7 @@
 
 #include "core/cuda_util.h"
 #include "ops/cuda_train_ops.h"
+#include "ops/dispatch.h"
 #include "ops/linear_attention_prefix.h"
 #include "ops/mma.cuh"
 
@@ -759,24 +760,9 @@ enum : unsigned { kAlQ = 1u, kAlK = 2u, kAlV = 4u, kAlDy = 8u };
 bool rows_aligned(const void* p, int64_t ld) { return (reinterpret_cast<uintptr_t>(p) & 3u) == 0 && ld % 2 == 0; }
 
 // d_v columns of one CTA: the smallest of 16, 32, 64, 128 that holds d_v (d_v > 128: tiles of 128).
-int tc_dv_tile(int dv) { return dv <= 16 ? 16 : dv <= 32 ? 32 : dv <= 64 ? 64 : 128; }
-
 template <class F>
 void with_dv_tile(int dv, F&& f) {
-  switch (tc_dv_tile(dv)) {
-    case 16:
-      f(std::integral_constant<int, 16>{});
-      break;
-    case 32:
-      f(std::integral_constant<int, 32>{});
-      break;
-    case 64:
-      f(std::integral_constant<int, 64>{});
-      break;
-    default:
-      f(std::integral_constant<int, 128>{});
-      break;
-  }
+  dispatch_ge<16, 32, 64, 128>(dv, std::forward<F>(f));
 }
 
 // Qs, Ks [64][24], Vt [kDV][72] bf16, zden [64] fp32; with an initial state also phi [64][65], S0 chunk [64][kDV].
@@ -1151,20 +1137,7 @@ __global__ void __launch_bounds__(kTcThreads)
 // Calls f(std::integral_constant<int, NJ>) with NJ = ceil(fd / 16) column groups of 16.
 template <class F>
 void with_nj(int fd, F&& f) {
-  switch ((fd + 15) / 16) {
-    case 1:
-      f(std::integral_constant<int, 1>{});
-      break;
-    case 2:
-      f(std::integral_constant<int, 2>{});
-      break;
-    case 3:
-      f(std::integral_constant<int, 3>{});
-      break;
-    default:
-      f(std::integral_constant<int, 4>{});
-      break;
-  }
+  dispatch_ge<1, 2, 3, 4>((fd + 15) / 16, std::forward<F>(f));
 }
 
 // Allows a kernel its dynamic shared memory above the 48 KB default (once per kernel).

@@ -35,26 +35,17 @@
 #include "core/cuda_util.h"
 #include "ops/cuda_ops.h"
 #include "ops/cuda_train_ops.h"
+#include "ops/dispatch.h"
 
 namespace jrt::ops::cuda {
 namespace {
 
 constexpr int kThreads = 128;  // channels per CTA
 
-// Calls f(std::integral_constant<int, NS>) with the smallest kernel state width NS in {4, 8, 16, 32, 64} that
-// holds ns (ns <= 64 is checked by the callers).
+// The kernels' state width: the smallest of 4, 8, 16, 32, 64 that holds ns (ns <= 64 is checked by the callers).
 template <class F>
 void with_ns(int64_t ns, F&& f) {
-  if (ns <= 4)
-    f(std::integral_constant<int, 4>{});
-  else if (ns <= 8)
-    f(std::integral_constant<int, 8>{});
-  else if (ns <= 16)
-    f(std::integral_constant<int, 16>{});
-  else if (ns <= 32)
-    f(std::integral_constant<int, 32>{});
-  else
-    f(std::integral_constant<int, 64>{});
+  dispatch_ge<4, 8, 16, 32, 64>(ns, std::forward<F>(f));
 }
 constexpr int kSteps = 32;  // time steps of B / C staged per shared-memory round
 constexpr int kMaxNs = 64;
