@@ -1,5 +1,6 @@
 // core/cuda_util.h — CUDA helpers shared by the kernels and their hosts: error checks that raise
-// jrt::Error naming the call, device buffers (RAII), and whether a usable GPU is present.
+// jrt::Error naming the call, device buffers (RAII), stream-ordered scratch (RAII), and whether a usable
+// GPU is present.
 #pragma once
 #ifdef JRT_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -58,6 +59,37 @@ class DeviceBuffer {
  private:
   T* p_ = nullptr;
   size_t n_ = 0;
+};
+
+// Stream-ordered scratch of n elements of T for one op's intermediate results (e.g. per-CTA partial sums
+// that a second kernel reduces in a fixed order, which keeps gradients bitwise reproducible where atomics
+// would not). Allocated with cudaMallocFromPoolAsync on `stream` and freed with cudaFreeAsync on the same
+// stream when it goes out of scope: kernels enqueued in between may use it, the host never waits. The
+// pool (one per device) keeps freed memory, so after an op's first call no memory is taken from the
+// driver and no host synchronisation happens.
+template <typename T>
+class StreamScratch;
+
+// The current device's scratch pool: created on first use, with an unlimited release threshold.
+cudaMemPool_t scratch_pool();
+
+template <typename T>
+class StreamScratch {
+ public:
+  StreamScratch(size_t n, cudaStream_t stream) : stream_(stream) {
+    if (n)
+      JRT_CUDA_CHECK(cudaMallocFromPoolAsync(reinterpret_cast<void**>(&p_), n * sizeof(T), scratch_pool(), stream));
+  }
+  ~StreamScratch() {
+    if (p_) cudaFreeAsync(p_, stream_);
+  }
+  StreamScratch(const StreamScratch&) = delete;
+  StreamScratch& operator=(const StreamScratch&) = delete;
+  T* get() const { return p_; }
+
+ private:
+  T* p_ = nullptr;
+  cudaStream_t stream_;
 };
 
 }  // namespace jrt::cuda

@@ -11,10 +11,12 @@
 //
 // Forward: grid (ceil(L / 64), H, B), 4 warps; warp w owns 16 query rows of the CTA's 64. Key tiles of 64
 // from the first key of the block's window to its last query; a warp skips the tiles it cannot see.
-// Backward: Di = rowsum(dO * O) (one warp per (row, head)); then grid (ceil(L / 64), H, B), 4 warps, warp
-// w owns 16 keys of the CTA's key block and accumulates their dK, dV in registers over the query tiles
-// that see the block; dQ = scale dS K of each tile goes through shared memory (dS) and fp32 atomics into
-// the workspace, cast to bf16 by a last kernel.
+// Backward (FlashAttention-2's): Di = rowsum(dO * O) (one warp per (row, head)); then two kernels, grid
+// (ceil(L / 64), H, B), 4 warps each, that recompute P = exp2(scale log2(e) S - lse log2(e)) and
+// dS = P (dP - Di). The first owns a block of 64 keys (warp w: 16 of them) and accumulates their dK, dV in
+// registers over the query tiles that see the block; the second owns 64 query rows (warp w: 16 of them) and
+// accumulates their dQ = scale dS K over the key tiles they see. Every gradient element has one writer and a
+// fixed summation order (no atomics), so the backward is bitwise deterministic (cuda_train_ops.h).
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -213,50 +215,44 @@ __global__ void attn_dsum_kernel(const bf16* __restrict__ o, int64_t ldo, const 
   }
 }
 
-// Query rows per tile of the backward: 64, or 32 for the widest heads (register budget of dK, dV).
+// Query rows per tile of the dK / dV kernel: 64, or 32 for the widest heads (register budget of dK, dV).
 template <int kHd>
 constexpr int bwd_rows() {
   return kHd <= 64 ? 64 : 32;
 }
 
-// Ks, Vs [64][kHd + 8], Kt [kHd][64 + 8], Qs, dOs [kBr][kHd + 8], Qt, dOt [kHd][kBr + 8], dSs [kBr][64 + 8]
-// (bf16), lse2 and Di of the tile [kBr] (fp32).
+// Ks, Vs [64][kHd + 8], Qs, dOs [kBr][kHd + 8], Qt, dOt [kHd][kBr + 8] (bf16), lse2 and Di of the tile [kBr]
+// (fp32).
 template <int kHd>
 constexpr size_t bwd_smem() {
   constexpr int kBr = bwd_rows<kHd>();
-  return (size_t(2) * kBlock * (kHd + kPad) + size_t(kHd) * (kBlock + kPad) + size_t(2) * kBr * (kHd + kPad) +
-          size_t(2) * kHd * (kBr + kPad) + size_t(kBr) * (kBlock + kPad)) *
+  return (size_t(2) * kBlock * (kHd + kPad) + size_t(2) * kBr * (kHd + kPad) + size_t(2) * kHd * (kBr + kPad)) *
              sizeof(bf16) +
          size_t(2) * kBr * sizeof(float);
 }
 
-// qkv, dqkv [B*L, 3 H hd] (row strides ldqkv, lddqkv), dout [B*L, H hd], lse / D [B, H, L], dq_acc fp32
-// [B*L, H hd] (zeroed; += scale dS K). Writes the k, v blocks of dqkv. Grid (ceil(L / 64), H, B).
+// dK, dV. qkv, dqkv [B*L, 3 H hd] (row strides ldqkv, lddqkv), dout [B*L, H hd], lse / D [B, H, L]; grid
+// (ceil(L / 64), H, B). The CTA owns 64 keys of one (sequence, head) and writes their rows of the k, v blocks
+// of dqkv; dQ is left to attn_bwd_dq_kernel, so no two CTAs write one element.
 template <int kHd>
 __global__ void __launch_bounds__(kThreads)
     attn_bwd_kernel(const bf16* __restrict__ qkv, int64_t ldqkv, const bf16* __restrict__ dout, int64_t lddo,
                     const float* __restrict__ lse, const float* __restrict__ D, int L, int H, int hd, int lw,
-                    float qscale, float scale, bf16* __restrict__ dqkv, int64_t lddqkv, float* __restrict__ dq_acc) {
+                    float qscale, float scale, bf16* __restrict__ dqkv, int64_t lddqkv) {
   constexpr int kBr = bwd_rows<kHd>();
-  constexpr int kS = kHd + kPad, kKS = kBlock + kPad, kRS = kBr + kPad;
+  constexpr int kS = kHd + kPad, kRS = kBr + kPad;
   constexpr int kKC = kHd / 16, kDT = kHd / 8, kQT = kBr / 8;
-  // dQ of the tile: (kBr / 16) row tiles x kDT column tiles; warp w takes row tile w % kMT and a kNW-wide
-  // run of column tiles.
-  constexpr int kMT = kBr / 16, kNW = kDT * kMT / kWarps;
-  static_assert(kWarps % kMT == 0 && kNW * kWarps == kDT * kMT, "dQ tiles spread evenly over the warps");
 
   const int k0 = blockIdx.x * kBlock, h = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c2 = 2 * (lane & 3);
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* Ks = reinterpret_cast<bf16*>(smem);
   bf16* Vs = Ks + kBlock * kS;
-  bf16* Kt = Vs + kBlock * kS;
-  bf16* Qs = Kt + kHd * kKS;
+  bf16* Qs = Vs + kBlock * kS;
   bf16* dOs = Qs + kBr * kS;
   bf16* Qt = dOs + kBr * kS;
   bf16* dOt = Qt + kHd * kRS;
-  bf16* dSs = dOt + kHd * kRS;
-  float* lse2 = reinterpret_cast<float*>(dSs + kBr * kKS);
+  float* lse2 = reinterpret_cast<float*>(dOt + kHd * kRS);
   float* Ds = lse2 + kBr;
 
   const int64_t inner = int64_t(H) * hd;
@@ -266,7 +262,7 @@ __global__ void __launch_bounds__(kThreads)
   const float* lse_bh = lse + (int64_t(b) * H + h) * L;
   const float* D_bh = D + (int64_t(b) * H + h) * L;
 
-  stage<kHd, kBlock>(qg + inner + int64_t(k0) * ldqkv, ldqkv, L - k0, hd, Ks, Kt);
+  stage<kHd, kBlock>(qg + inner + int64_t(k0) * ldqkv, ldqkv, L - k0, hd, Ks, nullptr);
   stage<kHd, kBlock>(qg + 2 * inner + int64_t(k0) * ldqkv, ldqkv, L - k0, hd, Vs, nullptr);
 
   const int wk0 = k0 + 16 * warp;  // the warp's first key
@@ -279,7 +275,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int e = 0; e < 4; ++e) dk[n][e] = dv[n][e] = 0.f;
 
   for (int qs = k0; qs <= qend; qs += kBr) {
-    __syncthreads();  // the previous tile's Q, dO, dS are read (first pass: nothing to wait for)
+    __syncthreads();  // the previous tile's Q, dO are read (first pass: nothing to wait for)
     stage<kHd, kBr>(qg + int64_t(qs) * ldqkv, ldqkv, L - qs, hd, Qs, Qt);
     stage<kHd, kBr>(dog + int64_t(qs) * lddo, lddo, L - qs, hd, dOs, dOt);
     for (int i = threadIdx.x; i < kBr; i += kThreads) {
@@ -289,80 +285,44 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncthreads();
 
-    // Some key of the warp is seen by some query of the tile (warp-uniform).
-    const bool active = wk0 < L && qs + kBr - 1 >= wk0 && (lw < 0 || qs <= wk0 + 15 + lw);
-    if (active) {
-      // S^T [16 keys x kBr queries] = K Q^T, then P^T = exp2(qscale S^T - lse2) (0 where masked).
-      float st[kQT][4];
+    // No key of the warp is seen by a query of the tile (warp-uniform, no barrier inside).
+    if (wk0 >= L || qs + kBr - 1 < wk0 || (lw >= 0 && qs > wk0 + 15 + lw)) continue;
+    // S^T [16 keys x kBr queries] = K Q^T, then P^T = exp2(qscale S^T - lse2) (0 where masked).
+    float st[kQT][4];
 #pragma unroll
-      for (int n = 0; n < kQT; ++n) st[n][0] = st[n][1] = st[n][2] = st[n][3] = 0.f;
+    for (int n = 0; n < kQT; ++n) st[n][0] = st[n][1] = st[n][2] = st[n][3] = 0.f;
 #pragma unroll
-      for (int kc = 0; kc < kKC; ++kc) {
-        uint32_t af[4];
-        load_a(af, Ks, kS, 16 * warp, 16 * kc, lane);
-        mma_row(st, af, Qs, kS, 0, 16 * kc, lane);
-      }
-#pragma unroll
-      for (int n = 0; n < kQT; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int j = wk0 + g + 8 * (e >> 1), i = 8 * n + c2 + (e & 1), t = qs + i;
-          const bool ok = j <= t && t < L && (lw < 0 || j + lw >= t);
-          st[n][e] = ok ? exp2f(st[n][e] * qscale - lse2[i]) : 0.f;
-        }
-      // dV += P^T dO.
-      mma_c_strip(dv, st, dOt, kRS, lane);
-      // dP^T = V dO^T; dS^T = P^T (dP^T - Di), in place of P^T.
-      float dp[kQT][4];
-#pragma unroll
-      for (int n = 0; n < kQT; ++n) dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.f;
-#pragma unroll
-      for (int kc = 0; kc < kKC; ++kc) {
-        uint32_t af[4];
-        load_a(af, Vs, kS, 16 * warp, 16 * kc, lane);
-        mma_row(dp, af, dOs, kS, 0, 16 * kc, lane);
-      }
-#pragma unroll
-      for (int n = 0; n < kQT; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) st[n][e] *= dp[n][e] - Ds[8 * n + c2 + (e & 1)];
-      // dK += dS^T Q (scaled at the end).
-      mma_c_strip(dk, st, Qt, kRS, lane);
-      // dS [query][key] for the dQ product.
-#pragma unroll
-      for (int n = 0; n < kQT; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e)
-          dSs[(8 * n + c2 + (e & 1)) * kKS + 16 * warp + g + 8 * (e >> 1)] = __float2bfloat16(st[n][e]);
-    } else {
-      for (int i = lane; i < kBr * 16; i += 32) dSs[(i >> 4) * kKS + 16 * warp + (i & 15)] = __float2bfloat16(0.f);
+    for (int kc = 0; kc < kKC; ++kc) {
+      uint32_t af[4];
+      load_a(af, Ks, kS, 16 * warp, 16 * kc, lane);
+      mma_row(st, af, Qs, kS, 0, 16 * kc, lane);
     }
-    __syncthreads();
-
-    // dQ [kBr x kHd] += scale dS K over the block's 64 keys.
-    {
-      const int mt = warp % kMT, n0 = (warp / kMT) * kNW;
-      float dq[kNW][4];
 #pragma unroll
-      for (int n = 0; n < kNW; ++n) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.f;
+    for (int n = 0; n < kQT; ++n)
 #pragma unroll
-      for (int kc = 0; kc < kBlock / 16; ++kc) {
-        uint32_t af[4];
-        load_a(af, dSs, kKS, 16 * mt, 16 * kc, lane);
-        mma_row(dq, af, Kt, kKS, n0, 16 * kc, lane);
+      for (int e = 0; e < 4; ++e) {
+        const int j = wk0 + g + 8 * (e >> 1), i = 8 * n + c2 + (e & 1), t = qs + i;
+        const bool ok = j <= t && t < L && (lw < 0 || j + lw >= t);
+        st[n][e] = ok ? exp2f(st[n][e] * qscale - lse2[i]) : 0.f;
       }
+    // dV += P^T dO.
+    mma_c_strip(dv, st, dOt, kRS, lane);
+    // dP^T = V dO^T; dS^T = P^T (dP^T - Di), in place of P^T.
+    float dp[kQT][4];
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int t = qs + 16 * mt + g + 8 * r;
-        if (t >= L) continue;
-        float* dst = dq_acc + (row0 + t) * inner + int64_t(h) * hd;
+    for (int n = 0; n < kQT; ++n) dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.f;
 #pragma unroll
-        for (int n = 0; n < kNW; ++n) {
-          const int col = 8 * (n0 + n) + c2;
-          if (col < hd) atomic_add2(dst + col, dq[n][2 * r] * scale, dq[n][2 * r + 1] * scale);
-        }
-      }
+    for (int kc = 0; kc < kKC; ++kc) {
+      uint32_t af[4];
+      load_a(af, Vs, kS, 16 * warp, 16 * kc, lane);
+      mma_row(dp, af, dOs, kS, 0, 16 * kc, lane);
     }
+#pragma unroll
+    for (int n = 0; n < kQT; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) st[n][e] *= dp[n][e] - Ds[8 * n + c2 + (e & 1)];
+    // dK += dS^T Q (scaled at the end).
+    mma_c_strip(dk, st, Qt, kRS, lane);
   }
 
   // dK, dV rows of the warp's keys.
@@ -383,14 +343,120 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// dq_acc fp32 [N, inner] -> the q block of dqkv (bf16, row stride lddqkv); one thread per column pair.
-__global__ void attn_dq_cast_kernel(const float* __restrict__ dq_acc, int64_t N, int64_t inner, bf16* __restrict__ dqkv,
-                                    int64_t lddqkv) {
-  const int64_t np = inner >> 1, total = N * np;
-  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t n = e / np, p = 2 * (e % np);
-    const float2 v = *reinterpret_cast<const float2*>(dq_acc + n * inner + p);
-    st32(dqkv + n * lddqkv + p, pack_bf2(v.x, v.y));
+// Keys per tile of the dQ kernel: 64, or 32 for the widest heads (register budget: the warp holds its Q and
+// dO fragments and dQ across the loop, plus S and dP of one tile).
+template <int kHd>
+constexpr int dq_keys() {
+  return kHd <= 64 ? 64 : 32;
+}
+
+// Ks, Vs [64][kHd + 8] (first Q and dO of the CTA's rows, then each key tile's K and V, row-major),
+// Kt [kHd][kBc + 8] (the K tile transposed).
+template <int kHd>
+constexpr size_t dq_smem() {
+  return (size_t(2) * kBlock * (kHd + kPad) + size_t(kHd) * (dq_keys<kHd>() + kPad)) * sizeof(bf16);
+}
+
+// dQ (FlashAttention-2's separate pass). qkv, dqkv [B*L, 3 H hd] (row strides ldqkv, lddqkv), dout [B*L, H hd],
+// lse / D [B, H, L]; grid (ceil(L / 64), H, B). The CTA owns 64 query rows of one (sequence, head), warp w
+// 16 of them: it recomputes P and dS of every key tile its rows see, in increasing key order, sums
+// dQ = dS K in registers and stores scale dQ into the q block of dqkv. One writer per element and a fixed
+// summation order: the same inputs give bitwise the same dQ.
+template <int kHd>
+__global__ void __launch_bounds__(kThreads)
+    attn_bwd_dq_kernel(const bf16* __restrict__ qkv, int64_t ldqkv, const bf16* __restrict__ dout, int64_t lddo,
+                       const float* __restrict__ lse, const float* __restrict__ D, int L, int H, int hd, int lw,
+                       float qscale, float scale, bf16* __restrict__ dqkv, int64_t lddqkv) {
+  constexpr int kBc = dq_keys<kHd>();
+  constexpr int kS = kHd + kPad, kCS = kBc + kPad, kKC = kHd / 16, kDT = kHd / 8, kNT = kBc / 8;
+  const int q0 = (int(gridDim.x) - 1 - int(blockIdx.x)) * kBlock;  // the longest rows first
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c2 = 2 * (lane & 3);
+  extern __shared__ __align__(16) unsigned char smem[];
+  bf16* Ks = reinterpret_cast<bf16*>(smem);
+  bf16* Vs = Ks + kBlock * kS;
+  bf16* Kt = Vs + kBlock * kS;
+
+  const int64_t inner = int64_t(H) * hd;
+  const int64_t row0 = int64_t(b) * L;
+  const bf16* qg = qkv + row0 * ldqkv + int64_t(h) * hd;  // row t of this (sequence, head): + t ldqkv
+  const bf16* kg = qg + inner;
+  const bf16* vg = qg + 2 * inner;
+  const bf16* dog = dout + row0 * lddo + int64_t(h) * hd;
+  const float* lse_bh = lse + (int64_t(b) * H + h) * L;
+  const float* D_bh = D + (int64_t(b) * H + h) * L;
+
+  // The warp's Q and dO fragments, staged through Ks and Vs (the first key tile overwrites them after a
+  // barrier).
+  stage<kHd, kBlock>(qg + int64_t(q0) * ldqkv, ldqkv, L - q0, hd, Ks, nullptr);
+  stage<kHd, kBlock>(dog + int64_t(q0) * lddo, lddo, L - q0, hd, Vs, nullptr);
+  __syncthreads();
+  uint32_t qf[kKC][4], dof[kKC][4];
+#pragma unroll
+  for (int kc = 0; kc < kKC; ++kc) {
+    load_a(qf[kc], Ks, kS, 16 * warp, 16 * kc, lane);
+    load_a(dof[kc], Vs, kS, 16 * warp, 16 * kc, lane);
+  }
+
+  const int wq0 = q0 + 16 * warp;             // the warp's first query row
+  const int qlast = min(q0 + kBlock, L) - 1;  // the CTA's last row, and last key
+  const int kstart = lw < 0 ? 0 : max(0, q0 - lw);
+  // lse (base 2) and Di of the lane's rows g, g + 8 (0 past the end: those rows are masked and not stored).
+  float lse2[2], Di[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int t = wq0 + g + 8 * r;
+    lse2[r] = t < L ? lse_bh[t] * kLog2e : 0.f;
+    Di[r] = t < L ? D_bh[t] : 0.f;
+  }
+  float dq[kDT][4];
+#pragma unroll
+  for (int n = 0; n < kDT; ++n) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.f;
+
+  for (int k0 = kstart; k0 <= qlast; k0 += kBc) {
+    __syncthreads();  // the previous tile (first pass: the Q, dO fragments) is read
+    stage<kHd, kBc>(kg + int64_t(k0) * ldqkv, ldqkv, qlast + 1 - k0, hd, Ks, Kt);
+    stage<kHd, kBc>(vg + int64_t(k0) * ldqkv, ldqkv, qlast + 1 - k0, hd, Vs, nullptr);
+    __syncthreads();
+    // No row of the warp sees a key of the tile (warp-uniform, no barrier inside).
+    if (wq0 > qlast || k0 > wq0 + 15 || (lw >= 0 && k0 + kBc - 1 + lw < wq0)) continue;
+
+    // S = Q K^T and dP = dO V^T [16 queries x kBc keys].
+    float s[kNT][4], dp[kNT][4];
+#pragma unroll
+    for (int n = 0; n < kNT; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[n][e] = dp[n][e] = 0.f;
+#pragma unroll
+    for (int kc = 0; kc < kKC; ++kc) {
+      mma_row(s, qf[kc], Ks, kS, 0, 16 * kc, lane);
+      mma_row(dp, dof[kc], Vs, kS, 0, 16 * kc, lane);
+    }
+    // P = exp2(qscale S - lse2) (0 where masked), dS = P (dP - Di), in place of S: the dK / dV kernel's
+    // expressions.
+#pragma unroll
+    for (int n = 0; n < kNT; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = e >> 1, t = wq0 + g + 8 * r, j = k0 + 8 * n + c2 + (e & 1);
+        const bool ok = j <= t && t < L && (lw < 0 || j + lw >= t);
+        const float p = ok ? exp2f(s[n][e] * qscale - lse2[r]) : 0.f;
+        s[n][e] = p * (dp[n][e] - Di[r]);
+      }
+    // dQ += dS K (scaled at the end).
+    mma_c_strip(dq, s, Kt, kCS, lane);
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int t = wq0 + g + 8 * r;
+    if (t > qlast) continue;
+    bf16* dqrow = dqkv + (row0 + t) * lddqkv + int64_t(h) * hd;
+#pragma unroll
+    for (int n = 0; n < kDT; ++n) {
+      const int col = 8 * n + c2;
+      if (col < hd) st32(dqrow + col, pack_bf2(dq[n][2 * r] * scale, dq[n][2 * r + 1] * scale));
+    }
   }
 }
 
@@ -417,19 +483,27 @@ void launch_fwd(const bf16* qkv, int64_t ldqkv, int B, int L, int H, int hd, int
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 
+// Opts a kernel into `bytes` of dynamic shared memory (needed above the default 48 KB).
+template <typename Kernel>
+void allow_smem(Kernel kernel, size_t bytes) {
+  JRT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+}
+
 template <int kHd>
 void launch_bwd(const bf16* qkv, int64_t ldqkv, const bf16* dout, int64_t lddo, const float* lse, const float* D, int B,
-                int L, int H, int hd, int lw, float scale, bf16* dqkv, int64_t lddqkv, float* dq_acc,
-                cudaStream_t stream) {
-  static const bool attr = [] {  // more than the default 48 KB of shared memory for kHd >= 64
-    JRT_CUDA_CHECK(
-        cudaFuncSetAttribute(attn_bwd_kernel<kHd>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bwd_smem<kHd>())));
+                int L, int H, int hd, int lw, float scale, bf16* dqkv, int64_t lddqkv, cudaStream_t stream) {
+  static const bool attr = [] {
+    allow_smem(attn_bwd_kernel<kHd>, bwd_smem<kHd>());
+    allow_smem(attn_bwd_dq_kernel<kHd>, dq_smem<kHd>());
     return true;
   }();
   (void)attr;
   const dim3 grid(unsigned((L + kBlock - 1) / kBlock), unsigned(H), unsigned(B));
   attn_bwd_kernel<kHd><<<grid, kThreads, bwd_smem<kHd>(), stream>>>(qkv, ldqkv, dout, lddo, lse, D, L, H, hd, lw,
-                                                                    scale * kLog2e, scale, dqkv, lddqkv, dq_acc);
+                                                                    scale * kLog2e, scale, dqkv, lddqkv);
+  JRT_CUDA_CHECK(cudaGetLastError());
+  attn_bwd_dq_kernel<kHd><<<grid, kThreads, dq_smem<kHd>(), stream>>>(qkv, ldqkv, dout, lddo, lse, D, L, H, hd, lw,
+                                                                      scale * kLog2e, scale, dqkv, lddqkv);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -451,11 +525,10 @@ void attention_fwd_train_cuda(const bf16* qkv, int64_t ldqkv, int B, int64_t L, 
     launch_fwd<128>(qkv, ldqkv, B, int(L), H, hd, lw, scale, o, ldo, lse, stream);
 }
 
-// Workspace: dq_acc fp32 [B*L, H hd], then D fp32 [B, H, L] (each rounded up to 256 bytes).
+// Workspace: D fp32 [B, H, L] (rounded up to 256 bytes).
 size_t attention_bwd_workspace_bytes(int B, int64_t L, int H, int hd) {
   if (B <= 0 || L <= 0 || H <= 0 || hd <= 0) return 0;
-  const size_t rows = size_t(B) * size_t(L);
-  return round_up(rows * size_t(H) * size_t(hd) * sizeof(float)) + round_up(rows * size_t(H) * sizeof(float));
+  return round_up(size_t(B) * size_t(L) * size_t(H) * sizeof(float));
 }
 
 void attention_bwd_train_cuda(const bf16* qkv, int64_t ldqkv, const bf16* o, int64_t ldo, const float* lse,
@@ -467,14 +540,10 @@ void attention_bwd_train_cuda(const bf16* qkv, int64_t ldqkv, const bf16* o, int
                 aligned4(dout) && aligned4(dqkv),
             "attention_bwd_train_cuda: rows must be 4-byte aligned (ldqkv {}, ldo {}, lddo {}, lddqkv {})", ldqkv, ldo,
             lddo, lddqkv);
-  JRT_CHECK(workspace != nullptr && (reinterpret_cast<uintptr_t>(workspace) & 7u) == 0,
-            "attention_bwd_train_cuda: the workspace must be an 8-byte aligned device buffer");
-  const int64_t N = int64_t(B) * L, inner = int64_t(H) * hd;
-  float* dq_acc = static_cast<float*>(workspace);
-  const size_t dq_bytes = round_up(size_t(N) * size_t(inner) * sizeof(float));
-  float* D = reinterpret_cast<float*>(static_cast<unsigned char*>(workspace) + dq_bytes);
-
-  JRT_CUDA_CHECK(cudaMemsetAsync(dq_acc, 0, size_t(N) * size_t(inner) * sizeof(float), stream));
+  JRT_CHECK(workspace != nullptr && aligned4(workspace),
+            "attention_bwd_train_cuda: the workspace must be a 4-byte aligned device buffer");
+  const int64_t N = int64_t(B) * L;
+  float* D = static_cast<float*>(workspace);
   {
     const int64_t warps = N * H, per_block = 8;
     const int64_t blocks = std::min<int64_t>((warps + per_block - 1) / per_block, int64_t(1) << 16);
@@ -483,17 +552,11 @@ void attention_bwd_train_cuda(const bf16* qkv, int64_t ldqkv, const bf16* o, int
     JRT_CUDA_CHECK(cudaGetLastError());
   }
   if (hd <= 32)
-    launch_bwd<32>(qkv, ldqkv, dout, lddo, lse, D, B, int(L), H, hd, lw, scale, dqkv, lddqkv, dq_acc, stream);
+    launch_bwd<32>(qkv, ldqkv, dout, lddo, lse, D, B, int(L), H, hd, lw, scale, dqkv, lddqkv, stream);
   else if (hd <= 64)
-    launch_bwd<64>(qkv, ldqkv, dout, lddo, lse, D, B, int(L), H, hd, lw, scale, dqkv, lddqkv, dq_acc, stream);
+    launch_bwd<64>(qkv, ldqkv, dout, lddo, lse, D, B, int(L), H, hd, lw, scale, dqkv, lddqkv, stream);
   else
-    launch_bwd<128>(qkv, ldqkv, dout, lddo, lse, D, B, int(L), H, hd, lw, scale, dqkv, lddqkv, dq_acc, stream);
-  {
-    const int64_t total = N * (inner / 2);
-    const int64_t blocks = std::min<int64_t>((total + 255) / 256, int64_t(1) << 16);
-    attn_dq_cast_kernel<<<unsigned(blocks), 256, 0, stream>>>(dq_acc, N, inner, dqkv, lddqkv);
-    JRT_CUDA_CHECK(cudaGetLastError());
-  }
+    launch_bwd<128>(qkv, ldqkv, dout, lddo, lse, D, B, int(L), H, hd, lw, scale, dqkv, lddqkv, stream);
 }
 
 }  // namespace jrt::ops::cuda

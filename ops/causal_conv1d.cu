@@ -15,10 +15,12 @@
 // each from a zero history:
 //   train_fwd_kernel  grid (C tiles of 128, time tiles of 16 rows, B); the conv_kernel thread without
 //                     tail, SiLU or gate.
-//   train_bwd_kernel  grid (C tiles of 64, row tiles, B), 64 x 4 threads; one thread = one channel x a
-//                     run of rows of one sequence, sliding a dy window (dx) and an x window (dw) in
-//                     registers; dw / db partials are summed over the CTA's 4 row groups in shared
-//                     memory and added to the global sums with one atomicAdd per (CTA, channel, tap).
+//   train_bwd_kernel  grid (C tiles of 64, R), 64 x 16 threads; the B x L rows of a channel are cut
+//                     into runs of `rows` rows of one sequence, and a thread takes one channel x the
+//                     runs q = y, y + 16 R, ... (y = its row group across the grid), sliding a dy window
+//                     (dx) and an x window (dw) in registers; its dw / db sums are added over the CTA's
+//                     16 row groups in shared memory (in group order) into one partial row per CTA,
+//                     which column_sum_add_cuda adds up over the R CTAs of the tile in a fixed order.
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -129,8 +131,12 @@ void causal_conv1d_cuda(const bf16* x, int64_t ldx, const int32_t* cu_seqlens, i
 // ---- training form ----------------------------------------------------------------------------------
 namespace {
 
-constexpr int kBwdCh = 64;     // channels per backward CTA (threadIdx.x)
-constexpr int kBwdGroups = 4;  // row groups per backward CTA (threadIdx.y)
+constexpr int kBwdCh = 64;      // channels per backward CTA (threadIdx.x)
+constexpr int kBwdGroups = 16;  // row groups per backward CTA (threadIdx.y): 1024 threads
+// Backward CTAs per channel tile (R): about 256 CTAs in all (two waves of one per SM: <= 64 registers per
+// thread), at most 128 per tile; R is also the depth of the fixed-order dw / db reduction, and its scratch
+// is R x C x (K + 1) floats.
+constexpr int64_t kBwdCtas = 256, kBwdMaxParts = 128;
 
 // x [B*L, C] (ldx), y [B*L, C] (ldy), w [C, K]. Thread: channel ch, rows [t0, t0 + kRows) of sequence b.
 template <int K>
@@ -163,61 +169,72 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// dy [B*L, C] (lddy), x (ldx), dx (lddx), w / dw [C, K], db [C] (dx, dw, db may be null). Thread (tx, ty): channel ch,
-// rows [r0, r1) of sequence b, r0 = (blockIdx.y * kBwdGroups + ty) * rows.
+// dy [B*L, C] (lddy), x (ldx), dx (lddx), w [C, K]; pw [R, C, K], pb [R, C] the CTA partial rows (=, R =
+// gridDim.y; dx, pw, pb may be null). Thread (tx, ty): channel ch; runs q = blockIdx.y * kBwdGroups + ty + i *
+// (R * kBwdGroups) of `rows` rows (runs_per_seq per sequence: sequence q / runs_per_seq, rows from
+// (q % runs_per_seq) * rows), in that order.
 //   dx_s = sum_i w_i dy_{s+K-1-i} (dy zero past the sequence end);  dw_i += dy_s x_{s-K+1+i};  db += dy_s
 template <int K>
 __global__ void __launch_bounds__(kBwdCh* kBwdGroups)
-    train_bwd_kernel(const bf16* __restrict__ dy, int64_t lddy, const bf16* __restrict__ x, int64_t ldx, int64_t L,
-                     int64_t C, const float* __restrict__ w, int64_t rows, bf16* __restrict__ dx, int64_t lddx,
-                     float* __restrict__ dw, float* __restrict__ db) {
+    train_bwd_kernel(const bf16* __restrict__ dy, int64_t lddy, const bf16* __restrict__ x, int64_t ldx, int B,
+                     int64_t L, int64_t C, const float* __restrict__ w, int64_t rows, int64_t runs_per_seq,
+                     bf16* __restrict__ dx, int64_t lddx, float* __restrict__ pw, float* __restrict__ pb) {
   __shared__ float part[kBwdGroups][K + 1][kBwdCh];
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int64_t ch = int64_t(blockIdx.x) * kBwdCh + tx;
-  const int64_t r0 = (int64_t(blockIdx.y) * kBwdGroups + ty) * rows;
-  const int64_t r1 = min(L, r0 + rows);
-  const int64_t base = int64_t(blockIdx.z) * L;
+  // Run and row indices fit in int (B L < 2^31, checked by the host): fewer registers.
+  const int nruns = B * int(runs_per_seq), qstride = int(gridDim.y) * kBwdGroups;
   float gw[K], gb = 0.0f;
 #pragma unroll
   for (int i = 0; i < K; ++i) gw[i] = 0.0f;
-  if (ch < C && r0 < r1) {
+  if (ch < C) {
     float wk[K];
 #pragma unroll
     for (int i = 0; i < K; ++i) wk[i] = w[ch * K + i];
-    float gwin[K], xwin[K];  // gwin[j] = dy_{s+j}, xwin[i] = x_{s-K+1+i} for the row s being computed
+    for (int q = int(blockIdx.y) * kBwdGroups + ty; q < nruns; q += qstride) {
+      const int b = q / int(runs_per_seq), r0 = (q - b * int(runs_per_seq)) * int(rows);
+      const int r1 = min(int(L), r0 + int(rows));
+      const int64_t base = int64_t(b) * L;
+      float gwin[K], xwin[K];  // gwin[j] = dy_{s+j}, xwin[i] = x_{s-K+1+i} for the row s being computed
 #pragma unroll
-    for (int i = 0; i < K - 1; ++i) {
-      const int64_t sg = r0 + i, sx = r0 - (K - 1) + i;
-      gwin[i] = sg < L ? __bfloat162float(dy[(base + sg) * lddy + ch]) : 0.0f;
-      xwin[i] = sx >= 0 ? __bfloat162float(x[(base + sx) * ldx + ch]) : 0.0f;
-    }
-    for (int64_t s = r0; s < r1; ++s) {
-      gwin[K - 1] = s + K - 1 < L ? __bfloat162float(dy[(base + s + K - 1) * lddy + ch]) : 0.0f;
-      xwin[K - 1] = __bfloat162float(x[(base + s) * ldx + ch]);
-      float acc = 0.0f;
+      for (int i = 0; i < K - 1; ++i) {
+        const int sg = r0 + i, sx = r0 - (K - 1) + i;
+        gwin[i] = sg < L ? __bfloat162float(dy[(base + sg) * lddy + ch]) : 0.0f;
+        xwin[i] = sx >= 0 ? __bfloat162float(x[(base + sx) * ldx + ch]) : 0.0f;
+      }
+      for (int s = r0; s < r1; ++s) {
+        gwin[K - 1] = s + K - 1 < L ? __bfloat162float(dy[(base + s + K - 1) * lddy + ch]) : 0.0f;
+        xwin[K - 1] = __bfloat162float(x[(base + s) * ldx + ch]);
+        float acc = 0.0f;
 #pragma unroll
-      for (int i = 0; i < K; ++i) acc += wk[i] * gwin[K - 1 - i];
-      if (dx) dx[(base + s) * lddx + ch] = __float2bfloat16(acc);
-      const float g = gwin[0];
+        for (int i = 0; i < K; ++i) acc += wk[i] * gwin[K - 1 - i];
+        if (dx) dx[(base + s) * lddx + ch] = __float2bfloat16(acc);
+        const float g = gwin[0];
 #pragma unroll
-      for (int i = 0; i < K; ++i) gw[i] += g * xwin[i];
-      gb += g;
+        for (int i = 0; i < K; ++i) gw[i] += g * xwin[i];
+        gb += g;
 #pragma unroll
-      for (int i = 0; i < K - 1; ++i) gwin[i] = gwin[i + 1], xwin[i] = xwin[i + 1];
+        for (int i = 0; i < K - 1; ++i) gwin[i] = gwin[i + 1], xwin[i] = xwin[i + 1];
+      }
     }
   }
+  if (!pw && !pb) return;  // uniform over the CTA
 #pragma unroll
   for (int i = 0; i < K; ++i) part[ty][i][tx] = gw[i];
   part[ty][K][tx] = gb;
   __syncthreads();
+  // The CTA's partial row: pw[y, ch, k] / pb[y, ch] (the dst layouts, so column_sum_add can add them up).
   for (int i = ty * kBwdCh + tx; i < (K + 1) * kBwdCh; i += kBwdCh * kBwdGroups) {
     const int k = i / kBwdCh, c = i % kBwdCh;
     const int64_t cc = int64_t(blockIdx.x) * kBwdCh + c;
-    if (cc >= C || (k < K ? !dw : !db)) continue;
+    if (cc >= C || (k < K ? !pw : !pb)) continue;
     float v = 0.0f;
 #pragma unroll
     for (int g = 0; g < kBwdGroups; ++g) v += part[g][k][c];
-    atomicAdd(k < K ? dw + cc * K + k : db + cc, v);
+    if (k < K)
+      pw[(int64_t(blockIdx.y) * C + cc) * K + k] = v;
+    else
+      pb[int64_t(blockIdx.y) * C + cc] = v;
   }
 }
 
@@ -243,20 +260,25 @@ void conv1d_bwd_train_cuda(const bf16* dy, int64_t lddy, const bf16* x, int64_t 
   JRT_CHECK(B >= 0 && B <= 65535 && L >= 0 && C >= 0, "conv1d_bwd_train_cuda: bad shape B {} L {} C {}", B, L, C);
   if (B == 0 || L == 0 || C == 0) return;
   const int64_t ctiles = (C + kBwdCh - 1) / kBwdCh;
-  JRT_CHECK(ctiles <= 0x7fffffff, "conv1d_bwd_train_cuda: C {} too large for the grid", C);
-  // Rows per thread: enough CTAs to fill the GPU (~2048), but long runs so that the dw / db atomics
-  // (K + 1 per CTA and channel) stay few next to the rows read; at least 16 rows per thread.
-  const int64_t per_cta = (ctiles * B * L + 2047) / 2048;
-  int64_t rows = std::max<int64_t>(16, (per_cta + kBwdGroups - 1) / kBwdGroups);
-  rows = std::min<int64_t>(rows, (L + kBwdGroups - 1) / kBwdGroups);
-  rows = std::max<int64_t>(rows, (L + int64_t(kBwdGroups) * 65535 - 1) / (int64_t(kBwdGroups) * 65535));
-  const int64_t rtiles = (L + kBwdGroups * rows - 1) / (kBwdGroups * rows);
-  const dim3 grid{unsigned(ctiles), unsigned(rtiles), unsigned(B)};
+  JRT_CHECK(ctiles <= 0x7fffffff && int64_t(B) * L <= 0x7fffffff, "conv1d_bwd_train_cuda: B {} x L {} / C {} too large",
+            B, L, C);
+  // CTAs per channel tile (R) and rows per run: runs of at least 16 rows (K-1 extra window loads amortised)
+  // or the whole sequence, about one run per thread; the shape alone fixes the partition.
+  int64_t R = std::clamp<int64_t>((kBwdCtas + ctiles - 1) / ctiles, 1, kBwdMaxParts);
+  const int64_t threads = R * kBwdGroups;
+  const int64_t rows = std::min<int64_t>(L, std::max<int64_t>(16, (int64_t(B) * L + threads - 1) / threads));
+  const int64_t runs_per_seq = (L + rows - 1) / rows;
+  R = std::min<int64_t>(R, (int64_t(B) * runs_per_seq + kBwdGroups - 1) / kBwdGroups);
+  // Partial rows [R, C, K] and [R, C] (<= 128 x C x (K + 1) floats; about 256 x 64 x (K + 1) when C >= 128).
+  jrt::cuda::StreamScratch<float> pw(dw ? size_t(R * C * K) : 0, stream), pb(db ? size_t(R * C) : 0, stream);
+  const dim3 grid{unsigned(ctiles), unsigned(R)};
   with_k(K, [&](auto k) {
-    train_bwd_kernel<decltype(k)::value>
-        <<<grid, dim3(kBwdCh, kBwdGroups), 0, stream>>>(dy, lddy, x, ldx, L, C, w, rows, dx, lddx, dw, db);
+    train_bwd_kernel<decltype(k)::value><<<grid, dim3(kBwdCh, kBwdGroups), 0, stream>>>(
+        dy, lddy, x, ldx, B, L, C, w, rows, runs_per_seq, dx, lddx, pw.get(), pb.get());
   });
   JRT_CUDA_CHECK(cudaGetLastError());
+  if (dw) column_sum_add_cuda(pw.get(), R, C * K, dw, stream);
+  if (db) column_sum_add_cuda(pb.get(), R, C, db, stream);
 }
 
 }  // namespace jrt::ops::cuda

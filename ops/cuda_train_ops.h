@@ -10,7 +10,13 @@
 //
 // Training batches are B sequences of L tokens, row n = b * L + t (N = B * L rows), every sequence
 // starting from a fresh state at position 0. Row strides ("ld") are in elements. Everything is
-// asynchronous on `stream`; no host synchronisation, no allocation.
+// asynchronous on `stream`; no host synchronisation. The only memory an op takes itself is the scratch
+// of its fixed-order reductions (core/cuda_util.h StreamScratch: a stream-ordered pool that reuses its
+// blocks after the first step).
+//
+// Determinism: no op sums floats with atomics. Where many CTAs contribute to one gradient element, each
+// writes its partial sums and one kernel adds them in a fixed order (column_sum_add_cuda), or the
+// element gets a CTA of its own; so the same inputs give bitwise the same gradients on every run.
 #pragma once
 #ifdef JRT_HAVE_CUDA
 #include <cuda_bf16.h>
@@ -22,6 +28,10 @@
 namespace jrt::ops::cuda {
 
 using bf16 = __nv_bfloat16;
+
+// ---- fixed-order reduction (ops/reduce.cu) ------------------------------------------------------------
+// dst[c] += sum_{r < rows} part[r, c] for c < cols, the rows added in increasing order (part contiguous).
+void column_sum_add_cuda(const float* part, int64_t rows, int64_t cols, float* dst, cudaStream_t stream);
 
 // ---- GEMM backward (ops/linear.cu); the forward is linear_bf16 / linear_f32 of cuda_ops.h ----------
 // dx[N, in] = dy[N, out] W[out, in]  (fp32 result, += when accumulate; or bf16 result, =).
@@ -37,11 +47,13 @@ void bias_grad_cuda(const bf16* dy, int64_t lddy, int64_t N, int64_t C, float* d
 
 // ---- rows, elementwise, loss, optimizer (ops/norm.cu, ops/embedding.cu, ops/activation.cu,
 //      ops/cross_entropy.cu, ops/optimizer.cu) -------------------------------------------------------
-// dtable[ids[n], :] += dout[n, :]  (fp32, atomics).
+// dtable[ids[n], :] += dout[n, :]  (fp32; the rows of an id added in order n; a thread per column walking
+// all N rows: the simple form, for tests).
 void embedding_bwd_cuda(const int32_t* ids, const float* dout, int64_t N, int64_t d, float* dtable,
                         cudaStream_t stream);
 // The same sum with the rows grouped by id on the host (order: row indices sorted by id; chunk k covers
-// order[chunk_start[k] .. chunk_start[k+1]), all of id chunk_id[k]): one atomic per (chunk, column).
+// order[chunk_start[k] .. chunk_start[k+1]), all of id chunk_id[k]; the chunks of an id are consecutive):
+// chunk sums, then each id's chunk sums added in chunk order. Scratch: up to nchunk x d floats.
 void embedding_bwd_grouped_cuda(const int32_t* order, const int32_t* chunk_start, const int32_t* chunk_id,
                                 int64_t nchunk, const float* dout, int64_t d, float* dtable, cudaStream_t stream);
 // y[rows[i], :] = x[i, :] for i < n (fp32 rows; ops/batch_util.cu). The inverse of gather_rows_cuda.
@@ -51,7 +63,8 @@ void scatter_rows_f32_cuda(const float* x, int64_t ldx, const int32_t* rows, int
 // mean may be null for RMSNorm). RMSNorm: rms = true, b ignored. Same math as norm_cuda.
 void norm_fwd_train_cuda(const float* x, const float* w, const float* b, bool rms, float eps, int64_t N, int64_t d,
                          bf16* y, float* mean, float* rstd, cudaStream_t stream);
-// dx[N, d] += d loss / d x given dy = d loss / d y (fp32 both: the residual stream's gradient);
+// dx[N, d] += d loss / d x given dy = d loss / d y (fp32 both: the residual stream's gradient; dx must not
+// alias dy: the dw / db pass rereads dy after other rows' dx are written);
 // dw [d] += , db [d] += (null: skipped; ignored for RMSNorm).
 void norm_bwd_cuda(const float* dy, const float* x, const float* w, const float* mean, const float* rstd, bool rms,
                    int64_t N, int64_t d, float* dx, float* dw, float* db, cudaStream_t stream);

@@ -3,6 +3,8 @@
 // in a CUDA graph (cuBLAS must not allocate during capture).
 #include <cublas_v2.h>
 
+#include <algorithm>
+
 #include "core/cuda_util.h"
 #include "ops/cuda_ops.h"
 #include "ops/cuda_train_ops.h"
@@ -120,31 +122,44 @@ void linear_dw(const bf16* dy, int64_t lddy, const bf16* x, int64_t ldx, int64_t
                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
-// db[c] += sum_n dy[n, c]: dy [N, C] bf16. Grid (column blocks of 32, row chunks of 256 rows); a warp
-// reads 32 adjacent columns of a row (coalesced), 8 warps split the chunk's rows, then one atomic per
-// column and chunk.
-__global__ void bias_grad_kernel(const bf16* dy, int64_t lddy, int64_t N, int64_t C, float* db) {
-  __shared__ float part[8][33];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t c = int64_t(blockIdx.x) * 32 + lane;
-  const int64_t r0 = int64_t(blockIdx.y) * 256, r1 = min(N, r0 + 256);
+// db[c] += sum_n dy[n, c]: dy [N, C] bf16. Grid (column tiles of 32, R row slices), 32 x 32 threads: lane
+// tx reads column c of a row (a warp: 32 adjacent columns, coalesced); row group y = blockIdx.y * 32 + ty
+// takes rows y, y + 32 R, ... in order; the CTA adds its 32 groups in group order into its partial row
+// part[blockIdx.y, c] (=), which column_sum_add_cuda adds up over the R slices in a fixed order.
+constexpr int kBiasGroups = 32;
+// About 1024 CTAs in all (4 waves: enough loads in flight to stream dy), at most 128 row slices (the
+// reduction's depth; scratch R x C floats).
+constexpr int64_t kBiasCtas = 1024, kBiasMaxParts = 128;
+
+__global__ void __launch_bounds__(32 * kBiasGroups)
+    bias_grad_kernel(const bf16* dy, int64_t lddy, int64_t N, int64_t C, float* part) {
+  __shared__ float red[kBiasGroups][33];
+  const int lane = threadIdx.x, g = threadIdx.y;
+  const int64_t c = int64_t(blockIdx.x) * 32 + lane, stride = int64_t(gridDim.y) * kBiasGroups;
   float acc = 0.0f;
   if (c < C)
-    for (int64_t r = r0 + warp; r < r1; r += 8) acc += __bfloat162float(dy[r * lddy + c]);
-  part[warp][lane] = acc;
+    for (int64_t r = int64_t(blockIdx.y) * kBiasGroups + g; r < N; r += stride)
+      acc += __bfloat162float(dy[r * lddy + c]);
+  red[g][lane] = acc;
   __syncthreads();
-  if (warp == 0 && c < C) {
+  if (g == 0 && c < C) {
     float s = 0.0f;
-    for (int w = 0; w < 8; ++w) s += part[w][lane];
-    atomicAdd(db + c, s);
+    for (int k = 0; k < kBiasGroups; ++k) s += red[k][lane];
+    part[int64_t(blockIdx.y) * C + c] = s;
   }
 }
 
 void bias_grad_cuda(const bf16* dy, int64_t lddy, int64_t N, int64_t C, float* db, cudaStream_t stream) {
   if (N <= 0 || C <= 0) return;
-  dim3 grid(unsigned((C + 31) / 32), unsigned((N + 255) / 256));
-  bias_grad_kernel<<<grid, 256, 0, stream>>>(dy, lddy, N, C, db);
+  const int64_t ctiles = (C + 31) / 32;
+  // Row slices: fixed by the shape; no more than one per 32 rows (a row per row group).
+  const int64_t R = std::min(std::clamp<int64_t>((kBiasCtas + ctiles - 1) / ctiles, 1, kBiasMaxParts),
+                             (N + kBiasGroups - 1) / kBiasGroups);
+  jrt::cuda::StreamScratch<float> part(size_t(R * C), stream);  // [R, C], <= 128 x C floats
+  const dim3 grid{unsigned(ctiles), unsigned(R)};
+  bias_grad_kernel<<<grid, dim3(32, kBiasGroups), 0, stream>>>(dy, lddy, N, C, part.get());
   JRT_CUDA_CHECK(cudaGetLastError());
+  column_sum_add_cuda(part.get(), R, C, db, stream);
 }
 
 }  // namespace jrt::ops::cuda

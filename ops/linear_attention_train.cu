@@ -18,7 +18,8 @@
 // The JRT encoder summary S0 = Phi(K)^T V and its backward are TF32 GEMMs in ops/linear_attention_prefix.cu.
 //
 // The common case fd = 16, d_v % 16 == 0 (d_v <= 512) takes the bf16 tensor-core kernels further down
-// (kUseTensorCores); their dq goes through fp32 atomics (not bitwise deterministic), everything else as above.
+// (kUseTensorCores), owner-writes as well: dk and dq come from two kernels (keys' and queries' view of the same
+// ds), so no atomics there either.
 // There, with an initial state and no decay (JRT), the state's share of num / den and of dq, and dS0 / dz0, are
 // TF32 GEMMs as well (state_gemm below).
 #include <cuda_bf16.h>
@@ -697,10 +698,12 @@ __global__ void __launch_bounds__(NT) la_outer_kernel(OuterArgs o, Consts kc) {
 // (as FlashAttention does with P); den and every sum are fp32. CTAs are 4 warps; warp w owns 16 rows.
 //   forward   grid (B H, d_v tiles of <= 128, query blocks): S = Q K^T, W from the S registers, O += W V;
 //             the S0 / z0 share (JRT) on CUDA cores, once per CTA.
-//   backward  prep as above; dkq: grid (B H, key blocks), loops the query blocks that see the block:
-//             dP^T = V dY^T (all of d_v), dS^T -> dk += dS^T Q, dq_acc += dS K (fp32 atomics into the
-//             workspace); dv: grid (B H, key blocks, d_v tiles): dv += (W^T diag(dt / den)) dY; the fp32 dq
-//             kernel then adds the S0 / z0 share and casts dq_acc.
+//   backward  prep as above; dk: grid (B H, key blocks), loops the query blocks that see the block:
+//             dP^T = V dY^T (all of d_v), dS^T -> dk = dS^T Q; dq: grid (B H, query blocks), loops the key
+//             blocks: dP = dY V^T, dS -> dq = dS K (fp32, into the workspace); dv: grid (B H, key blocks, d_v
+//             tiles): dv += (W^T diag(dt / den)) dY; the fp32 dq kernel (or the state GEMMs) then adds the
+//             S0 / z0 share and casts dq. dP is computed twice (once per side): the price of one writer per
+//             element, i.e. of bitwise reproducible gradients.
 
 // The fast path: one file-level switch (false: every case takes the fp32 kernels above).
 constexpr bool kUseTensorCores = true;
@@ -932,31 +935,28 @@ __global__ void __launch_bounds__(kTcThreads)
   }
 }
 
-// Ks, Qs [64][24], Kt, Qt [16][72], dYc, dSs [64][72], Vs [64][dvp + 8] bf16 (dvp: d_v rounded up to 64);
-// rin, ddn [64] fp32.
+// Ks, Qs [64][24], Qt [16][72], dYc [64][72], Vs [64][dvp + 8] bf16 (dvp: d_v rounded up to 64); rin, ddn [64] fp32.
 size_t tc_dkq_smem(int dv) {
   const int dvp = (dv + BT - 1) / BT * BT;
-  return sizeof(bf16) * (2 * BT * kQS + 2 * kTcFd * kTS + 2 * BT * kTS + size_t(BT) * (dvp + 8)) +
-         sizeof(float) * 2 * BT;
+  return sizeof(bf16) * (2 * BT * kQS + kTcFd * kTS + BT * kTS + size_t(BT) * (dvp + 8)) + sizeof(float) * 2 * BT;
 }
 
 // grid (B H, ceil(L / 64)); CTA = (b, h) x 64 keys (4 warps of 16), over the query blocks that see them:
 //   dw_tj = gamma^(t-j) rinv_t (dy_t . v_j) + dden_t,  ds_tj = dw_tj (1 + s_tj) / sqrt(fd) (t >= j),
-//   dk_j = sum_t ds_tj q_t  (=),  dq_acc[t] += sum_j ds_tj k_j  (fp32 atomics; zeroed by the host).
-// rinv_t = dt_t / den_t and dden [B, H, L] from the prep kernel; dq_acc fp32 [N, H, 16].
+//   dk_j = sum_t ds_tj q_t  (=).
+// dq needs the same ds summed over keys instead: la_tc_bwd_dq_kernel recomputes it per query block, so every
+// gradient element has one writer (atomics here would make dq's float sums run-order dependent).
+// rinv_t = dt_t / den_t and dden [B, H, L] from the prep kernel.
 __global__ void __launch_bounds__(kTcThreads)
-    la_tc_bwd_dkq_kernel(LaTrainCuda a, const bf16* __restrict__ dy, int64_t lddy, bf16* __restrict__ dk, int64_t lddk,
-                         const float* __restrict__ rinv, const float* __restrict__ dden, float* __restrict__ dq_acc,
-                         Consts kc, unsigned al) {
+    la_tc_bwd_dk_kernel(LaTrainCuda a, const bf16* __restrict__ dy, int64_t lddy, bf16* __restrict__ dk, int64_t lddk,
+                        const float* __restrict__ rinv, const float* __restrict__ dden, Consts kc, unsigned al) {
   extern __shared__ __align__(16) unsigned char smem_tc[];
   const int dv = a.dv, dvp = (dv + BT - 1) / BT * BT, lvs = dvp + 8;
   bf16* Ks = reinterpret_cast<bf16*>(smem_tc);
   bf16* Qs = Ks + BT * kQS;
-  bf16* Kt = Qs + BT * kQS;
-  bf16* Qt = Kt + kTcFd * kTS;
+  bf16* Qt = Qs + BT * kQS;
   bf16* dYc = Qt + kTcFd * kTS;
-  bf16* dSs = dYc + BT * kTS;
-  bf16* Vs = dSs + BT * kTS;
+  bf16* Vs = dYc + BT * kTS;
   float* rin = reinterpret_cast<float*>(Vs + BT * lvs);
   float* ddn = rin + BT;
   const int bh = blockIdx.x, b = bh / a.H, h = bh % a.H, kb = blockIdx.y;
@@ -967,7 +967,7 @@ __global__ void __launch_bounds__(kTcThreads)
   const bool decay = log2g != 0.0f;
   const int jl0 = 16 * warp + g;  // the lane's first key (row g of the warp's 16) in the block
 
-  stage<kTcFd, BT>(a.k + krow * a.ldk + int64_t(h) * kTcFd, a.ldk, nk, kTcFd, al & kAlK, Ks, kQS, Kt, kTS);
+  stage<kTcFd, BT>(a.k + krow * a.ldk + int64_t(h) * kTcFd, a.ldk, nk, kTcFd, al & kAlK, Ks, kQS, nullptr, 0);
   for (int c0 = 0; c0 < dvp; c0 += BT)
     stage<BT, BT>(a.v + krow * a.ldv + int64_t(h) * dv + c0, a.ldv, nk, dv - c0, al & kAlV, Vs + c0, lvs, nullptr, 0);
   __syncthreads();
@@ -978,7 +978,7 @@ __global__ void __launch_bounds__(kTcThreads)
     const int64_t t0 = int64_t(qb) * BT, qrow = int64_t(b) * L + t0;
     const int nq = tile_rows(L - t0);
     const bf16* dyb = dy + qrow * lddy + int64_t(h) * dv;
-    __syncthreads();  // the previous tile's Q, dY, dS are read
+    __syncthreads();  // the previous tile's Q and dY are read
     stage<kTcFd, BT>(a.q + qrow * a.ldq + int64_t(h) * kTcFd, a.ldq, nq, kTcFd, al & kAlQ, Qs, kQS, Qt, kTS);
     if (threadIdx.x < BT) {
       const bool ok = int(threadIdx.x) < nq;
@@ -1022,30 +1022,6 @@ __global__ void __launch_bounds__(kTcThreads)
       }
     // dk += dS^T Q.
     mma_c_strip(dka, st, Qt, kTS, lane);
-    // dS [query][key] for the dq product.
-#pragma unroll
-    for (int n = 0; n < 8; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) dSs[(8 * n + c2 + (e & 1)) * kTS + jl0 + 8 * (e >> 1)] = __float2bfloat16(st[n][e]);
-    __syncthreads();
-    // dq [64 x 16] += dS K over the block's 64 keys; warp w takes query rows 16 w .. 16 w + 15.
-    if (16 * warp < nq) {
-      float dq[2][4] = {};
-#pragma unroll
-      for (int kc4 = 0; kc4 < BT / 16; ++kc4) {
-        uint32_t af[4];
-        load_a(af, dSs, kTS, 16 * warp, 16 * kc4, lane);
-        mma_row(dq, af, Kt, kTS, 0, 16 * kc4, lane);
-      }
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int ti = 16 * warp + g + 8 * r;
-        if (ti >= nq) continue;
-        float* dst = dq_acc + ((qrow + ti) * a.H + h) * kTcFd;
-#pragma unroll
-        for (int n = 0; n < 2; ++n) atomic_add2(dst + 8 * n + c2, dq[n][2 * r], dq[n][2 * r + 1]);
-      }
-    }
   }
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -1054,6 +1030,103 @@ __global__ void __launch_bounds__(kTcThreads)
     bf16* dst = dk + (krow + jl) * lddk + int64_t(h) * kTcFd;
 #pragma unroll
     for (int n = 0; n < 2; ++n) st_pair(dst + 8 * n + c2, dka[n][2 * r], dka[n][2 * r + 1]);
+  }
+}
+
+// Qs, Ks [64][24], Kt [16][72], dYs, Vs [64][dvp + 8] bf16; rin, ddn [64] fp32.
+size_t tc_dq_smem(int dv) {
+  const int dvp = (dv + BT - 1) / BT * BT;
+  return sizeof(bf16) * (2 * BT * kQS + kTcFd * kTS + 2 * size_t(BT) * (dvp + 8)) + sizeof(float) * 2 * BT;
+}
+
+// grid (B H, ceil(L / 64)); CTA = (b, h) x 64 queries (4 warps of 16), over the key blocks they see, in
+// increasing order (the mirror of la_tc_bwd_dk_kernel, which owns keys):
+//   dP = dY V^T over d_v, S = Q K^T, ds_tj as there,  dq_t = sum_{j <= t} ds_tj k_j.
+// dq_acc fp32 [N, H, 16] (=): the key sum; la_bwd_dq_kernel<1> or la_prefix::share_bwd then add the initial
+// state's share and cast. The dY tile is staged once; each key block stages K and all of V.
+__global__ void __launch_bounds__(kTcThreads)
+    la_tc_bwd_dq_kernel(LaTrainCuda a, const bf16* __restrict__ dy, int64_t lddy, const float* __restrict__ rinv,
+                        const float* __restrict__ dden, float* __restrict__ dq_acc, Consts kc, unsigned al) {
+  extern __shared__ __align__(16) unsigned char smem_tc[];
+  const int dv = a.dv, dvp = (dv + BT - 1) / BT * BT, lvs = dvp + 8;
+  bf16* Qs = reinterpret_cast<bf16*>(smem_tc);
+  bf16* Ks = Qs + BT * kQS;
+  bf16* Kt = Ks + BT * kQS;
+  bf16* dYs = Kt + kTcFd * kTS;
+  bf16* Vs = dYs + BT * lvs;
+  float* rin = reinterpret_cast<float*>(Vs + BT * lvs);
+  float* ddn = rin + BT;
+  const int bh = blockIdx.x, b = bh / a.H, h = bh % a.H;
+  const int qb = gridDim.y - 1 - blockIdx.y;  // the longest query blocks start first
+  const int64_t L = a.L, t0 = int64_t(qb) * BT, qrow = int64_t(b) * L + t0;
+  const int nq = tile_rows(L - t0);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c2 = 2 * (lane & 3);
+  const float log2g = log2_gamma(a.gamma, h);
+  const bool decay = log2g != 0.0f;
+
+  stage<kTcFd, BT>(a.q + qrow * a.ldq + int64_t(h) * kTcFd, a.ldq, nq, kTcFd, al & kAlQ, Qs, kQS, nullptr, 0);
+  const bf16* dyb = dy + qrow * lddy + int64_t(h) * dv;
+  for (int c0 = 0; c0 < dvp; c0 += BT)
+    stage<BT, BT>(dyb + c0, lddy, nq, dv - c0, al & kAlDy, dYs + c0, lvs, nullptr, 0);
+  if (threadIdx.x < BT) {
+    const bool ok = int(threadIdx.x) < nq;
+    rin[threadIdx.x] = ok ? rinv[int64_t(bh) * L + t0 + threadIdx.x] : 0.0f;
+    ddn[threadIdx.x] = ok ? dden[int64_t(bh) * L + t0 + threadIdx.x] : 0.0f;
+  }
+  __syncthreads();
+  uint32_t qf[4];
+  load_a(qf, Qs, kQS, 16 * warp, 0, lane);
+  const int il0 = 16 * warp + g;  // the lane's first query (row g of the warp's 16) in the block
+  const float rin0 = rin[il0], rin1 = rin[il0 + 8], ddn0 = ddn[il0], ddn1 = ddn[il0 + 8];
+  float dq[2][4] = {};
+  for (int kb = 0; kb <= qb; ++kb) {
+    const int64_t j0 = int64_t(kb) * BT, krow = int64_t(b) * L + j0;
+    const int nk = tile_rows(L - j0);
+    __syncthreads();  // the previous key block is read
+    stage<kTcFd, BT>(a.k + krow * a.ldk + int64_t(h) * kTcFd, a.ldk, nk, kTcFd, al & kAlK, Ks, kQS, Kt, kTS);
+    for (int c0 = 0; c0 < dvp; c0 += BT)
+      stage<BT, BT>(a.v + krow * a.ldv + int64_t(h) * dv + c0, a.ldv, nk, dv - c0, al & kAlV, Vs + c0, lvs, nullptr, 0);
+    __syncthreads();
+    if (16 * warp >= nq) continue;  // the warp's rows are past the sequence (warp-uniform, no barrier below)
+    // dP [16 queries x 64 keys] = dY V^T over d_v.
+    float dp[8][4];
+#pragma unroll
+    for (int n = 0; n < 8; ++n) dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.0f;
+    for (int k0 = 0; k0 < dv; k0 += 16) {
+      uint32_t af[4];
+      load_a(af, dYs, lvs, 16 * warp, k0, lane);
+      mma_row(dp, af, Vs, lvs, 0, k0, lane);
+    }
+    // S [16 queries x 64 keys] = Q K^T, then dS in place. Keys past the sequence only occur in the last block,
+    // where causality (j <= t < L) masks them.
+    float s[8][4];
+#pragma unroll
+    for (int n = 0; n < 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+    mma_row(s, qf, Ks, kQS, 0, 0, lane);
+    const int dist0 = int(t0 - j0) + il0;  // t - j of the lane's query row g and key column 0
+#pragma unroll
+    for (int n = 0; n < 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int dist = dist0 + 8 * (e >> 1) - (8 * n + c2 + (e & 1));
+        float d = 0.0f;
+        if (dist >= 0) {
+          const float x = s[n][e] * kc.rs, gm = decay ? exp2f(float(dist) * log2g) : 1.0f;
+          d = (gm * dp[n][e] * ((e >> 1) ? rin1 : rin0) + ((e >> 1) ? ddn1 : ddn0)) * (1.0f + x) * kc.rs;
+        }
+        s[n][e] = d;
+      }
+    // dq += dS K.
+    mma_c_strip(dq, s, Kt, kTS, lane);
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int ti = il0 + 8 * r;
+    if (ti >= nq) continue;
+    float* dst = dq_acc + ((qrow + ti) * a.H + h) * kTcFd;
+#pragma unroll
+    for (int n = 0; n < 2; ++n)
+      *reinterpret_cast<float2*>(dst + 8 * n + c2) = make_float2(dq[n][2 * r], dq[n][2 * r + 1]);
   }
 }
 
@@ -1242,17 +1315,20 @@ void la_bwd_train_cuda(const LaTrainCuda& a, const bf16* dy, int64_t lddy, const
 
   const bool tc = use_tc(a), gemm_state = state_gemm(a);
   float* dq_acc = tc ? dden + BHL : nullptr;
-  if (tc) JRT_CUDA_CHECK(cudaMemsetAsync(dq_acc, 0, sizeof(float) * size_t(BHL) * kTcFd, stream));
   la_bwd_prep_kernel<<<unsigned((BHL * 32 + 255) / 256), 256, 0, stream>>>(a, dy, lddy, g.ddt, g.ldddt, rinv, dden);
   JRT_CUDA_CHECK(cudaGetLastError());
   if (tc) {
     const unsigned al = (rows_aligned(a.q, a.ldq) ? kAlQ : 0u) | (rows_aligned(a.k, a.ldk) ? kAlK : 0u) |
                         (rows_aligned(a.v, a.ldv) ? kAlV : 0u) | (rows_aligned(dy, lddy) ? kAlDy : 0u);
     static const bool once =
-        (allow_smem(la_tc_bwd_dkq_kernel, tc_dkq_smem(kTcMaxDv)), allow_smem(la_bwd_dq_kernel<1>, bwd_smem<1>()), true);
+        (allow_smem(la_tc_bwd_dk_kernel, tc_dkq_smem(kTcMaxDv)), allow_smem(la_tc_bwd_dq_kernel, tc_dq_smem(kTcMaxDv)),
+         allow_smem(la_bwd_dq_kernel<1>, bwd_smem<1>()), true);
     (void)once;
-    la_tc_bwd_dkq_kernel<<<dim3(BH, blocks_of(a.L)), kTcThreads, tc_dkq_smem(a.dv), stream>>>(
-        a, dy, lddy, g.dk, g.lddk, rinv, dden, dq_acc, kc, al);
+    la_tc_bwd_dk_kernel<<<dim3(BH, blocks_of(a.L)), kTcThreads, tc_dkq_smem(a.dv), stream>>>(a, dy, lddy, g.dk, g.lddk,
+                                                                                             rinv, dden, kc, al);
+    JRT_CUDA_CHECK(cudaGetLastError());
+    la_tc_bwd_dq_kernel<<<dim3(BH, blocks_of(a.L)), kTcThreads, tc_dq_smem(a.dv), stream>>>(a, dy, lddy, rinv, dden,
+                                                                                            dq_acc, kc, al);
     JRT_CUDA_CHECK(cudaGetLastError());
     with_dv_tile(a.dv, [&](auto tile) {
       constexpr int kDV = decltype(tile)::value;

@@ -1,7 +1,7 @@
 // ops/mma.cuh — bf16 tensor-core building blocks shared by the flash-style training kernels
 // (ops/attention_train.cu, ops/linear_attention_train.cu; included by .cu files only): the m16n8k16
 // mma.sync, its fragment loads from shared memory, the accumulator-to-A-fragment reuse, bf16 pair packing,
-// the paired fp32 atomic, and the two tile products every kernel repeats (mma_row, mma_c_strip).
+// and the two tile products every kernel repeats (mma_row, mma_c_strip).
 #pragma once
 #include <cuda_bf16.h>
 
@@ -15,16 +15,6 @@ __device__ __forceinline__ void st32(__nv_bfloat16* p, uint32_t u) { *reinterpre
 __device__ __forceinline__ uint32_t pack_bf2(float x, float y) {
   __nv_bfloat162 v = __floats2bfloat162_rn(x, y);
   return *reinterpret_cast<uint32_t*>(&v);
-}
-
-// dst[0] += x, dst[1] += y (dst 8-byte aligned): one vector atomic on sm_90, which halves the dQ traffic.
-__device__ __forceinline__ void atomic_add2(float* dst, float x, float y) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  atomicAdd(reinterpret_cast<float2*>(dst), make_float2(x, y));
-#else
-  atomicAdd(dst, x);
-  atomicAdd(dst + 1, y);
-#endif
 }
 
 // d += a b for one m16n8k16 tile (bf16 in, fp32 accumulate). Lane = 4 g + c (g = lane / 4, c = lane % 4):

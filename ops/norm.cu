@@ -61,8 +61,14 @@ void norm_cuda(const float* x, int64_t ldx, const int32_t* rows, const float* w,
 // threads); wider rows get a block each.
 constexpr int64_t kWarpRowMax = 1024;
 constexpr int kRowsPerBlock = 8;  // warp form: 256 threads
-// Backward grid cap: about one wave on 132 SMs, so that each block's dw / db partial sums cover many rows.
-constexpr unsigned kMaxBwdBlocks = 1024;
+// Backward: the warp form takes 32 rows per round (1024 threads, so that each thread owns at most one
+// column of the dw / db sums); the grid is capped at 128 blocks (about one per SM, grid-stride over the
+// rows). Each block's column sums are one partial row, so the cap also bounds the fixed-order reduction
+// (column_sum_add_cuda over <= 128 rows) and its scratch (<= 128 x d floats per sum).
+constexpr int kBwdWarpThreads = 1024;
+constexpr int kBwdRows = kBwdWarpThreads / 32;
+constexpr int kBwdBlockThreads = 512;  // block form (d > kWarpRowMax)
+constexpr unsigned kMaxBwdBlocks = 128;
 
 template <bool kWarp>
 __device__ __forceinline__ float group_sum(float v, float* sh) {
@@ -121,63 +127,93 @@ void norm_fwd_train_cuda(const float* x, const float* w, const float* b, bool rm
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 
-// dx [N, d] += the input gradient of row n (warp or block per row, grid-stride over rows); dw / db [d]
-// += column sums: each block sums its rows in shared memory (acc [2 d]) and adds them with one global
-// atomic per column, so the atomics are O(grid * d), not O(N * d).
+// dx [N, d] += the input gradient of row n (warp or block per row, grid-stride over rows). The dw / db
+// column sums of block k go to pw[k, :] / pb[k, :] (=; null: not wanted), added up in block order by
+// column_sum_add_cuda afterwards; inside a block they are summed in a fixed order too:
+//   warp form: a round is kBwdRows rows, warp w computing dx of row w; the column sums are a second
+//     pass over the round's rows (dy / x again, now from L1 / L2) in which thread t owns column t % d of
+//     the rows t / d, t / d + S, ... (S = blockDim / d slices; S = 1 when d > blockDim / 2), in row
+//     order, in registers; at the end the S slices are added in slice order through shared memory.
+//   block form: thread t owns columns t, t + blockDim, ... of every row (acc [2 d] in shared memory).
 //   RMSNorm:   dx = r (g w - x r^2 mean(g w x)),             dw += g x r
 //   LayerNorm: dx = r (g w - mean(g w) - xh mean(g w xh)),    dw += g xh, db += g,   xh = (x - mu) r
 template <bool kWarp>
-__global__ void norm_bwd_kernel(const float* dy, const float* x, const float* w, const float* mean, const float* rstd,
-                                bool rms, int64_t N, int64_t d, float* dx, float* dw, float* db) {
-  extern __shared__ float acc[];  // [0, d): dw, [d, 2 d): db partial sums of this block
+__global__ void __launch_bounds__(kWarp ? kBwdWarpThreads : kBwdBlockThreads)
+    norm_bwd_kernel(const float* dy, const float* x, const float* w, const float* mean, const float* rstd, bool rms,
+                    int64_t N, int64_t d, float* dx, float* pw, float* pb) {
+  extern __shared__ float acc[];  // block form: [0, d) dw, [d, 2 d) db sums of this block
   __shared__ float sh[32];
-  const bool cols = dw || db;
-  if (cols) {
+  const bool cols = pw || pb;
+  if (!kWarp && cols) {
     for (int64_t i = threadIdx.x; i < 2 * d; i += blockDim.x) acc[i] = 0.0f;
     __syncthreads();
   }
   const int lanes = kWarp ? 32 : int(blockDim.x), lane = kWarp ? int(threadIdx.x % 32) : int(threadIdx.x);
   const int64_t rows = kWarp ? blockDim.x / 32 : 1;
-  const int64_t first = kWarp ? int64_t(blockIdx.x) * rows + threadIdx.x / 32 : int64_t(blockIdx.x);
+  const int64_t stride = int64_t(gridDim.x) * rows;
   const float inv_d = 1.0f / float(d);
-  // Block form: n is uniform over the block, so every thread reaches block_sum's barriers.
-  for (int64_t n = first; n < N; n += int64_t(gridDim.x) * rows) {
-    const float* xr = x + n * d;
-    const float* gr = dy + n * d;
-    float* dr = dx + n * d;
-    const float r = rstd[n], mu = rms ? 0.0f : mean[n];
-    float s1 = 0.0f, s2 = 0.0f;
-    for (int64_t i = lane; i < d; i += lanes) {
-      const float g = gr[i] * w[i];
-      if (rms) {
-        s1 += g * xr[i];
-      } else {
-        s1 += g;
-        s2 += g * ((xr[i] - mu) * r);
+  // Warp form column pass: this thread's column and slice (d <= kWarpRowMax <= blockDim).
+  const int64_t S = kWarp ? int64_t(blockDim.x) / d : 1;
+  const int64_t cs = int64_t(threadIdx.x) % d, slice = int64_t(threadIdx.x) / d;
+  float aw = 0.0f, ab = 0.0f;
+  // Block form: row0 is uniform over the block, so every thread reaches block_sum's barriers.
+  for (int64_t row0 = int64_t(blockIdx.x) * rows; row0 < N; row0 += stride) {
+    const int64_t n = kWarp ? row0 + threadIdx.x / 32 : row0;
+    if (n < N) {
+      const float* xr = x + n * d;
+      const float* gr = dy + n * d;
+      float* dr = dx + n * d;
+      const float r = rstd[n], mu = rms ? 0.0f : mean[n];
+      float s1 = 0.0f, s2 = 0.0f;
+      for (int64_t i = lane; i < d; i += lanes) {
+        const float g = gr[i] * w[i];
+        if (rms) {
+          s1 += g * xr[i];
+        } else {
+          s1 += g;
+          s2 += g * ((xr[i] - mu) * r);
+        }
+      }
+      s1 = group_sum<kWarp>(s1, sh) * inv_d;
+      if (!rms) s2 = group_sum<kWarp>(s2, sh) * inv_d;
+      const float c = s1 * r * r;  // RMSNorm's x coefficient
+      for (int64_t i = lane; i < d; i += lanes) {
+        const float g = gr[i], xv = xr[i], xh = (xv - mu) * r;
+        dr[i] += rms ? r * (g * w[i] - xv * c) : r * (g * w[i] - s1 - xh * s2);
+        if (!kWarp && cols) {  // a thread owns its columns
+          if (pw) acc[i] += g * xh;
+          if (pb) acc[d + i] += g;
+        }
       }
     }
-    s1 = group_sum<kWarp>(s1, sh) * inv_d;
-    if (!rms) s2 = group_sum<kWarp>(s2, sh) * inv_d;
-    const float c = s1 * r * r;  // RMSNorm's x coefficient
-    for (int64_t i = lane; i < d; i += lanes) {
-      const float g = gr[i], xv = xr[i], xh = (xv - mu) * r;
-      dr[i] += rms ? r * (g * w[i] - xv * c) : r * (g * w[i] - s1 - xh * s2);
-      if (cols) {
-        if constexpr (kWarp) {  // the block's warps share the columns
-          if (dw) atomicAdd(acc + i, g * xh);
-          if (db) atomicAdd(acc + d + i, g);
-        } else {  // a thread owns its columns
-          if (dw) acc[i] += g * xh;
-          if (db) acc[d + i] += g;
-        }
+    if (kWarp && cols && slice < S) {
+      for (int64_t k = slice; k < rows && row0 + k < N; k += S) {
+        const int64_t m = row0 + k;
+        const float r = rstd[m], mu = rms ? 0.0f : mean[m];
+        const float g = dy[m * d + cs], xh = (x[m * d + cs] - mu) * r;
+        aw += g * xh;
+        ab += g;
       }
     }
   }
   if (!cols) return;
-  __syncthreads();
-  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
-    if (dw) atomicAdd(dw + i, acc[i]);
-    if (db) atomicAdd(db + i, acc[d + i]);
+  if constexpr (kWarp) {
+    __shared__ float red[2][kBwdWarpThreads];
+    red[0][threadIdx.x] = aw;  // threads of no slice hold 0
+    red[1][threadIdx.x] = ab;
+    __syncthreads();
+    if (threadIdx.x < d) {
+      float sw = 0.0f, sb = 0.0f;
+      for (int64_t k = 0; k < S; ++k) sw += red[0][k * d + threadIdx.x], sb += red[1][k * d + threadIdx.x];
+      if (pw) pw[int64_t(blockIdx.x) * d + threadIdx.x] = sw;
+      if (pb) pb[int64_t(blockIdx.x) * d + threadIdx.x] = sb;
+    }
+  } else {
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+      if (pw) pw[int64_t(blockIdx.x) * d + i] = acc[i];
+      if (pb) pb[int64_t(blockIdx.x) * d + i] = acc[d + i];
+    }
   }
 }
 
@@ -185,18 +221,25 @@ void norm_bwd_cuda(const float* dy, const float* x, const float* w, const float*
                    int64_t N, int64_t d, float* dx, float* dw, float* db, cudaStream_t stream) {
   if (N <= 0 || d <= 0) return;
   if (rms) db = nullptr;
-  const size_t smem = (dw || db) ? size_t(2 * d) * sizeof(float) : 0;
-  // 48 KiB of shared memory without an opt-in, less the reduction scratch: d <= 6128.
-  JRT_CHECK(smem + 32 * sizeof(float) <= 48 * 1024, "norm_bwd_cuda: d = {} is too wide for the dw / db sums", d);
-  if (d <= kWarpRowMax) {
-    const unsigned grid = unsigned(std::min<int64_t>((N + kRowsPerBlock - 1) / kRowsPerBlock, kMaxBwdBlocks));
-    norm_bwd_kernel<true><<<grid, 32 * kRowsPerBlock, smem, stream>>>(dy, x, w, mean, rstd, rms, N, d, dx, dw, db);
+  const bool warp = d <= kWarpRowMax;
+  const int64_t rows = warp ? kBwdRows : 1;
+  const unsigned grid = unsigned(std::min<int64_t>((N + rows - 1) / rows, kMaxBwdBlocks));
+  // Partial column sums, [grid, d] each (<= 128 x d floats).
+  jrt::cuda::StreamScratch<float> pw(dw ? size_t(grid) * size_t(d) : 0, stream);
+  jrt::cuda::StreamScratch<float> pb(db ? size_t(grid) * size_t(d) : 0, stream);
+  if (warp) {
+    norm_bwd_kernel<true>
+        <<<grid, kBwdWarpThreads, 0, stream>>>(dy, x, w, mean, rstd, rms, N, d, dx, pw.get(), pb.get());
   } else {
-    const unsigned grid = unsigned(std::min<int64_t>(N, kMaxBwdBlocks));
-    const int threads = d >= 2048 ? 512 : 256;
-    norm_bwd_kernel<false><<<grid, threads, smem, stream>>>(dy, x, w, mean, rstd, rms, N, d, dx, dw, db);
+    const size_t smem = (dw || db) ? size_t(2 * d) * sizeof(float) : 0;
+    // 48 KiB of shared memory without an opt-in, less the reduction scratch: d <= 6128.
+    JRT_CHECK(smem + 32 * sizeof(float) <= 48 * 1024, "norm_bwd_cuda: d = {} is too wide for the dw / db sums", d);
+    norm_bwd_kernel<false>
+        <<<grid, kBwdBlockThreads, smem, stream>>>(dy, x, w, mean, rstd, rms, N, d, dx, pw.get(), pb.get());
   }
   JRT_CUDA_CHECK(cudaGetLastError());
+  if (dw) column_sum_add_cuda(pw.get(), grid, d, dw, stream);
+  if (db) column_sum_add_cuda(pb.get(), grid, d, db, stream);
 }
 
 }  // namespace jrt::ops::cuda

@@ -9,30 +9,49 @@
 
 namespace jrt::ops::cuda {
 
-// Grid-stride over x [n]: per-thread double sums, a warp then block reduction, one atomicAdd(double)
-// per block into out[0]. Squares of floats are exact in double, so only the summation order differs
-// from the CPU.
-__global__ void sum_squares_kernel(const float* x, int64_t n, double* out) {
+// Both kernels: 256 threads; a fixed shuffle tree within each warp, then the warps in order (thread 0).
+constexpr int kSumThreads = 256;
+
+__device__ __forceinline__ double block_sum_double(double s) {
+  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+  __shared__ double sh[kSumThreads / 32];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) sh[warp] = s;
+  __syncthreads();
+  for (int w = 1; w < kSumThreads / 32; ++w) s += sh[w];
+  return s;  // the block's sum in thread 0
+}
+
+// Grid-stride over x [n]: per-thread double sums, reduced per block into part[blockIdx.x] (=). Squares of
+// floats are exact in double, so only the summation order differs from the CPU; that order is fixed by n
+// alone (the grid size depends on n only), so the result is bitwise reproducible.
+__global__ void __launch_bounds__(kSumThreads) sum_squares_kernel(const float* x, int64_t n, double* part) {
   double s = 0.0;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const double v = x[i];
     s += v * v;
   }
-  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-  __shared__ double sh[32];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) sh[warp] = s;
-  __syncthreads();
-  if (threadIdx.x != 0) return;
-  for (int w = 1; w < int(blockDim.x / 32); ++w) s += sh[w];
-  atomicAdd(out, s);
+  s = block_sum_double(s);
+  if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+
+// One block: out[0] += the sum of part [nblocks] (thread t adds parts t, t + 256, ... in order).
+__global__ void __launch_bounds__(kSumThreads) sum_parts_kernel(const double* part, int nblocks, double* out) {
+  double s = 0.0;
+  for (int i = threadIdx.x; i < nblocks; i += kSumThreads) s += part[i];
+  s = block_sum_double(s);
+  if (threadIdx.x == 0) out[0] += s;
 }
 
 void sum_squares_cuda(const float* x, int64_t n, double* out, cudaStream_t stream) {
   if (n <= 0) return;
-  // About two waves of 256-thread blocks on 132 SMs; more would only add atomics.
-  const unsigned grid = unsigned(std::min<int64_t>((n + 255) / 256, 2048));
-  sum_squares_kernel<<<grid, 256, 0, stream>>>(x, n, out);
+  // About two waves of 256-thread blocks on 132 SMs; their partial sums (<= 2048 doubles) are added by
+  // one block.
+  const unsigned grid = unsigned(std::min<int64_t>((n + kSumThreads - 1) / kSumThreads, 2048));
+  jrt::cuda::StreamScratch<double> part(grid, stream);
+  sum_squares_kernel<<<grid, kSumThreads, 0, stream>>>(x, n, part.get());
+  JRT_CUDA_CHECK(cudaGetLastError());
+  sum_parts_kernel<<<1, kSumThreads, 0, stream>>>(part.get(), int(grid), out);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

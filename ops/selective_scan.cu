@@ -22,11 +22,15 @@
 //                         from its checkpoint in passes of up to kSub steps whose h_{t-1} are kept in a
 //                         per-thread (local-memory) array, then swept backwards carrying dL/dh. dx and
 //                         ddelta sum over the P lanes by shuffles; dB / dC (sums over channels) are
-//                         reduce-scattered across the warp's channels by shuffles, summed over the CTA's
-//                         warps in shared memory and added with one atomicAdd per (CTA, row, column).
-//                         dA / dD are summed in registers over all rows, one atomicAdd per thread.
+//                         reduce-scattered across the warp's channels by shuffles and summed over the
+//                         CTA's warps in shared memory (in warp order): the CTAs of channel block 0 store
+//                         them to dBC (=), the others to their own slab of partials, which
+//                         column_sum_add_cuda then adds in channel-block order. dA / dD are summed in
+//                         registers over the sequence's rows; sequence 0 adds them to dA / dD, the others
+//                         store per-sequence partials, added in sequence order the same way.
 //   Elementwise kernels for delta = softplus(pre + bias) and A = -exp(A_log) with their backwards; the
-//   softplus backward sums dbias over rows per CTA in shared memory, then atomicAdd.
+//   softplus backward sums dbias over its rows per CTA in shared memory into one partial row per row
+//   slice, added in slice order by column_sum_add_cuda.
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -251,8 +255,11 @@ __device__ __forceinline__ void warp_reduce_scatter(float (&v)[M], int lane, int
   }
 }
 
-// dy [B*L, di] (lddy); dx, ddelta [B*L, di]; dBC [B*L, 2 ns] (zeroed on the stream by the entry point,
-// accumulated here); dA [di, ns]; dD [di]. Thread: lane p of channel c of sequence b, states nb .. nb + SP - 1.
+// dy [B*L, di] (lddy); dx, ddelta [B*L, di]; dBC [B*L, 2 ns]; dA [di, ns]; dD [di] (null: skipped).
+// Partials: pBC [gridDim.x - 1, B*L, 2 ns] (the dB / dC sums of channel blocks x >= 1; channel block 0 writes
+// dBC itself, =), pA [B - 1, di, ns] and pD [B - 1, di] (the dA / dD sums of sequences b >= 1; sequence 0
+// adds into dA / dD, +=); every element of them is written (=). Thread: lane p of channel c of sequence b,
+// states nb .. nb + SP - 1.
 // Reverse sweep (selective_scan_bwd_t), with gh = dL/dh_t:  gn = gh + dy_t C_t;  dC_t += dy_t h_t;
 //   ddelta_t = sum_n gn (A e_t h_{t-1} + B_t x_t);  dA += gn e_t h_{t-1} d_t;  dB_t += gn d_t x_t;
 //   dx_t = dy_t D + sum_n gn d_t B_t;  gh <- gn e_t.
@@ -260,7 +267,7 @@ template <int NS>
 __global__ void __launch_bounds__(kThreads)
     train_bwd_kernel(const ScanTrainCuda s, const bf16* __restrict__ dy, int64_t lddy, float* __restrict__ dx,
                      float* __restrict__ ddelta, float* __restrict__ dBC, float* __restrict__ dA,
-                     float* __restrict__ dD) {
+                     float* __restrict__ dD, float* __restrict__ pBC, float* __restrict__ pA, float* __restrict__ pD) {
   using Ln = BwdLanes<NS>;
   constexpr int P = Ln::P, SP = Ln::SP, M = Ln::M, MOUT = Ln::MOUT;
   __shared__ __align__(16) float sB[kSub][NS];
@@ -275,6 +282,8 @@ __global__ void __launch_bounds__(kThreads)
   // sees the whole CTA.
   const bool active = c < di;
   const int64_t nck = (L + ckpt - 1) / ckpt;
+  // dB / dC sums: channel block 0 into dBC, block x into partial slab x - 1.
+  float* gbc = blockIdx.x == 0 ? dBC : pBC + (int64_t(blockIdx.x) - 1) * s.B * L * 2 * ns;
 
   float a[SP], gh[SP], ga[SP], h[SP];
 #pragma unroll
@@ -357,22 +366,31 @@ __global__ void __launch_bounds__(kThreads)
           }
       }
       __syncthreads();
+      // Every (row, column) of the pass, once per CTA.
       for (int i = tid; i < nt * 2 * ns; i += kThreads) {
         const int tt = i / (2 * ns), col = i % (2 * ns);
         const int sc = col < ns ? col : NS + col - ns;
         float acc = 0.0f;
 #pragma unroll
         for (int w = 0; w < kWarps; ++w) acc += red[w][tt][sc];
-        atomicAdd(dBC + (row0 + j0 + tt) * 2 * ns + col, acc);
+        gbc[(row0 + j0 + tt) * 2 * ns + col] = acc;
       }
     }
   }
   if (!active) return;
-  if (dA)
+  // Sequence 0 adds to the gradients (their only writer), sequence b >= 1 stores row b - 1 of the partials.
+  if (dA) {
+    float* out = (b == 0 ? dA : pA + (int64_t(b) - 1) * di * ns) + c * ns + nb;
 #pragma unroll
     for (int j = 0; j < SP; ++j)
-      if (nb + j < ns) atomicAdd(dA + c * ns + nb + j, ga[j]);
-  if (dD && p == 0) atomicAdd(dD + c, gD);
+      if (nb + j < ns) out[j] = b == 0 ? out[j] + ga[j] : ga[j];
+  }
+  if (dD && p == 0) {
+    if (b == 0)
+      dD[c] += gD;
+    else
+      pD[(int64_t(b) - 1) * di + c] = gD;
+  }
 }
 
 // pre, delta [N, di]; bias [di].
@@ -383,22 +401,23 @@ __global__ void softplus_fwd_kernel(const float* __restrict__ pre, const float* 
     delta[i] = softplus_f(pre[i] + bias[i % di]);
 }
 
-constexpr int kSpCh = 32, kSpGroups = 8;  // softplus backward CTA: 32 channels x 8 row groups
+constexpr int kSpCh = 32, kSpGroups = 32;  // softplus backward CTA: 32 channels x 32 row groups
+// About 1024 CTAs in all, at most 128 row slices (the dbias reduction's depth; scratch R x di floats).
+constexpr int64_t kSpCtas = 1024, kSpMaxParts = 128;
 
-// ddelta, pre [N, di]; dpre [N, di] (lddp); dbias [di]. Thread (tx, ty): channel c, rows
-// r0 + ty, r0 + ty + 8, ... below r0 + 8 rows.
+// ddelta, pre [N, di]; dpre [N, di] (lddp); part [R, di] (R = gridDim.y; null: no dbias). Thread (tx, ty):
+// channel c, rows y, y + 32 R, ... (y = blockIdx.y * 32 + ty) in order; the CTA adds its 32 row groups in
+// group order into part[blockIdx.y, c] (=).
 __global__ void __launch_bounds__(kSpCh* kSpGroups)
     softplus_bwd_kernel(const float* __restrict__ ddelta, const float* __restrict__ pre, const float* __restrict__ bias,
-                        int64_t N, int64_t di, int64_t rows, bf16* __restrict__ dpre, int64_t lddp,
-                        float* __restrict__ dbias) {
-  __shared__ float part[kSpGroups][kSpCh];
+                        int64_t N, int64_t di, bf16* __restrict__ dpre, int64_t lddp, float* __restrict__ part) {
+  __shared__ float red[kSpGroups][kSpCh + 1];
   const int tx = threadIdx.x, ty = threadIdx.y;
-  const int64_t c = int64_t(blockIdx.x) * kSpCh + tx;
-  const int64_t r0 = int64_t(blockIdx.y) * kSpGroups * rows, r1 = min(N, r0 + kSpGroups * rows);
+  const int64_t c = int64_t(blockIdx.x) * kSpCh + tx, stride = int64_t(gridDim.y) * kSpGroups;
   float acc = 0.0f;
   if (c < di) {
     const float bv = bias[c];
-    for (int64_t r = r0 + ty; r < r1; r += kSpGroups) {
+    for (int64_t r = int64_t(blockIdx.y) * kSpGroups + ty; r < N; r += stride) {
       const float v = pre[r * di + c] + bv;
       // dbias sums the fp32 dpre (the CPU form's), not its bf16 rounding.
       const float g = ddelta[r * di + c] * (v > 20.0f ? 1.0f : 1.0f / (1.0f + expf(-v)));
@@ -406,14 +425,14 @@ __global__ void __launch_bounds__(kSpCh* kSpGroups)
       acc += g;
     }
   }
-  if (!dbias) return;  // uniform over the CTA
-  part[ty][tx] = acc;
+  if (!part) return;  // uniform over the CTA
+  red[ty][tx] = acc;
   __syncthreads();
   if (ty == 0 && c < di) {
     float sum = 0.0f;
 #pragma unroll
-    for (int g = 0; g < kSpGroups; ++g) sum += part[g][tx];
-    atomicAdd(dbias + c, sum);
+    for (int g = 0; g < kSpGroups; ++g) sum += red[g][tx];
+    part[int64_t(blockIdx.y) * di + c] = sum;
   }
 }
 
@@ -454,13 +473,14 @@ void delta_softplus_bwd_cuda(const float* ddelta, const float* pre, const float*
   if (N == 0 || di == 0) return;
   const int64_t ctiles = (di + kSpCh - 1) / kSpCh;
   JRT_CHECK(ctiles <= 0x7fffffff, "delta_softplus_bwd_cuda: d_inner {} too large for the grid", di);
-  // Rows per thread: ~2048 CTAs, at least 4 rows each (fewer dbias atomics), at most 65535 row tiles.
-  int64_t rows = std::max<int64_t>(4, (ctiles * N + 2048 * kSpGroups - 1) / (2048 * kSpGroups));
-  rows = std::max<int64_t>(rows, (N + int64_t(kSpGroups) * 65535 - 1) / (int64_t(kSpGroups) * 65535));
-  const int64_t rtiles = (N + kSpGroups * rows - 1) / (kSpGroups * rows);
-  softplus_bwd_kernel<<<dim3(unsigned(ctiles), unsigned(rtiles)), dim3(kSpCh, kSpGroups), 0, stream>>>(
-      ddelta, pre, bias, N, di, rows, dpre, lddp, dbias);
+  // Row slices: fixed by the shape; no more than one per 32 rows (a row per row group).
+  const int64_t R =
+      std::min(std::clamp<int64_t>((kSpCtas + ctiles - 1) / ctiles, 1, kSpMaxParts), (N + kSpGroups - 1) / kSpGroups);
+  jrt::cuda::StreamScratch<float> part(dbias ? size_t(R * di) : 0, stream);  // [R, di]
+  softplus_bwd_kernel<<<dim3(unsigned(ctiles), unsigned(R)), dim3(kSpCh, kSpGroups), 0, stream>>>(
+      ddelta, pre, bias, N, di, dpre, lddp, part.get());
   JRT_CUDA_CHECK(cudaGetLastError());
+  if (dbias) column_sum_add_cuda(part.get(), R, di, dbias, stream);
 }
 
 void mamba_a_fwd_cuda(const float* A_log, int64_t n, float* A, cudaStream_t stream) {
@@ -496,15 +516,24 @@ void selective_scan_bwd_train_cuda(const ScanTrainCuda& s, const bf16* dy, int64
   if (s.B == 0 || s.L == 0 || s.di == 0) return;
   JRT_CHECK(s.x && s.delta && s.A && s.Bm && s.Cm && s.hsave && dy && dx && ddelta && dBC,
             "selective_scan_bwd_train_cuda: missing operand");
-  // dB / dC are sums over every channel CTA: zeroed here, accumulated by the kernel.
-  JRT_CUDA_CHECK(cudaMemsetAsync(dBC, 0, size_t(s.B) * size_t(s.L) * 2 * size_t(s.ns) * sizeof(float), stream));
   with_ns(s.ns, [&](auto w) {
     constexpr int NS = decltype(w)::value;
     constexpr int cb = kThreads / BwdLanes<NS>::P;  // channels per CTA
-    const dim3 grid{unsigned((s.di + cb - 1) / cb), unsigned(s.B)};
-    train_bwd_kernel<NS><<<grid, kThreads, 0, stream>>>(s, dy, lddy, dx, ddelta, dBC, dA, dD);
+    const int64_t gx = (s.di + cb - 1) / cb;
+    const int64_t nbc = int64_t(s.B) * s.L * 2 * s.ns;
+    // Partials of channel blocks 1 .. gx-1 ([gx - 1, B*L, 2 ns]: (gx - 1) x dBC's size) and of sequences
+    // 1 .. B-1 ([B - 1, di, ns] and [B - 1, di]); none when there is one channel block / one sequence.
+    jrt::cuda::StreamScratch<float> pBC(size_t((gx - 1) * nbc), stream);
+    jrt::cuda::StreamScratch<float> pA(dA ? size_t((s.B - 1) * s.di * s.ns) : 0, stream);
+    jrt::cuda::StreamScratch<float> pD(dD ? size_t((s.B - 1) * s.di) : 0, stream);
+    const dim3 grid{unsigned(gx), unsigned(s.B)};
+    train_bwd_kernel<NS>
+        <<<grid, kThreads, 0, stream>>>(s, dy, lddy, dx, ddelta, dBC, dA, dD, pBC.get(), pA.get(), pD.get());
+    JRT_CUDA_CHECK(cudaGetLastError());
+    column_sum_add_cuda(pBC.get(), gx - 1, nbc, dBC, stream);
+    if (dA) column_sum_add_cuda(pA.get(), s.B - 1, s.di * s.ns, dA, stream);
+    if (dD) column_sum_add_cuda(pD.get(), s.B - 1, s.di, dD, stream);
   });
-  JRT_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace jrt::ops::cuda

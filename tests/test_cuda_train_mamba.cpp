@@ -6,12 +6,15 @@
 // bf16-rounded inputs. Parameter gradients (+=) start from the same non-zero values on both sides;
 // activation gradients (=) start from junk on the GPU. Strided rows as the models lay them out: the
 // conv's x a column slice of BaseConv's [N, 2C] u, the scan's B / C columns of one [N, R + 2 ns] row.
+// The backwards' cross-CTA sums (no atomics) must also be bitwise reproducible: each op twice on the same
+// inputs gives bitwise the same gradients.
 #include <gtest/gtest.h>
 
 #ifdef JRT_HAVE_CUDA
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -48,6 +51,12 @@ constexpr double kEltNmse = 1e-12, kEltRel = 1e-6;
 // and through the reverse sweep; dB / dC / dA / dD are sums over channels or rows in another order:
 // nmse <= 1e-9, max-rel <= 1e-4 (as the inference scan's state in test_cuda_conv_scan).
 constexpr double kScanNmse = 1e-9, kScanRel = 1e-4;
+
+// Bitwise equality of two downloads (memcmp: -0 vs +0 and NaN payloads count).
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+}
 
 // ---- causal conv ----------------------------------------------------------------------------------
 
@@ -105,12 +114,14 @@ void run_conv(const ConvCase& cc, std::mt19937& rng) {
 TEST(CudaTrainMamba, ConvMatchesCpu) {
   if (!jrt::test::gpu_available()) GTEST_SKIP() << "no CUDA device";
   std::mt19937 rng(1101);
-  // L = 1 and L = 2 (shorter than the window), several row tiles (300 rows), odd widths, K = 8.
+  // L = 1 and L = 2 (shorter than the window), several row runs (300 rows), odd widths, K = 8; many short
+  // sequences (more runs than threads per channel: threads take several, across sequences); long ones.
   const std::vector<ConvCase> cases = {
-      {1, 1, 8, 3, false, false},   {1, 1, 8, 4, true, true},      {2, 2, 24, 4, true, false},
-      {2, 37, 64, 3, false, true},  {2, 37, 64, 4, true, true},    {3, 130, 40, 3, true, false},
-      {3, 130, 40, 4, false, true}, {2, 300, 200, 4, true, true},  {4, 64, 1536, 3, false, true},
-      {2, 45, 100, 8, true, false}, {5, 17, 2048, 4, true, false},
+      {1, 1, 8, 3, false, false},    {1, 1, 8, 4, true, true},      {2, 2, 24, 4, true, false},
+      {2, 37, 64, 3, false, true},   {2, 37, 64, 4, true, true},    {3, 130, 40, 3, true, false},
+      {3, 130, 40, 4, false, true},  {2, 300, 200, 4, true, true},  {4, 64, 1536, 3, false, true},
+      {2, 45, 100, 8, true, false},  {5, 17, 2048, 4, true, false}, {2500, 3, 40, 3, true, true},
+      {3, 2000, 96, 4, true, false},
   };
   for (const ConvCase& c : cases) run_conv(c, rng);
 }
@@ -301,6 +312,102 @@ TEST(CudaTrainMamba, ScanMatchesCpu) {
     };
     for (const ScanCase& c : cases) run_scan(c, rng);
   }
+}
+
+// ---- bitwise reproducibility ----------------------------------------------------------------------
+
+// Each backward twice on the same inputs (accumulated gradients restarted from the same values): every
+// output bitwise equal. Many rows per channel, several channel blocks and sequences per sum.
+TEST(CudaTrainMamba, BackwardsAreBitwiseReproducible) {
+  if (!jrt::test::gpu_available()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(5505);
+  {  // conv: 8 x 4000 rows, 200 channels (4 tiles), K = 4, with bias
+    const int B = 8;
+    const int64_t L = 4000, C = 200, K = 4, N = B * L;
+    std::vector<float> x = randn(size_t(N * C), rng, 0.0f, 1.0f), dy = randn(size_t(N * C), rng, 0.0f, 1.0f);
+    const std::vector<uint16_t> xb = to_bf16(x), dyb = to_bf16(dy);
+    const std::vector<float> w = randn(size_t(C * K), rng, 0.0f, 0.5f), dw0 = randn(size_t(C * K), rng, 0.0f, 1.0f),
+                             db0 = randn(size_t(C), rng, 0.0f, 1.0f);
+    auto xd = upload(xb), dyd = upload(dyb);
+    auto wd = upload(w);
+    std::vector<uint16_t> dx[2];
+    std::vector<float> dw[2], db[2];
+    for (int run = 0; run < 2; ++run) {
+      auto dxd = upload(std::vector<uint16_t>(size_t(N * C), 0x7f7f));
+      auto dwd = upload(dw0), dbd = upload(db0);
+      ops::cuda::conv1d_bwd_train_cuda(bf(dyd), C, bf(xd), C, B, L, C, wd.get(), int(K), bf_mut(dxd), C, dwd.get(),
+                                       dbd.get(), nullptr);
+      JRT_CUDA_CHECK(cudaDeviceSynchronize());
+      dx[run] = download(dxd), dw[run] = download(dwd), db[run] = download(dbd);
+    }
+    EXPECT_TRUE(same_bits(dx[0], dx[1])) << "conv dx";
+    EXPECT_TRUE(same_bits(dw[0], dw[1])) << "conv dw";
+    EXPECT_TRUE(same_bits(db[0], db[1])) << "conv db";
+  }
+  {  // softplus: 100000 rows of 72 channels
+    const int64_t N = 100000, di = 72;
+    const std::vector<float> pre = randn(size_t(N * di), rng, 0.0f, 3.0f), bias = randn(size_t(di), rng, -3.0f, 1.0f),
+                             dd = randn(size_t(N * di), rng, 0.0f, 1.0f), db0 = randn(size_t(di), rng, 0.0f, 1.0f);
+    auto pd = upload(pre), bd = upload(bias), gd = upload(dd);
+    std::vector<uint16_t> dpre[2];
+    std::vector<float> dbias[2];
+    for (int run = 0; run < 2; ++run) {
+      auto dpd = upload(std::vector<uint16_t>(size_t(N * di), 0x7f7f));
+      auto dbd = upload(db0);
+      ops::cuda::delta_softplus_bwd_cuda(gd.get(), pd.get(), bd.get(), N, di, bf_mut(dpd), di, dbd.get(), nullptr);
+      JRT_CUDA_CHECK(cudaDeviceSynchronize());
+      dpre[run] = download(dpd), dbias[run] = download(dbd);
+    }
+    EXPECT_TRUE(same_bits(dpre[0], dpre[1])) << "softplus dpre";
+    EXPECT_TRUE(same_bits(dbias[0], dbias[1])) << "softplus dbias";
+  }
+  // Scan: ns = 16 (3 channel blocks of 128), ns = 64 (4 lanes per channel: 9 channel blocks of 32); 6
+  // sequences; with and without D.
+  for (int ns : {16, 64})
+    for (bool useD : {true, false}) {
+      const int B = 6;
+      const int64_t L = 200, di = 260, N = B * L;
+      std::uniform_real_distribution<float> un(0.001f, 0.3f);
+      std::vector<float> x = randn(size_t(N * di), rng, 0.0f, 1.0f), bc = randn(size_t(N * 2 * ns), rng, 0.0f, 1.0f),
+                         dy = randn(size_t(N * di), rng, 0.0f, 1.0f);
+      const std::vector<uint16_t> xb = to_bf16(x), bcb = to_bf16(bc), dyb = to_bf16(dy);
+      std::vector<float> delta(size_t(N * di)), A(size_t(di * ns));
+      for (auto& e : delta) e = un(rng);
+      for (int64_t i = 0; i < di * ns; ++i) A[size_t(i)] = -float(i % ns + 1);
+      const std::vector<float> D = randn(size_t(di), rng, 1.0f, 0.1f), dA0 = randn(A.size(), rng, 0.0f, 1.0f),
+                               dD0 = randn(D.size(), rng, 0.0f, 1.0f);
+      auto xd = upload(xb), bcd = upload(bcb), dyd = upload(dyb);
+      auto deltad = upload(delta), Ad = upload(A), Dd = upload(D);
+      auto yd = upload(std::vector<uint16_t>(size_t(N * di), 0));
+      auto hsd = upload(std::vector<float>(size_t(ops::cuda::scan_train_saved_floats(B, L, di, ns, 16)), 0.0f));
+      ops::cuda::ScanTrainCuda a;
+      a.x = bf(xd), a.ldx = di;
+      a.delta = deltad.get(), a.A = Ad.get();
+      a.Bm = bf(bcd), a.Cm = bf(bcd) + ns, a.ldbc = 2 * ns;
+      a.D = useD ? Dd.get() : nullptr;
+      a.y = bf_mut(yd), a.ldy = di;
+      a.hsave = hsd.get();
+      a.B = B, a.L = L, a.di = di, a.ns = ns, a.ckpt = 16;
+      ops::cuda::selective_scan_fwd_train_cuda(a, nullptr);
+      std::vector<float> gx[2], gdelta[2], gBC[2], gA[2], gD[2];
+      for (int run = 0; run < 2; ++run) {
+        auto dxd = upload(std::vector<float>(size_t(N * di), 1e30f)),
+             ddd = upload(std::vector<float>(size_t(N * di), 1e30f));
+        auto dBCd = upload(std::vector<float>(size_t(N * 2 * ns), 1e30f));
+        auto dAd = upload(dA0), dDd = upload(dD0);
+        ops::cuda::selective_scan_bwd_train_cuda(a, bf(dyd), di, dxd.get(), ddd.get(), dBCd.get(), dAd.get(),
+                                                 useD ? dDd.get() : nullptr, nullptr);
+        JRT_CUDA_CHECK(cudaDeviceSynchronize());
+        gx[run] = download(dxd), gdelta[run] = download(ddd), gBC[run] = download(dBCd), gA[run] = download(dAd),
+        gD[run] = download(dDd);
+      }
+      const std::string sh = "scan ns=" + std::to_string(ns) + (useD ? " D" : "");
+      EXPECT_TRUE(same_bits(gx[0], gx[1])) << sh << " dx";
+      EXPECT_TRUE(same_bits(gdelta[0], gdelta[1])) << sh << " ddelta";
+      EXPECT_TRUE(same_bits(gBC[0], gBC[1])) << sh << " dBC";
+      EXPECT_TRUE(same_bits(gA[0], gA[1])) << sh << " dA";
+      EXPECT_TRUE(same_bits(gD[0], gD[1])) << sh << " dD";
+    }
 }
 
 // Empty shapes return before touching any pointer.

@@ -1,17 +1,20 @@
 // CUDA vs CPU for the training forms of the row, elementwise, loss and optimizer ops (cuda_train_ops.h;
-// label cuda, skipped without a GPU): embedding backward (repeated ids), RMSNorm / LayerNorm forward
-// with saved statistics and backward (dx / dw / db accumulated into non-zero buffers, grids that stride
-// over more rows than one wave), softmax cross-entropy forward / backward (ignored rows, strided rows,
-// a GPT-2-sized vocabulary), SiLU / gated SiLU / SwiGLU backwards, the fp32 -> bf16 cast, the squared
-// gradient norm and AdamW over several steps. The CPU references are the T = float training forms
-// (ops/*_train.cpp, ops/cross_entropy.cpp, train/optimizer.cpp) on the same bf16-rounded inputs.
+// label cuda, skipped without a GPU): embedding backward (repeated ids; the simple and the grouped form),
+// RMSNorm / LayerNorm forward with saved statistics and backward (dx / dw / db accumulated into non-zero
+// buffers, grids that stride over more rows than one wave), the bias gradient, softmax cross-entropy
+// forward / backward (ignored rows, strided rows, a GPT-2-sized vocabulary), SiLU / gated SiLU / SwiGLU
+// backwards, the fp32 -> bf16 cast, the squared gradient norm and AdamW over several steps. The CPU
+// references are the T = float training forms (ops/*_train.cpp, ops/cross_entropy.cpp,
+// train/optimizer.cpp) on the same bf16-rounded inputs. The parameter-gradient reductions (no atomics)
+// must also be bitwise reproducible: run twice on the same inputs, under heavy contention.
 //
 // Tolerances (reason next to each):
 //   bf16 results: rounded once (relative 2^-9): NMSE <= 1e-5, max-rel <= 1e-2.
 //   fp32 row results (norm statistics, dx, lse, row loss): fp32 vs the CPU's double row sums, rsqrtf /
 //     expf / logf ulps: NMSE <= 1e-11, max-rel <= 1e-5.
-//   fp32 column sums over N rows (dw, db, embedding dtable): the CPU sums each column sequentially in
-//     fp32 (random-walk error ~ sqrt(N) ulps), the GPU in blocks + atomics: NMSE <= 1e-9, max-rel <= 1e-4.
+//   fp32 column sums over N rows (dw, db, bias grad, embedding dtable): the CPU sums each column
+//     sequentially in fp32 (random-walk error ~ sqrt(N) ulps), the GPU in blocks then partial sums in a
+//     fixed order: NMSE <= 1e-9, max-rel <= 1e-4.
 //   cast and AdamW: the same float operations in the same order: exact (AdamW relaxed to ulps when the
 //     CPU library may contract to FMA, i.e. built with -march=native on an FMA machine).
 //   sum of squares: exact squares in double, only the summation order differs: relative 1e-12.
@@ -19,6 +22,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -63,6 +67,46 @@ void sync() { JRT_CUDA_CHECK(cudaDeviceSynchronize()); }
 
 std::string nd(int64_t N, int64_t d) { return "N=" + std::to_string(N) + " d=" + std::to_string(d); }
 
+// Bitwise equality of two downloads (memcmp: -0 vs +0 and NaN payloads count).
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+}
+
+// The grouped embedding backward's inputs as train/gpu_train_model.cpp builds them: row indices sorted by
+// id (counting sort, stable), cut into chunks of at most 64 rows of one id.
+struct EmbedGroups {
+  std::vector<int32_t> order, chunk_start, chunk_id;
+};
+EmbedGroups group_ids(const std::vector<int32_t>& ids, int64_t V) {
+  const int64_t N = int64_t(ids.size());
+  EmbedGroups g;
+  std::vector<int64_t> count(size_t(V) + 1, 0);
+  for (int32_t id : ids) ++count[size_t(id) + 1];
+  for (int64_t v = 0; v < V; ++v) count[size_t(v) + 1] += count[size_t(v)];
+  g.order.resize(size_t(N));
+  for (int64_t n = 0; n < N; ++n) g.order[size_t(count[size_t(ids[size_t(n)])]++)] = int32_t(n);
+  for (int64_t r = 0; r < N;) {
+    const int32_t id = ids[size_t(g.order[size_t(r)])];
+    int64_t e = r;
+    while (e < N && e - r < 64 && ids[size_t(g.order[size_t(e)])] == id) ++e;
+    g.chunk_start.push_back(int32_t(r));
+    g.chunk_id.push_back(id);
+    r = e;
+  }
+  g.chunk_start.push_back(int32_t(N));
+  return g;
+}
+
+// ids [N] in [0, V): a share `hot` of them one hot id (V / 2), the rest uniform.
+std::vector<int32_t> random_ids(int64_t N, int64_t V, double hot, std::mt19937& rng) {
+  std::uniform_int_distribution<int32_t> id(0, int32_t(V - 1));
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::vector<int32_t> ids(static_cast<size_t>(N));
+  for (auto& i : ids) i = u(rng) < hot ? int32_t(V / 2) : id(rng);
+  return ids;
+}
+
 // ---- embedding backward ---------------------------------------------------------------------------
 
 TEST(CudaTrainRows, EmbeddingBwdMatchesCpu) {
@@ -85,6 +129,61 @@ TEST(CudaTrainRows, EmbeddingBwdMatchesCpu) {
     sync();
     ops::embedding_bwd_t<float>(ids, dout.data(), c.V, c.d, table.data());
     op_report("embedding_bwd", nd(c.N, c.d) + " V=" + std::to_string(c.V), op_error(download(dtable), table), kColNmse,
+              kColRel);
+  }
+}
+
+// Runs of many chunks of one id (several run_sum windows, runs of > 256 chunks), runs of one chunk, ids
+// that never occur, d not a multiple of 32.
+TEST(CudaTrainRows, EmbeddingBwdGroupedMatchesCpu) {
+  if (!jrt::test::gpu_available()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(12);
+  struct Case {
+    int64_t N, d, V;
+    double hot;
+  };
+  for (Case c : {Case{1, 64, 10, 0.0}, Case{77, 3, 5, 0.0}, Case{300, 100, 37, 0.5}, Case{2048, 512, 1000, 0.3},
+                 Case{5000, 40, 3000, 0.0}, Case{40000, 70, 50, 0.5}}) {
+    const std::vector<int32_t> ids32 = random_ids(c.N, c.V, c.hot, rng);
+    const std::vector<int64_t> ids(ids32.begin(), ids32.end());
+    const EmbedGroups g = group_ids(ids32, c.V);
+    const std::vector<float> dout = randn(size_t(c.N * c.d), rng, 0.0f, 1.0f);
+    std::vector<float> table = randn(size_t(c.V * c.d), rng, 0.0f, 1.0f);  // += onto non-zero values
+    DeviceBuffer<int32_t> dorder = upload(g.order), dstart = upload(g.chunk_start), did = upload(g.chunk_id);
+    DeviceBuffer<float> ddout = upload(dout), dtable = upload(table);
+    ops::cuda::embedding_bwd_grouped_cuda(dorder.get(), dstart.get(), did.get(), int64_t(g.chunk_id.size()),
+                                          ddout.get(), c.d, dtable.get(), nullptr);
+    sync();
+    ops::embedding_bwd_t<float>(ids, dout.data(), c.V, c.d, table.data());
+    op_report("embedding_bwd_grouped",
+              nd(c.N, c.d) + " V=" + std::to_string(c.V) + " chunks=" + std::to_string(g.chunk_id.size()),
+              op_error(download(dtable), table), kColNmse, kColRel);
+  }
+}
+
+// ---- bias gradient --------------------------------------------------------------------------------
+
+TEST(CudaTrainRows, BiasGradMatchesCpu) {
+  if (!jrt::test::gpu_available()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(13);
+  struct Case {
+    int64_t N, C, ld;
+  };
+  // One row; odd widths and strides; more rows than row slices x 32 row groups (rows stride).
+  for (Case c : {Case{1, 1, 1}, Case{37, 100, 103}, Case{1000, 512, 512}, Case{20000, 70, 75}}) {
+    std::vector<float> dy = randn(size_t(c.N * c.ld), rng, 0.0f, 1.0f);
+    const std::vector<uint16_t> dyb = to_bf16(dy);
+    std::vector<float> db = randn(size_t(c.C), rng, 0.0f, 1.0f);  // += onto non-zero values
+    DeviceBuffer<uint16_t> ddy = upload(dyb);
+    DeviceBuffer<float> ddb = upload(db);
+    ops::cuda::bias_grad_cuda(bf(ddy), c.ld, c.N, c.C, ddb.get(), nullptr);
+    sync();
+    for (int64_t i = 0; i < c.C; ++i) {  // as linear_bwd_t: each column summed over the rows in order
+      float s = 0.0f;
+      for (int64_t n = 0; n < c.N; ++n) s += dy[size_t(n * c.ld + i)];
+      db[size_t(i)] += s;
+    }
+    op_report("bias_grad", nd(c.N, c.C) + " ld=" + std::to_string(c.ld), op_error(download(ddb), db), kColNmse,
               kColRel);
   }
 }
@@ -130,8 +229,9 @@ TEST(CudaTrainRows, NormBwdMatchesCpu) {
   std::mt19937 rng(33);
   const float eps = 1e-5f;
   std::vector<NormCase> cases = kNormCases;
-  cases.push_back({10000, 64});   // warp form: 1250 row groups > the 1024-block grid, rows stride
+  cases.push_back({10000, 64});   // warp form: 313 rounds of 32 rows > the 128-block grid, rows stride
   cases.push_back({1100, 2048});  // block form: more rows than blocks
+  cases.push_back({300, 100});    // warp form, d not dividing the block: 10 column slices, uneven rows
   for (NormCase c : cases)
     for (int kind = 0; kind < 4; ++kind) {  // RMSNorm; LayerNorm with dw + db, dw only, neither
       const bool rms = kind == 0, want_dw = kind <= 2, want_db = kind == 1;
@@ -342,6 +442,86 @@ TEST(CudaTrainRows, SumSquaresMatchesGlobalNorm) {
   }
 }
 
+// ---- bitwise reproducibility of the parameter-gradient reductions --------------------------------
+
+// Each op twice on the same inputs (accumulating outputs restarted from the same values): every output
+// bitwise equal. Heavy contention: many rows per column sum, a few ids repeated thousands of times.
+TEST(CudaTrainRows, ParamGradsAreBitwiseReproducible) {
+  if (!jrt::test::gpu_available()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(1234);
+  {  // embedding backward, both forms: 30000 rows over 20 ids, half of them one id (235 chunks)
+    const int64_t N = 30000, d = 96, V = 20;
+    const std::vector<int32_t> ids = random_ids(N, V, 0.5, rng);
+    const EmbedGroups g = group_ids(ids, V);
+    const std::vector<float> dout = randn(size_t(N * d), rng, 0.0f, 1.0f), t0 = randn(size_t(V * d), rng, 0.0f, 1.0f);
+    DeviceBuffer<int32_t> dids = upload(ids), dorder = upload(g.order), dstart = upload(g.chunk_start),
+                          did = upload(g.chunk_id);
+    DeviceBuffer<float> ddout = upload(dout);
+    std::vector<float> simple[2], grouped[2];
+    for (int run = 0; run < 2; ++run) {
+      DeviceBuffer<float> a = upload(t0), b = upload(t0);
+      ops::cuda::embedding_bwd_cuda(dids.get(), ddout.get(), N, d, a.get(), nullptr);
+      ops::cuda::embedding_bwd_grouped_cuda(dorder.get(), dstart.get(), did.get(), int64_t(g.chunk_id.size()),
+                                            ddout.get(), d, b.get(), nullptr);
+      sync();
+      simple[run] = download(a), grouped[run] = download(b);
+    }
+    EXPECT_TRUE(same_bits(simple[0], simple[1])) << "embedding_bwd";
+    EXPECT_TRUE(same_bits(grouped[0], grouped[1])) << "embedding_bwd_grouped";
+  }
+  // Norm backward: warp form (d = 64: 16 column slices; d = 1000), block form (d = 2048); LayerNorm with
+  // dw and db, RMSNorm with dw.
+  for (NormCase c : {NormCase{20000, 64}, NormCase{6000, 1000}, NormCase{3000, 2048}})
+    for (bool rms : {false, true}) {
+      const std::vector<float> x = randn(size_t(c.N * c.d), rng, 0.3f, 1.5f), gy = randn(x.size(), rng, 0.0f, 1.0f);
+      const std::vector<float> w = randn(size_t(c.d), rng, 1.0f, 0.2f), gw0 = randn(size_t(c.d), rng, 0.0f, 1.0f),
+                               gb0 = randn(size_t(c.d), rng, 0.0f, 1.0f), gx0 = randn(x.size(), rng, 0.0f, 1.0f);
+      std::vector<float> y(x.size()), mean(size_t(c.N)), rstd(size_t(c.N));
+      ops::layernorm_fwd_t<float>(x.data(), w.data(), nullptr, 1e-5f, c.N, c.d, y.data(), mean.data(), rstd.data());
+      DeviceBuffer<float> dx = upload(x), dw = upload(w), dgy = upload(gy), dmean = upload(mean), drstd = upload(rstd);
+      std::vector<float> gx[2], gw[2], gb[2];
+      for (int run = 0; run < 2; ++run) {
+        DeviceBuffer<float> dgx = upload(gx0), dgw = upload(gw0), dgb = upload(gb0);
+        ops::cuda::norm_bwd_cuda(dgy.get(), dx.get(), dw.get(), rms ? nullptr : dmean.get(), drstd.get(), rms, c.N, c.d,
+                                 dgx.get(), dgw.get(), rms ? nullptr : dgb.get(), nullptr);
+        sync();
+        gx[run] = download(dgx), gw[run] = download(dgw), gb[run] = download(dgb);
+      }
+      const std::string sh = std::string(rms ? "rmsnorm_bwd " : "layernorm_bwd ") + nd(c.N, c.d);
+      EXPECT_TRUE(same_bits(gx[0], gx[1])) << sh << " dx";
+      EXPECT_TRUE(same_bits(gw[0], gw[1])) << sh << " dw";
+      EXPECT_TRUE(same_bits(gb[0], gb[1])) << sh << " db";
+    }
+  {  // bias gradient: 100000 rows (2 column tiles x 128 row slices that stride)
+    const int64_t N = 100000, C = 50;
+    std::vector<float> dy = randn(size_t(N * C), rng, 0.0f, 1.0f);
+    const std::vector<uint16_t> dyb = to_bf16(dy);
+    const std::vector<float> db0 = randn(size_t(C), rng, 0.0f, 1.0f);
+    DeviceBuffer<uint16_t> ddy = upload(dyb);
+    std::vector<float> db[2];
+    for (int run = 0; run < 2; ++run) {
+      DeviceBuffer<float> ddb = upload(db0);
+      ops::cuda::bias_grad_cuda(bf(ddy), C, N, C, ddb.get(), nullptr);
+      sync();
+      db[run] = download(ddb);
+    }
+    EXPECT_TRUE(same_bits(db[0], db[1])) << "bias_grad";
+  }
+  {  // sum of squares: 2048 blocks that stride
+    const int64_t n = (int64_t(1) << 23) + 11;
+    const std::vector<float> g = randn(size_t(n), rng, 0.0f, 1.0f);
+    DeviceBuffer<float> dg = upload(g);
+    std::vector<double> out[2];
+    for (int run = 0; run < 2; ++run) {
+      DeviceBuffer<double> dout = upload(std::vector<double>{0.25});
+      ops::cuda::sum_squares_cuda(dg.get(), n, dout.get(), nullptr);
+      sync();
+      out[run] = download(dout);
+    }
+    EXPECT_TRUE(same_bits(out[0], out[1])) << "sum_squares";
+  }
+}
+
 // AdamW on the GPU vs jrt::AdamW::step over a few steps, on one flat buffer of decayed (Matrix,
 // ConvWeight) and undecayed (NormWeight, Bias, Embedding) slots, with a clipping scale gscale != 1 on
 // some steps (the CPU gets the grads pre-scaled in float, as clip_grad_norm leaves them).
@@ -415,6 +595,8 @@ TEST(CudaTrainRows, EmptySizesAreNoOps) {
   if (!jrt::test::gpu_available()) GTEST_SKIP() << "no CUDA device";
   // Null pointers everywhere: nothing may be launched or touched.
   ops::cuda::embedding_bwd_cuda(nullptr, nullptr, 0, 64, nullptr, nullptr);
+  ops::cuda::embedding_bwd_grouped_cuda(nullptr, nullptr, nullptr, 0, nullptr, 64, nullptr, nullptr);
+  ops::cuda::bias_grad_cuda(nullptr, 8, 0, 8, nullptr, nullptr);
   ops::cuda::norm_fwd_train_cuda(nullptr, nullptr, nullptr, true, 1e-5f, 0, 64, nullptr, nullptr, nullptr, nullptr);
   ops::cuda::norm_bwd_cuda(nullptr, nullptr, nullptr, nullptr, nullptr, false, 0, 64, nullptr, nullptr, nullptr,
                            nullptr);

@@ -44,20 +44,6 @@ synth::Experiment tiny(const std::string& name) {
   return e;
 }
 
-std::vector<float> params_of(const std::string& dir) {
-  SafeTensorsFile f(dir + "/model.safetensors");
-  std::vector<float> all;
-  for (const auto& n : f.names()) {
-    HostTensor t = to_f32(f.get(n));
-    all.insert(all.end(), t.ptr<float>(), t.ptr<float>() + t.numel());
-  }
-  return all;
-}
-
-bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
 }  // namespace
 
 TEST(TrainResume, InterruptedAndResumedRunIsBitwiseIdentical) {
@@ -79,8 +65,8 @@ TEST(TrainResume, InterruptedAndResumedRunIsBitwiseIdentical) {
   cont.resume = part.train.checkpoint;
   auto rc = synth::run_experiment(cont, nullptr);
   EXPECT_EQ(rc.train.steps, 9);
-  EXPECT_FALSE(bitwise_equal(params_of(part.out_dir), params_of(full.out_dir)));  // the check can fail
-  EXPECT_TRUE(bitwise_equal(params_of(cont.out_dir), params_of(full.out_dir)));
+  EXPECT_FALSE(bitwise_equal(saved_params(part.out_dir), saved_params(full.out_dir)));  // the check can fail
+  EXPECT_TRUE(bitwise_equal(saved_params(cont.out_dir), saved_params(full.out_dir)));
   EXPECT_EQ(rc.train.eval.accuracy, rf.train.eval.accuracy);
   // Optimizer moments too.
   SafeTensorsFile a(full.train.checkpoint), b(cont.train.checkpoint);
@@ -101,9 +87,9 @@ TEST(TrainResume, SameSeedSameRunOtherSeedOtherRun) {
   auto ra = synth::run_experiment(a, nullptr);
   auto rb = synth::run_experiment(b, nullptr);
   synth::run_experiment(c, nullptr);
-  EXPECT_TRUE(bitwise_equal(params_of(a.out_dir), params_of(b.out_dir)));
+  EXPECT_TRUE(bitwise_equal(saved_params(a.out_dir), saved_params(b.out_dir)));
   EXPECT_EQ(ra.train.eval.loss, rb.train.eval.loss);
-  EXPECT_FALSE(bitwise_equal(params_of(a.out_dir), params_of(c.out_dir)));
+  EXPECT_FALSE(bitwise_equal(saved_params(a.out_dir), saved_params(c.out_dir)));
 }
 
 TEST(TrainResume, CheckpointOfAnotherModelIsRefused) {

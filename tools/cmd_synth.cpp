@@ -74,8 +74,8 @@ void add_common(CLI::App* c, SynthArgs& a) {
   c->add_option("--threads", e.threads, "CPU threads (0 = all; small models run fastest on 1)")->capture_default_str();
   c->add_option(
        "--device", e.device,
-       "cpu (fp32; the same seed gives the same run, bitwise) or cuda (bf16 mixed precision with fp32 master "
-       "weights; a few gradient sums use fp32 atomics, so two runs of one seed are not bitwise equal and drift apart)")
+       "cpu (fp32) or cuda (bf16 mixed precision with fp32 master weights); on either, the same seeds give the "
+       "same run, bitwise (on the GPU: same GPU model, driver and binary)")
       ->capture_default_str();
   c->add_option("--log-every", e.train.log_every, "Per-step log line every N optimizer steps (0 = none)")
       ->capture_default_str();

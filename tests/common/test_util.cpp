@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -59,6 +60,20 @@ std::vector<std::vector<int64_t>> int_rows(const Tensor& t) {
   for (int64_t b = 0; b < t.shape[0]; ++b)
     r[size_t(b)].assign(c.ptr<int64_t>() + b * t.shape[1], c.ptr<int64_t>() + (b + 1) * t.shape[1]);
   return r;
+}
+
+std::vector<float> saved_params(const std::string& dir) {
+  SafeTensorsFile f(dir + "/model.safetensors");
+  std::vector<float> all;
+  for (const auto& n : f.names()) {
+    HostTensor t = to_f32(f.get(n));
+    all.insert(all.end(), t.ptr<float>(), t.ptr<float>() + t.numel());
+  }
+  return all;
+}
+
+bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 std::vector<float> floats(const Tensor& t) {

@@ -36,4 +36,9 @@ Diff compare(const Tensor& got, const Tensor& ref);  // any float dtypes, same n
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& bytes);
 
+// Every tensor of dir/model.safetensors (as written by a training run's --out), as one flat f32 vector in
+// file order; and a bitwise comparison of two such vectors (same size, same bits).
+std::vector<float> saved_params(const std::string& dir);
+bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b);
+
 }  // namespace jrt::test
