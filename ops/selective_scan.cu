@@ -4,12 +4,17 @@
 // Shapes: x, z, y [T, di] bf16; dt [T, di] fp32; Bm, Cm [T, ns] bf16; A [di, ns], D [di] fp32;
 // h [B, di, ns] fp32 (updated in place).
 //
-// scan_kernel<NS>: grid (ceil(di / 128), B), 128 threads; one thread = one (sequence b, channel c), its ns
-// states and A[c, :] in registers (NS = ns rounded up to 4, 8, 16, 32 or 64; the padding states have
-// A = B = C = h = 0, so they stay exactly 0 and add exactly 0 to y). Time is sequential per thread; the
-// B / C rows of a step are the same for every channel of a sequence, so the CTA stages them in shared
-// memory 32 steps at a time. Arithmetic follows the CPU op term by term (expf / log1pf, not the fast
-// intrinsics) so prefill and decode stay close to it.
+// scan_kernel<NS, Pass>: grid (ceil(di / 128), B, S), 128 threads; one thread = one (sequence b, channel c,
+// time segment s), its ns states and A[c, :] in registers (NS = ns rounded up to 4, 8, 16, 32 or 64; the
+// padding states have A = B = C = h = 0, so they stay exactly 0 and add exactly 0 to y). Time is sequential
+// per thread, x / dt / z loaded 8 steps ahead; the B / C rows of a step are the same for every channel of a
+// sequence, so the CTA stages them in shared memory 32 steps at a time. Arithmetic follows the CPU op term
+// by term (expf / log1pf, not the fast intrinsics) so prefill and decode stay close to it.
+// Chunked over time when the (channel block, sequence) grid is too small to fill the GPU (small batches of
+// long prompts: Mamba-1B at B = 1 has 32 channel blocks): S segments per sequence, three launches:
+// kLocal scans each segment from h = 0 (its end state and the product of its decays), the combine walks
+// the segments in order (h_s+1 = P_s h_s + local_s, exact in real arithmetic as the recurrence is linear
+// with diagonal decay), kOutput rescans each segment from its true initial state and writes y.
 //
 // Training form (cuda_train_ops.h), B sequences of L rows from h = 0; hsave is [B, S, ns, di] fp32
 // (S = ceil(L / ckpt); the state before steps 0, ckpt, 2 ckpt, ...; channels innermost so that a warp's
@@ -54,35 +59,63 @@ void with_ns(int64_t ns, F&& f) {
 constexpr int kSteps = 32;  // time steps of B / C staged per shared-memory round
 constexpr int kMaxNs = 64;
 
+// What a pass over a range of time steps does (scan_kernel's template argument):
+enum class Pass {
+  kWhole,   // from h [B, di, ns], writing y and the final h: the one-pass scan (decode, large batches)
+  kLocal,   // segment s from h = 0: its final state and the product of its decays (for the combine)
+  kOutput,  // segment s from its true initial state (written by the combine): y only
+};
+
+// Time steps whose x / dt / z a thread loads before computing them: the loads of one step would otherwise
+// wait on the previous step's stores (the compiler cannot prove y apart from x, dt and z), one memory latency
+// per step on the recurrence's critical path.
+constexpr int kPrefetch = 8;
+
 // x, z, y [T, di] (strides ldx, ldz, ldy); dt [T, di] (lddt); Bm, Cm [T, ns] (ldbc); h [B, di, ns].
-// Thread: channel c of sequence b over its whole segment.
-template <int NS>
-__global__ void __launch_bounds__(kThreads) scan_kernel(const ScanCudaArgs a) {
+// grid (ceil(di / 128), B, S): thread = channel c of sequence b over time steps [s Ls, (s + 1) Ls) of its
+// segment (S = 1, Ls >= max_len for kWhole). kLocal / kOutput: hl, P [B, S, ns, di] fp32 scratch (channels
+// innermost: coalesced); kLocal writes the segment's state from 0 to hl and the product of its decays
+// exp(d_t A) to P; kOutput starts from hl (which the combine has overwritten with the segment's initial
+// state).
+template <int NS, Pass kPass>
+__global__ void __launch_bounds__(kThreads) scan_kernel(const ScanCudaArgs a, int Ls, float* hl, float* P) {
   __shared__ __align__(16) float sB[kSteps][NS];
   __shared__ __align__(16) float sC[kSteps][NS];
   const int64_t c = int64_t(blockIdx.x) * kThreads + threadIdx.x;
-  const int b = blockIdx.y;
+  const int b = blockIdx.y, seg = blockIdx.z, S = gridDim.z;
   const int64_t start = a.cu_seqlens[b];
   const int len = a.cu_seqlens[b + 1] - a.cu_seqlens[b];
-  if (len <= 0) return;  // uniform over the CTA (same sequence): no barrier is skipped by part of it
+  const int t_begin = seg * Ls, t_end = min(len, t_begin + Ls);
   const int ns = a.ns;
-  const bool active = c < a.di;  // inactive threads still help stage B / C and reach every barrier
+  const int64_t di = a.di;
+  const bool active = c < di;  // inactive threads still help stage B / C and reach every barrier
+  // The segment's slot in hl / P: [b, seg, n, c].
+  const int64_t slot = (int64_t(b) * S + seg) * ns * di + c;
+  if (t_begin >= t_end) {  // uniform over the CTA (same sequence and segment): no barrier is skipped
+    if (kPass == Pass::kLocal && active)
+      for (int n = 0; n < ns; ++n) hl[slot + n * di] = 0.0f, P[slot + n * di] = 1.0f;
+    return;
+  }
 
-  float h[NS], A[NS];
+  float h[NS], A[NS], pr[NS];
   float dtb = 0.0f, Dc = 0.0f;
-  float* hc = a.h + (int64_t(b) * a.di + c) * ns;
+  float* hc = a.h + (int64_t(b) * di + c) * ns;
 #pragma unroll
   for (int n = 0; n < NS; ++n) {
-    h[n] = active && n < ns ? hc[n] : 0.0f;
-    A[n] = active && n < ns ? a.A[c * ns + n] : 0.0f;
+    const bool real = active && n < ns;
+    h[n] = 0.0f;
+    if (kPass == Pass::kWhole && real) h[n] = hc[n];
+    if (kPass == Pass::kOutput && real) h[n] = hl[slot + n * di];
+    A[n] = real ? a.A[c * ns + n] : 0.0f;
+    pr[n] = 1.0f;
   }
   if (active) {
     dtb = a.dt_bias[c];
     if (a.D) Dc = a.D[c];
   }
 
-  for (int t0 = 0; t0 < len; t0 += kSteps) {
-    const int nt = min(kSteps, len - t0);
+  for (int t0 = t_begin; t0 < t_end; t0 += kSteps) {
+    const int nt = min(kSteps, t_end - t0);
     __syncthreads();  // the previous round's B / C are consumed
     for (int i = threadIdx.x; i < kSteps * NS; i += kThreads) {
       const int tt = i / NS, n = i % NS;
@@ -90,36 +123,87 @@ __global__ void __launch_bounds__(kThreads) scan_kernel(const ScanCudaArgs a) {
       if (tt < nt && n < ns) {
         const int64_t off = (start + t0 + tt) * a.ldbc + n;
         bv = __bfloat162float(a.Bm[off]);
-        cv = __bfloat162float(a.Cm[off]);
+        if (kPass != Pass::kLocal) cv = __bfloat162float(a.Cm[off]);
       }
       sB[tt][n] = bv;
       sC[tt][n] = cv;
     }
     __syncthreads();
     if (!active) continue;
-    for (int tt = 0; tt < nt; ++tt) {
-      const int64_t row = start + t0 + tt;
-      const float u = __bfloat162float(a.x[row * a.ldx + c]);
-      const float v = a.dt[row * a.lddt + c] + dtb;
-      const float d = v > 20.0f ? v : log1pf(expf(v));  // softplus, torch threshold 20
-      float acc = 0.0f;
+    for (int g0 = 0; g0 < nt; g0 += kPrefetch) {
+      const int ng = min(kPrefetch, nt - g0);
+      float u[kPrefetch], dv[kPrefetch], zv[kPrefetch];
 #pragma unroll
-      for (int n = 0; n < NS; ++n) {
-        const float hn = expf(d * A[n]) * h[n] + (d * sB[tt][n]) * u;
-        h[n] = hn;
-        acc += hn * sC[tt][n];
+      for (int j = 0; j < kPrefetch; ++j) {
+        u[j] = dv[j] = zv[j] = 0.0f;
+        if (j < ng) {
+          const int64_t row = start + t0 + g0 + j;
+          u[j] = __bfloat162float(a.x[row * a.ldx + c]);
+          dv[j] = a.dt[row * a.lddt + c];
+          if (kPass != Pass::kLocal) zv[j] = __bfloat162float(a.z[row * a.ldz + c]);
+        }
       }
-      float out = a.D ? acc + u * Dc : acc;
-      const float zv = __bfloat162float(a.z[row * a.ldz + c]);
-      out *= zv / (1.0f + expf(-zv));
-      a.y[row * a.ldy + c] = __float2bfloat16(out);
+#pragma unroll
+      for (int j = 0; j < kPrefetch; ++j) {
+        if (j >= ng) break;
+        const int tt = g0 + j;
+        const float v = dv[j] + dtb;
+        const float d = v > 20.0f ? v : log1pf(expf(v));  // softplus, torch threshold 20
+        float acc = 0.0f;
+#pragma unroll
+        for (int n = 0; n < NS; ++n) {
+          const float e = expf(d * A[n]);
+          const float hn = e * h[n] + (d * sB[tt][n]) * u[j];
+          h[n] = hn;
+          if (kPass == Pass::kLocal) pr[n] *= e;
+          acc += hn * sC[tt][n];
+        }
+        if (kPass == Pass::kLocal) continue;
+        float out = a.D ? acc + u[j] * Dc : acc;
+        out *= zv[j] / (1.0f + expf(-zv[j]));
+        a.y[(start + t0 + tt) * a.ldy + c] = __float2bfloat16(out);
+      }
     }
   }
   if (!active) return;
 #pragma unroll
-  for (int n = 0; n < NS; ++n)
-    if (n < ns) hc[n] = h[n];
+  for (int n = 0; n < NS; ++n) {
+    if (n >= ns) continue;
+    if (kPass == Pass::kWhole) hc[n] = h[n];
+    if (kPass == Pass::kLocal) hl[slot + n * di] = h[n], P[slot + n * di] = pr[n];
+  }
 }
+
+// grid (ceil(di / 128), B): thread = channel c of sequence b. Walks its S segments in order from h [B, di, ns]:
+// segment s starts from h (written over hl[s], which kOutput then reads) and ends at h = P[s] h + hl[s], the
+// local scan continued from h (the recurrence is linear in h with the diagonal decay P[s]); the last h is the
+// sequence's new state.
+__global__ void __launch_bounds__(kThreads)
+    scan_combine_kernel(const ScanCudaArgs a, int S, float* hl, const float* P) {
+  const int64_t c = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  const int b = blockIdx.y;
+  if (c >= a.di || a.cu_seqlens[b + 1] == a.cu_seqlens[b]) return;  // an empty sequence keeps its state
+  const int ns = a.ns;
+  const int64_t di = a.di;
+  float* hc = a.h + (int64_t(b) * di + c) * ns;
+  for (int n = 0; n < ns; ++n) {
+    float h = hc[n];
+    for (int seg = 0; seg < S; ++seg) {
+      const int64_t i = (int64_t(b) * S + seg) * ns * di + int64_t(n) * di + c;
+      const float local = hl[i];
+      hl[i] = h;
+      h = fmaf(P[i], h, local);
+    }
+    hc[n] = h;
+  }
+}
+
+// Segments per sequence: 1 while the one-pass grid has >= kSegTargetCtas CTAs (about 4 per SM of an H200);
+// otherwise enough segments of >= kMinSeg steps to reach it (a function of the shape only). Chunking costs a
+// second pass over every step, so it pays only where the one-pass grid leaves SMs idle. Measured on the H200
+// (Mamba-1B prefill of 512 tokens, docs/perf.md): B = 1 (32 CTAs -> 16 segments) 22.7 -> 10.4 ms; B = 16 (512
+// CTAs) with a target of 2048 (4 segments) 67.8 -> 94.2 ms, hence 512.
+constexpr int64_t kSegTargetCtas = 512, kMinSeg = 32, kMaxSegs = 1024;
 
 }  // namespace
 
@@ -132,8 +216,27 @@ void selective_scan_cuda(const ScanCudaArgs& a, cudaStream_t stream) {
             "selective_scan_cuda: missing operand");
   const int64_t ctiles = (a.di + kThreads - 1) / kThreads;
   JRT_CHECK(ctiles <= 0x7fffffff, "selective_scan_cuda: d_inner {} too large for the grid", a.di);
-  const dim3 grid{unsigned(ctiles), unsigned(a.B)};
-  with_ns(a.ns, [&](auto w) { scan_kernel<decltype(w)::value><<<grid, kThreads, 0, stream>>>(a); });
+  const int64_t base = ctiles * a.B;
+  const int64_t S = std::clamp<int64_t>(std::min((kSegTargetCtas + base - 1) / base, a.max_len / kMinSeg), 1,
+                                        std::min<int64_t>(kMaxSegs, 65535));
+  const int Ls = int((a.max_len + S - 1) / S);
+  with_ns(a.ns, [&](auto w) {
+    constexpr int NS = decltype(w)::value;
+    if (S == 1) {
+      scan_kernel<NS, Pass::kWhole>
+          <<<dim3(unsigned(ctiles), unsigned(a.B), 1u), kThreads, 0, stream>>>(a, Ls, nullptr, nullptr);
+      return;
+    }
+    // Segment states and decay products [B, S, ns, di] each.
+    const size_t n = size_t(a.B) * size_t(S) * size_t(a.ns) * size_t(a.di);
+    jrt::cuda::StreamScratch<float> hl(n, stream), P(n, stream);
+    const dim3 grid(unsigned(ctiles), unsigned(a.B), unsigned(S));
+    scan_kernel<NS, Pass::kLocal><<<grid, kThreads, 0, stream>>>(a, Ls, hl.get(), P.get());
+    JRT_CUDA_CHECK(cudaGetLastError());
+    scan_combine_kernel<<<dim3(unsigned(ctiles), unsigned(a.B)), kThreads, 0, stream>>>(a, int(S), hl.get(), P.get());
+    JRT_CUDA_CHECK(cudaGetLastError());
+    scan_kernel<NS, Pass::kOutput><<<grid, kThreads, 0, stream>>>(a, Ls, hl.get(), P.get());
+  });
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

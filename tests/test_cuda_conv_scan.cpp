@@ -300,6 +300,14 @@ TEST(CudaConvScan, ScanMatchesCpu) {
     ScanRig rig(200, 16, 4, true, false, rng);
     rig.step({0, 5, 0, 40}, rng, "selective_scan", false);
   }
+  // Long prompts in a small grid: the time-chunked path with many segments (di 64: one channel block, so
+  // 2047 steps split into ~63 segments of 33), segments past the end of the shorter sequences, a
+  // zero-length sequence, every state width; then a second call continuing from the states it left.
+  for (int ns : {16, 64, 5}) {
+    ScanRig rig(64, ns, 4, true, false, rng);
+    rig.step({1000, 3, 2047, 0}, rng, "selective_scan.chunked", false);
+    rig.step({65, 1, 700, 2}, rng, "selective_scan.chunked", false);
+  }
 }
 
 // A prefill, then length-1 steps (CPU: selective_scan_step) and one mixed step, continuing the states.
