@@ -17,6 +17,10 @@
 // registers over the query tiles that see the block; the second owns 64 query rows (warp w: 16 of them) and
 // accumulates their dQ = scale dS K over the key tiles they see. Every gradient element has one writer and a
 // fixed summation order (no atomics), so the backward is bitwise deterministic (cuda_train_ops.h).
+// dq slots (when they fit under dq_slot_cap_bytes()): the dK / dV kernel also forms each (key block, query
+// tile)'s share of dQ = dS K from the dS it already holds, and stores it (fp32, unscaled) to a slot of its
+// own; attn_dq_reduce_kernel then adds a row's slots in increasing key-block order. That saves the dQ
+// kernel's recomputation of S and dP, and stays deterministic (plain stores, fixed order).
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -231,17 +235,42 @@ constexpr size_t bwd_smem() {
          size_t(2) * kBr * sizeof(float);
 }
 
+// The slots path adds Kt [kHd][64 + 8] (the key block transposed) and dSs [kBr][64 + 8] (dS of the tile,
+// query-major), bf16, after the above.
+template <int kHd, bool kSlots>
+constexpr size_t bwd_smem() {
+  constexpr int kBr = bwd_rows<kHd>();
+  return bwd_smem<kHd>() + (kSlots ? (size_t(kHd) + kBr) * (kBlock + kPad) * sizeof(bf16) : 0);
+}
+
+// dq slots of one (sequence, head). Key block kb visits the query tiles (of kBr rows) qt = kb R .. nqt - 1
+// (R = 64 / kBr, nqt = ceil(L / kBr); a window only cuts that run short), and the pair (kb, qt) gets slot
+// slot_first(kb) + qt - kb R: the causal pairs numbered key block by key block, so slot_first(kb) =
+// sum_{k < kb} (nqt - k R), and slot_first(ceil(L / 64)) slots per (sequence, head). A slot holds the pair's
+// dS K [kBr rows][hd] (fp32, unscaled, row-major). With a window the pairs no CTA visits stay unwritten and
+// unread; the layout (and the workspace) does not depend on the window.
+__host__ __device__ constexpr int64_t slot_first(int64_t kb, int64_t nqt, int64_t R) {
+  return kb * nqt - R * (kb * (kb - 1) / 2);
+}
+
 // dK, dV. qkv, dqkv [B*L, 3 H hd] (row strides ldqkv, lddqkv), dout [B*L, H hd], lse / D [B, H, L]; grid
 // (ceil(L / 64), H, B). The CTA owns 64 keys of one (sequence, head) and writes their rows of the k, v blocks
-// of dqkv; dQ is left to attn_bwd_dq_kernel, so no two CTAs write one element.
-template <int kHd>
+// of dqkv. Without slots dQ is left to attn_bwd_dq_kernel; with them (kSlots: dq_slot, nqt = ceil(L / kBr))
+// the CTA stores dS K of every query tile it visits to that pair's slot (slot_first) and
+// attn_dq_reduce_kernel sums them. Either way no two CTAs write one element.
+template <int kHd, bool kSlots>
 __global__ void __launch_bounds__(kThreads)
     attn_bwd_kernel(const bf16* __restrict__ qkv, int64_t ldqkv, const bf16* __restrict__ dout, int64_t lddo,
                     const float* __restrict__ lse, const float* __restrict__ D, int L, int H, int hd, int lw,
-                    float qscale, float scale, bf16* __restrict__ dqkv, int64_t lddqkv) {
+                    float qscale, float scale, bf16* __restrict__ dqkv, int64_t lddqkv, float* __restrict__ dq_slot,
+                    int nqt) {
   constexpr int kBr = bwd_rows<kHd>();
-  constexpr int kS = kHd + kPad, kRS = kBr + kPad;
+  constexpr int kS = kHd + kPad, kRS = kBr + kPad, kKS = kBlock + kPad;
   constexpr int kKC = kHd / 16, kDT = kHd / 8, kQT = kBr / 8;
+  // dQ of a tile (slots path): (kBr / 16) row tiles x kDT column tiles; warp w takes row tile w % kMT and a
+  // kNW-wide run of column tiles.
+  constexpr int kMT = kBr / 16, kNW = kDT * kMT / kWarps;
+  static_assert(kWarps % kMT == 0 && kNW * kWarps == kDT * kMT, "dQ tiles spread evenly over the warps");
 
   const int k0 = blockIdx.x * kBlock, h = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c2 = 2 * (lane & 3);
@@ -254,6 +283,8 @@ __global__ void __launch_bounds__(kThreads)
   bf16* dOt = Qt + kHd * kRS;
   float* lse2 = reinterpret_cast<float*>(dOt + kHd * kRS);
   float* Ds = lse2 + kBr;
+  bf16* Kt = reinterpret_cast<bf16*>(Ds + kBr);  // slots path only
+  bf16* dSs = Kt + kHd * kKS;
 
   const int64_t inner = int64_t(H) * hd;
   const int64_t row0 = int64_t(b) * L;
@@ -261,8 +292,15 @@ __global__ void __launch_bounds__(kThreads)
   const bf16* dog = dout + row0 * lddo + int64_t(h) * hd;
   const float* lse_bh = lse + (int64_t(b) * H + h) * L;
   const float* D_bh = D + (int64_t(b) * H + h) * L;
+  // The slot of the pair (this key block, query tile qs / kBr) starts (qs - k0) hd floats after this.
+  float* slot0 = nullptr;
+  if constexpr (kSlots) {
+    constexpr int kR = kBlock / kBr;
+    const int64_t per_bh = slot_first(gridDim.x, nqt, kR);
+    slot0 = dq_slot + ((int64_t(b) * H + h) * per_bh + slot_first(blockIdx.x, nqt, kR)) * (int64_t(kBr) * hd);
+  }
 
-  stage<kHd, kBlock>(qg + inner + int64_t(k0) * ldqkv, ldqkv, L - k0, hd, Ks, nullptr);
+  stage<kHd, kBlock>(qg + inner + int64_t(k0) * ldqkv, ldqkv, L - k0, hd, Ks, kSlots ? Kt : nullptr);
   stage<kHd, kBlock>(qg + 2 * inner + int64_t(k0) * ldqkv, ldqkv, L - k0, hd, Vs, nullptr);
 
   const int wk0 = k0 + 16 * warp;  // the warp's first key
@@ -275,7 +313,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int e = 0; e < 4; ++e) dk[n][e] = dv[n][e] = 0.f;
 
   for (int qs = k0; qs <= qend; qs += kBr) {
-    __syncthreads();  // the previous tile's Q, dO are read (first pass: nothing to wait for)
+    __syncthreads();  // the previous tile's Q, dO (and dS) are read (first pass: nothing to wait for)
     stage<kHd, kBr>(qg + int64_t(qs) * ldqkv, ldqkv, L - qs, hd, Qs, Qt);
     stage<kHd, kBr>(dog + int64_t(qs) * lddo, lddo, L - qs, hd, dOs, dOt);
     for (int i = threadIdx.x; i < kBr; i += kThreads) {
@@ -285,44 +323,85 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncthreads();
 
-    // No key of the warp is seen by a query of the tile (warp-uniform, no barrier inside).
-    if (wk0 >= L || qs + kBr - 1 < wk0 || (lw >= 0 && qs > wk0 + 15 + lw)) continue;
-    // S^T [16 keys x kBr queries] = K Q^T, then P^T = exp2(qscale S^T - lse2) (0 where masked).
-    float st[kQT][4];
-#pragma unroll
-    for (int n = 0; n < kQT; ++n) st[n][0] = st[n][1] = st[n][2] = st[n][3] = 0.f;
-#pragma unroll
-    for (int kc = 0; kc < kKC; ++kc) {
-      uint32_t af[4];
-      load_a(af, Ks, kS, 16 * warp, 16 * kc, lane);
-      mma_row(st, af, Qs, kS, 0, 16 * kc, lane);
+    // No key of the warp is seen by a query of the tile (warp-uniform). Without slots an idle warp moves on (no
+    // barrier inside); with them it zeroes its keys' dS and still takes its share of the tile's dQ product.
+    const bool idle = wk0 >= L || qs + kBr - 1 < wk0 || (lw >= 0 && qs > wk0 + 15 + lw);
+    if constexpr (!kSlots) {
+      if (idle) continue;
     }
+    if (kSlots ? !idle : true) {
+      // S^T [16 keys x kBr queries] = K Q^T, then P^T = exp2(qscale S^T - lse2) (0 where masked).
+      float st[kQT][4];
 #pragma unroll
-    for (int n = 0; n < kQT; ++n)
+      for (int n = 0; n < kQT; ++n) st[n][0] = st[n][1] = st[n][2] = st[n][3] = 0.f;
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int j = wk0 + g + 8 * (e >> 1), i = 8 * n + c2 + (e & 1), t = qs + i;
-        const bool ok = j <= t && t < L && (lw < 0 || j + lw >= t);
-        st[n][e] = ok ? exp2f(st[n][e] * qscale - lse2[i]) : 0.f;
+      for (int kc = 0; kc < kKC; ++kc) {
+        uint32_t af[4];
+        load_a(af, Ks, kS, 16 * warp, 16 * kc, lane);
+        mma_row(st, af, Qs, kS, 0, 16 * kc, lane);
       }
-    // dV += P^T dO.
-    mma_c_strip(dv, st, dOt, kRS, lane);
-    // dP^T = V dO^T; dS^T = P^T (dP^T - Di), in place of P^T.
-    float dp[kQT][4];
 #pragma unroll
-    for (int n = 0; n < kQT; ++n) dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.f;
+      for (int n = 0; n < kQT; ++n)
 #pragma unroll
-    for (int kc = 0; kc < kKC; ++kc) {
-      uint32_t af[4];
-      load_a(af, Vs, kS, 16 * warp, 16 * kc, lane);
-      mma_row(dp, af, dOs, kS, 0, 16 * kc, lane);
+        for (int e = 0; e < 4; ++e) {
+          const int j = wk0 + g + 8 * (e >> 1), i = 8 * n + c2 + (e & 1), t = qs + i;
+          const bool ok = j <= t && t < L && (lw < 0 || j + lw >= t);
+          st[n][e] = ok ? exp2f(st[n][e] * qscale - lse2[i]) : 0.f;
+        }
+      // dV += P^T dO.
+      mma_c_strip(dv, st, dOt, kRS, lane);
+      // dP^T = V dO^T; dS^T = P^T (dP^T - Di), in place of P^T.
+      float dp[kQT][4];
+#pragma unroll
+      for (int n = 0; n < kQT; ++n) dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.f;
+#pragma unroll
+      for (int kc = 0; kc < kKC; ++kc) {
+        uint32_t af[4];
+        load_a(af, Vs, kS, 16 * warp, 16 * kc, lane);
+        mma_row(dp, af, dOs, kS, 0, 16 * kc, lane);
+      }
+#pragma unroll
+      for (int n = 0; n < kQT; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) st[n][e] *= dp[n][e] - Ds[8 * n + c2 + (e & 1)];
+      // dK += dS^T Q (scaled at the end).
+      mma_c_strip(dk, st, Qt, kRS, lane);
+      if constexpr (kSlots) {
+        // dS [query][key] (bf16, the mma operand) for the dQ product.
+#pragma unroll
+        for (int n = 0; n < kQT; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            dSs[(8 * n + c2 + (e & 1)) * kKS + 16 * warp + g + 8 * (e >> 1)] = __float2bfloat16(st[n][e]);
+      }
+    } else if constexpr (kSlots) {
+      for (int i = lane; i < kBr * 16; i += 32) dSs[(i >> 4) * kKS + 16 * warp + (i & 15)] = __float2bfloat16(0.f);
     }
+    if constexpr (kSlots) {
+      __syncthreads();  // dS of the tile is complete
+      // The pair's slot [kBr x hd] = dS K over the block's 64 keys (unscaled); every row is stored (rows past
+      // L hold zeros and are never read).
+      const int mt = warp % kMT, n0 = (warp / kMT) * kNW;
+      float dq[kNW][4];
 #pragma unroll
-    for (int n = 0; n < kQT; ++n)
+      for (int n = 0; n < kNW; ++n) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.f;
 #pragma unroll
-      for (int e = 0; e < 4; ++e) st[n][e] *= dp[n][e] - Ds[8 * n + c2 + (e & 1)];
-    // dK += dS^T Q (scaled at the end).
-    mma_c_strip(dk, st, Qt, kRS, lane);
+      for (int kc = 0; kc < kBlock / 16; ++kc) {
+        uint32_t af[4];
+        load_a(af, dSs, kKS, 16 * mt, 16 * kc, lane);
+        mma_row(dq, af, Kt, kKS, n0, 16 * kc, lane);
+      }
+      float* slot = slot0 + int64_t(qs - k0) * hd;
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float* dst = slot + (16 * mt + g + 8 * r) * hd;
+#pragma unroll
+        for (int n = 0; n < kNW; ++n) {
+          const int col = 8 * (n0 + n) + c2;
+          if (col < hd) *reinterpret_cast<float2*>(dst + col) = make_float2(dq[n][2 * r], dq[n][2 * r + 1]);
+        }
+      }
+    }
   }
 
   // dK, dV rows of the warp's keys.
@@ -460,6 +539,44 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// dQ from the slots (slot_first's layout; kBr query rows per tile, R = 64 / kBr, nqt = ceil(L / kBr),
+// per_bh slots per (sequence, head)): the q block of dqkv, row t of (b, h), columns c, c + 1 =
+// scale sum_kb slot(kb, t / kBr)[t mod kBr][c, c + 1] over the key blocks kb that visit the tile, in increasing
+// order (the same fixed order on every run). One thread per column pair; consecutive threads take consecutive
+// pairs of a row, then the next row (rows of a tile are contiguous in a slot).
+__global__ void attn_dq_reduce_kernel(const float* __restrict__ slots, int64_t total, int L, int H, int hd, int lw,
+                                      int kBr, int nqt, int64_t per_bh, float scale, bf16* __restrict__ dqkv,
+                                      int64_t lddqkv) {
+  const int pairs = hd >> 1, R = kBlock / kBr;
+  const int64_t slot_floats = int64_t(kBr) * hd;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t row = e / pairs;  // (b H + h) L + t
+    const int p = 2 * int(e - row * pairs);
+    const int64_t bh = row / L;
+    const int t = int(row - bh * L), qt = t / kBr;
+    // The key blocks that visit tile qt (attn_bwd_kernel's loop bounds): kb R <= qt and, with a window,
+    // qt kBr <= 64 kb + 63 + lw.
+    const int kb_last = qt / R;
+    int kb = 0;
+    if (lw >= 0) {
+      const int x = qt * kBr - (kBlock - 1) - lw;
+      if (x > 0) kb = (x + kBlock - 1) / kBlock;
+    }
+    const float* s =
+        slots + (bh * per_bh + slot_first(kb, nqt, R) + qt - int64_t(kb) * R) * slot_floats + (t - qt * kBr) * hd + p;
+    float2 acc = make_float2(0.f, 0.f);
+    for (;; ++kb) {
+      const float2 v = *reinterpret_cast<const float2*>(s);
+      acc.x += v.x;
+      acc.y += v.y;
+      if (kb == kb_last) break;
+      s += int64_t(nqt - (kb + 1) * R) * slot_floats;  // slot(kb + 1, qt) - slot(kb, qt)
+    }
+    const int64_t b = bh / H, h = bh - b * H;
+    st32(dqkv + (b * L + t) * lddqkv + h * hd + p, pack_bf2(acc.x * scale, acc.y * scale));
+  }
+}
+
 bool aligned4(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 3u) == 0; }
 
 size_t round_up(size_t n) { return (n + 255) & ~size_t(255); }
@@ -489,22 +606,60 @@ void allow_smem(Kernel kernel, size_t bytes) {
   JRT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
 }
 
+// dq slots of one (sequence, head) of L rows with query tiles of kBr rows (slot_first).
+int64_t slots_per_head(int64_t L, int kBr) {
+  return slot_first((L + kBlock - 1) / kBlock, (L + kBr - 1) / kBr, kBlock / kBr);
+}
+
+// The dK / dV kernel's query rows per tile for head dim hd (the kernel the entry points dispatch to).
+int bwd_rows_for(int hd) { return hd <= 32 ? bwd_rows<32>() : hd <= 64 ? bwd_rows<64>() : bwd_rows<128>(); }
+
+// Bytes of the dq slots of a backward (SIZE_MAX when absurdly large).
+size_t dq_slot_bytes(int B, int64_t L, int H, int hd) {
+  const int kBr = bwd_rows_for(hd);
+  const int64_t per = slots_per_head(L, kBr);
+  const double est = double(B) * H * double(per) * kBr * hd * sizeof(float);
+  if (est > 0x1p62) return SIZE_MAX;
+  return size_t(B) * size_t(H) * size_t(per) * size_t(kBr) * size_t(hd) * sizeof(float);
+}
+
+// The backward takes the dq slots path iff this holds; attention_bwd_workspace_bytes then includes them.
+bool use_dq_slots(int B, int64_t L, int H, int hd) { return dq_slot_bytes(B, L, H, hd) <= dq_slot_cap_bytes(); }
+
+// dq slots start at the first 16-byte boundary after the D buffer (the workspace need only be 4-byte aligned).
+constexpr size_t kSlotAlign = 16;
+
 template <int kHd>
 void launch_bwd(const bf16* qkv, int64_t ldqkv, const bf16* dout, int64_t lddo, const float* lse, const float* D, int B,
-                int L, int H, int hd, int lw, float scale, bf16* dqkv, int64_t lddqkv, cudaStream_t stream) {
+                int L, int H, int hd, int lw, float scale, bf16* dqkv, int64_t lddqkv, float* dq_slot,
+                cudaStream_t stream) {
   static const bool attr = [] {
-    allow_smem(attn_bwd_kernel<kHd>, bwd_smem<kHd>());
+    allow_smem(attn_bwd_kernel<kHd, false>, bwd_smem<kHd, false>());
+    allow_smem(attn_bwd_kernel<kHd, true>, bwd_smem<kHd, true>());
     allow_smem(attn_bwd_dq_kernel<kHd>, dq_smem<kHd>());
     return true;
   }();
   (void)attr;
   const dim3 grid(unsigned((L + kBlock - 1) / kBlock), unsigned(H), unsigned(B));
-  attn_bwd_kernel<kHd><<<grid, kThreads, bwd_smem<kHd>(), stream>>>(qkv, ldqkv, dout, lddo, lse, D, L, H, hd, lw,
-                                                                    scale * kLog2e, scale, dqkv, lddqkv);
-  JRT_CUDA_CHECK(cudaGetLastError());
-  attn_bwd_dq_kernel<kHd><<<grid, kThreads, dq_smem<kHd>(), stream>>>(qkv, ldqkv, dout, lddo, lse, D, L, H, hd, lw,
-                                                                      scale * kLog2e, scale, dqkv, lddqkv);
-  JRT_CUDA_CHECK(cudaGetLastError());
+  if (dq_slot) {
+    constexpr int kBr = bwd_rows<kHd>();
+    const int nqt = (L + kBr - 1) / kBr;
+    attn_bwd_kernel<kHd, true><<<grid, kThreads, bwd_smem<kHd, true>(), stream>>>(
+        qkv, ldqkv, dout, lddo, lse, D, L, H, hd, lw, scale * kLog2e, scale, dqkv, lddqkv, dq_slot, nqt);
+    JRT_CUDA_CHECK(cudaGetLastError());
+    const int64_t total = int64_t(B) * H * L * (hd / 2), threads = 256;
+    const int64_t blocks = std::min<int64_t>((total + threads - 1) / threads, int64_t(1) << 20);
+    attn_dq_reduce_kernel<<<unsigned(blocks), unsigned(threads), 0, stream>>>(
+        dq_slot, total, L, H, hd, lw, kBr, nqt, slots_per_head(L, kBr), scale, dqkv, lddqkv);
+    JRT_CUDA_CHECK(cudaGetLastError());
+  } else {
+    attn_bwd_kernel<kHd, false><<<grid, kThreads, bwd_smem<kHd, false>(), stream>>>(
+        qkv, ldqkv, dout, lddo, lse, D, L, H, hd, lw, scale * kLog2e, scale, dqkv, lddqkv, nullptr, 0);
+    JRT_CUDA_CHECK(cudaGetLastError());
+    attn_bwd_dq_kernel<kHd><<<grid, kThreads, dq_smem<kHd>(), stream>>>(qkv, ldqkv, dout, lddo, lse, D, L, H, hd, lw,
+                                                                        scale * kLog2e, scale, dqkv, lddqkv);
+    JRT_CUDA_CHECK(cudaGetLastError());
+  }
 }
 
 static_assert(fwd_smem<kMaxHd>() <= 48 * 1024, "the forward fits the default shared memory limit");
@@ -525,15 +680,19 @@ void attention_fwd_train_cuda(const bf16* qkv, int64_t ldqkv, int B, int64_t L, 
     launch_fwd<128>(qkv, ldqkv, B, int(L), H, hd, lw, scale, o, ldo, lse, stream);
 }
 
-// Workspace: D fp32 [B, H, L] (rounded up to 256 bytes).
+// Workspace: D fp32 [B, H, L] (rounded up to 256 bytes), then, when they fit under dq_slot_cap_bytes(), the dq
+// slots (slot_first's layout, from the first 16-byte boundary; rounded up to 256 bytes).
 size_t attention_bwd_workspace_bytes(int B, int64_t L, int H, int hd) {
   if (B <= 0 || L <= 0 || H <= 0 || hd <= 0) return 0;
-  return round_up(size_t(B) * size_t(L) * size_t(H) * sizeof(float));
+  size_t bytes = round_up(size_t(B) * size_t(L) * size_t(H) * sizeof(float));
+  if (use_dq_slots(B, L, H, hd)) bytes += round_up(dq_slot_bytes(B, L, H, hd) + kSlotAlign);
+  return bytes;
 }
 
 void attention_bwd_train_cuda(const bf16* qkv, int64_t ldqkv, const bf16* o, int64_t ldo, const float* lse,
                               const bf16* dout, int64_t lddo, int B, int64_t L, int H, int hd, int64_t left_window,
-                              float scale, bf16* dqkv, int64_t lddqkv, void* workspace, cudaStream_t stream) {
+                              float scale, bf16* dqkv, int64_t lddqkv, void* workspace, size_t workspace_bytes,
+                              cudaStream_t stream) {
   if (B <= 0 || L <= 0) return;
   const int lw = int(check_args("attention_bwd_train_cuda", B, L, H, hd, left_window));
   JRT_CHECK(ldqkv % 2 == 0 && ldo % 2 == 0 && lddo % 2 == 0 && lddqkv % 2 == 0 && aligned4(qkv) && aligned4(o) &&
@@ -544,6 +703,17 @@ void attention_bwd_train_cuda(const bf16* qkv, int64_t ldqkv, const bf16* o, int
             "attention_bwd_train_cuda: the workspace must be a 4-byte aligned device buffer");
   const int64_t N = int64_t(B) * L;
   float* D = static_cast<float*>(workspace);
+  // The slots path whenever the workspace holds the slots (a caller may size it for a larger shape than this
+  // call's, on either side of the cap); at least D is required.
+  const size_t d_bytes = round_up(size_t(N) * size_t(H) * sizeof(float));
+  const size_t slot_bytes = dq_slot_bytes(B, L, H, hd);
+  JRT_CHECK(workspace_bytes >= d_bytes, "attention_bwd_train_cuda: workspace of {} bytes, at least {} needed",
+            workspace_bytes, d_bytes);
+  float* dq_slot = nullptr;
+  if (slot_bytes != SIZE_MAX && workspace_bytes >= d_bytes + round_up(slot_bytes + kSlotAlign)) {
+    const uintptr_t p = reinterpret_cast<uintptr_t>(workspace) + round_up(size_t(N) * size_t(H) * sizeof(float));
+    dq_slot = reinterpret_cast<float*>((p + kSlotAlign - 1) & ~uintptr_t(kSlotAlign - 1));
+  }
   {
     const int64_t warps = N * H, per_block = 8;
     const int64_t blocks = std::min<int64_t>((warps + per_block - 1) / per_block, int64_t(1) << 16);
@@ -552,11 +722,11 @@ void attention_bwd_train_cuda(const bf16* qkv, int64_t ldqkv, const bf16* o, int
     JRT_CUDA_CHECK(cudaGetLastError());
   }
   if (hd <= 32)
-    launch_bwd<32>(qkv, ldqkv, dout, lddo, lse, D, B, int(L), H, hd, lw, scale, dqkv, lddqkv, stream);
+    launch_bwd<32>(qkv, ldqkv, dout, lddo, lse, D, B, int(L), H, hd, lw, scale, dqkv, lddqkv, dq_slot, stream);
   else if (hd <= 64)
-    launch_bwd<64>(qkv, ldqkv, dout, lddo, lse, D, B, int(L), H, hd, lw, scale, dqkv, lddqkv, stream);
+    launch_bwd<64>(qkv, ldqkv, dout, lddo, lse, D, B, int(L), H, hd, lw, scale, dqkv, lddqkv, dq_slot, stream);
   else
-    launch_bwd<128>(qkv, ldqkv, dout, lddo, lse, D, B, int(L), H, hd, lw, scale, dqkv, lddqkv, stream);
+    launch_bwd<128>(qkv, ldqkv, dout, lddo, lse, D, B, int(L), H, hd, lw, scale, dqkv, lddqkv, dq_slot, stream);
 }
 
 }  // namespace jrt::ops::cuda

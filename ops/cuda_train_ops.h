@@ -32,6 +32,13 @@ using bf16 = __nv_bfloat16;
 // ---- fixed-order reduction (ops/reduce.cu) ------------------------------------------------------------
 // dst[c] += sum_{r < rows} part[r, c] for c < cols, the rows added in increasing order (part contiguous).
 void column_sum_add_cuda(const float* part, int64_t rows, int64_t cols, float* dst, cudaStream_t stream);
+// The largest workspace the attention backwards (softmax and Taylor linear attention) may spend on dq slots:
+// the key-owning kernel writes each (key block, query block) tile of dq to a slot of its own and a reduction
+// adds the slots in key-block order, deterministic and without recomputing dS; past the cap (long sequences)
+// a query-owning dq kernel recomputes it instead. The *_bwd_workspace_bytes functions read the cap, so set it
+// before sizing workspaces. Default 256 MiB; 0 forces the dq kernels (tests cover both paths this way).
+size_t dq_slot_cap_bytes();
+void set_dq_slot_cap_bytes(size_t bytes);
 
 // ---- GEMM backward (ops/linear.cu); the forward is linear_bf16 / linear_f32 of cuda_ops.h ----------
 // dx[N, in] = dy[N, out] W[out, in]  (fp32 result, += when accumulate; or bf16 result, =).
@@ -162,11 +169,13 @@ void selective_scan_bwd_train_cuda(const ScanTrainCuda& s, const bf16* dy, int64
 void attention_fwd_train_cuda(const bf16* qkv, int64_t ldqkv, int B, int64_t L, int H, int hd, int64_t left_window,
                               float scale, bf16* o, int64_t ldo, float* lse, cudaStream_t stream);
 // Backward: dqkv bf16 [N, 3 H hd] (=, row stride lddqkv; q / k / v blocks as qkv) from dout [N, H hd].
-// workspace: attention_bwd_workspace_bytes(B, L, H, hd) bytes of device memory (may be 0 -> null).
+// workspace: workspace_bytes of device memory, at least attention_bwd_workspace_bytes(B, L, H, hd) (a workspace
+// sized for a larger shape works too; whether it holds the dq slots picks the dq path).
 size_t attention_bwd_workspace_bytes(int B, int64_t L, int H, int hd);
 void attention_bwd_train_cuda(const bf16* qkv, int64_t ldqkv, const bf16* o, int64_t ldo, const float* lse,
                               const bf16* dout, int64_t lddo, int B, int64_t L, int H, int hd, int64_t left_window,
-                              float scale, bf16* dqkv, int64_t lddqkv, void* workspace, cudaStream_t stream);
+                              float scale, bf16* dqkv, int64_t lddqkv, void* workspace, size_t workspace_bytes,
+                              cudaStream_t stream);
 // Backward of rotary_cuda (rotation by the negative angle, in place on the gradient rows; same arguments).
 void rotary_bwd_cuda(bf16* dx, int64_t ld, const int32_t* cu_seqlens, const int32_t* pos0, int B, int64_t T, int heads,
                      int hd, const float* inv_freq, int nf, cudaStream_t stream);
@@ -207,7 +216,9 @@ struct LaTrainCuda {
 size_t la_fwd_workspace_bytes(const LaTrainCuda& a);
 void la_fwd_train_cuda(const LaTrainCuda& a, void* workspace, cudaStream_t stream);
 // From dy bf16 [N, H dv] (lddy): dq, dk bf16 [N, H fd] (=), dv bf16 [N, H dv] (=), ddt bf16 [N, H] (=, iff
-// dt), dS0 fp32 [B, H, D, dv] / dz0 [B, H, D] (=, when non-null). workspace: la_bwd_workspace_bytes(a).
+// dt), dS0 fp32 [B, H, D, dv] / dz0 [B, H, D] (=, when non-null). workspace: workspace_bytes of device memory,
+// at least la_bwd_workspace_bytes(a) (sized for a larger shape works too; whether it holds the dq slots picks
+// the dq path).
 struct LaTrainGradsCuda {
   bf16* dq = nullptr;
   int64_t lddq = 0;
@@ -222,7 +233,7 @@ struct LaTrainGradsCuda {
 };
 size_t la_bwd_workspace_bytes(const LaTrainCuda& a);
 void la_bwd_train_cuda(const LaTrainCuda& a, const bf16* dy, int64_t lddy, const LaTrainGradsCuda& g, void* workspace,
-                       cudaStream_t stream);
+                       size_t workspace_bytes, cudaStream_t stream);
 // JRT encoder summary of each sequence's first M rows (la_accumulate_state_t from zero), as TF32 GEMMs
 // (ops/linear_attention_prefix.cu):
 //   S0[b, h] = sum_{t<M} phi(k_t) v_t^T,  z0[b, h] = sum_{t<M} phi(k_t)     (=; ke/ve rows b * L + t)

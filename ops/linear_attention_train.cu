@@ -935,21 +935,34 @@ __global__ void __launch_bounds__(kTcThreads)
   }
 }
 
-// Ks, Qs [64][24], Qt [16][72], dYc [64][72], Vs [64][dvp + 8] bf16 (dvp: d_v rounded up to 64); rin, ddn [64] fp32.
-size_t tc_dkq_smem(int dv) {
+// Ks, Qs [64][24], Qt [16][72], dYc [64][72], Vs [64][dvp + 8] bf16 (dvp: d_v rounded up to 64); rin, ddn [64] fp32;
+// with dq slots also Kt [16][72] and dSs [64][72] bf16.
+size_t tc_dkq_smem(int dv, bool slots) {
   const int dvp = (dv + BT - 1) / BT * BT;
-  return sizeof(bf16) * (2 * BT * kQS + kTcFd * kTS + BT * kTS + size_t(BT) * (dvp + 8)) + sizeof(float) * 2 * BT;
+  return sizeof(bf16) *
+             (2 * BT * kQS + kTcFd * kTS + BT * kTS + size_t(BT) * (dvp + 8) + (slots ? kTcFd * kTS + BT * kTS : 0)) +
+         sizeof(float) * 2 * BT;
 }
+
+// dq slots: per (b, h), the pairs (key block kb, query block qb >= kb) in kb-major order, 64 x 16 fp32 each.
+__host__ __device__ __forceinline__ int64_t la_pair(int kb, int qb, int nqb) {
+  return int64_t(kb) * nqb - int64_t(kb) * (kb - 1) / 2 + (qb - kb);
+}
+__host__ __device__ __forceinline__ int64_t la_pairs(int nqb) { return int64_t(nqb) * (nqb + 1) / 2; }
 
 // grid (B H, ceil(L / 64)); CTA = (b, h) x 64 keys (4 warps of 16), over the query blocks that see them:
 //   dw_tj = gamma^(t-j) rinv_t (dy_t . v_j) + dden_t,  ds_tj = dw_tj (1 + s_tj) / sqrt(fd) (t >= j),
 //   dk_j = sum_t ds_tj q_t  (=).
-// dq needs the same ds summed over keys instead: la_tc_bwd_dq_kernel recomputes it per query block, so every
-// gradient element has one writer (atomics here would make dq's float sums run-order dependent).
+// dq needs the same ds summed over keys. kSlots: each (key block, query block) tile dq = dS K goes to a slot of
+// its own (dq_slot, la_pair's layout; =) and la_dq_slot_reduce_kernel adds the slots in key-block order;
+// otherwise la_tc_bwd_dq_kernel recomputes dS per query block. Either way every gradient element has one
+// writer (atomics here would make dq's float sums run-order dependent).
 // rinv_t = dt_t / den_t and dden [B, H, L] from the prep kernel.
+template <bool kSlots>
 __global__ void __launch_bounds__(kTcThreads)
     la_tc_bwd_dk_kernel(LaTrainCuda a, const bf16* __restrict__ dy, int64_t lddy, bf16* __restrict__ dk, int64_t lddk,
-                        const float* __restrict__ rinv, const float* __restrict__ dden, Consts kc, unsigned al) {
+                        const float* __restrict__ rinv, const float* __restrict__ dden, float* __restrict__ dq_slot,
+                        Consts kc, unsigned al) {
   extern __shared__ __align__(16) unsigned char smem_tc[];
   const int dv = a.dv, dvp = (dv + BT - 1) / BT * BT, lvs = dvp + 8;
   bf16* Ks = reinterpret_cast<bf16*>(smem_tc);
@@ -959,6 +972,8 @@ __global__ void __launch_bounds__(kTcThreads)
   bf16* Vs = dYc + BT * kTS;
   float* rin = reinterpret_cast<float*>(Vs + BT * lvs);
   float* ddn = rin + BT;
+  bf16* Kt = reinterpret_cast<bf16*>(ddn + BT);  // kSlots only
+  bf16* dSs = Kt + kTcFd * kTS;
   const int bh = blockIdx.x, b = bh / a.H, h = bh % a.H, kb = blockIdx.y;
   const int64_t L = a.L, j0 = int64_t(kb) * BT, krow = int64_t(b) * L + j0;
   const int nk = tile_rows(L - j0), nqb = int((L + BT - 1) / BT);
@@ -967,18 +982,20 @@ __global__ void __launch_bounds__(kTcThreads)
   const bool decay = log2g != 0.0f;
   const int jl0 = 16 * warp + g;  // the lane's first key (row g of the warp's 16) in the block
 
-  stage<kTcFd, BT>(a.k + krow * a.ldk + int64_t(h) * kTcFd, a.ldk, nk, kTcFd, al & kAlK, Ks, kQS, nullptr, 0);
+  stage<kTcFd, BT>(a.k + krow * a.ldk + int64_t(h) * kTcFd, a.ldk, nk, kTcFd, al & kAlK, Ks, kQS, kSlots ? Kt : nullptr,
+                   kTS);
   for (int c0 = 0; c0 < dvp; c0 += BT)
     stage<BT, BT>(a.v + krow * a.ldv + int64_t(h) * dv + c0, a.ldv, nk, dv - c0, al & kAlV, Vs + c0, lvs, nullptr, 0);
   __syncthreads();
   uint32_t kf[4];
   load_a(kf, Ks, kQS, 16 * warp, 0, lane);
   float dka[2][4] = {};
+  float* slots = kSlots ? dq_slot + int64_t(bh) * la_pairs(nqb) * BT * kTcFd : nullptr;
   for (int qb = kb; qb < nqb; ++qb) {
     const int64_t t0 = int64_t(qb) * BT, qrow = int64_t(b) * L + t0;
     const int nq = tile_rows(L - t0);
     const bf16* dyb = dy + qrow * lddy + int64_t(h) * dv;
-    __syncthreads();  // the previous tile's Q and dY are read
+    __syncthreads();  // the previous tile's Q, dY (and dS) are read
     stage<kTcFd, BT>(a.q + qrow * a.ldq + int64_t(h) * kTcFd, a.ldq, nq, kTcFd, al & kAlQ, Qs, kQS, Qt, kTS);
     if (threadIdx.x < BT) {
       const bool ok = int(threadIdx.x) < nq;
@@ -1022,6 +1039,32 @@ __global__ void __launch_bounds__(kTcThreads)
       }
     // dk += dS^T Q.
     mma_c_strip(dka, st, Qt, kTS, lane);
+    if constexpr (kSlots) {
+      // dS [query][key] as bf16 (the operand rounding of the dq kernel's c_to_a), then this pair's dq tile
+      // [64 x 16] = dS K; warp w takes query rows 16 w .. 16 w + 15.
+#pragma unroll
+      for (int n = 0; n < 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) dSs[(8 * n + c2 + (e & 1)) * kTS + jl0 + 8 * (e >> 1)] = __float2bfloat16(st[n][e]);
+      __syncthreads();
+      if (16 * warp < nq) {
+        float dq[2][4] = {};
+#pragma unroll
+        for (int kc4 = 0; kc4 < BT / 16; ++kc4) {
+          uint32_t af[4];
+          load_a(af, dSs, kTS, 16 * warp, 16 * kc4, lane);
+          mma_row(dq, af, Kt, kTS, 0, 16 * kc4, lane);
+        }
+        float* slot = slots + la_pair(kb, qb, nqb) * BT * kTcFd;
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int ti = 16 * warp + g + 8 * r;
+#pragma unroll
+          for (int n = 0; n < 2; ++n)
+            *reinterpret_cast<float2*>(slot + ti * kTcFd + 8 * n + c2) = make_float2(dq[n][2 * r], dq[n][2 * r + 1]);
+        }
+      }
+    }
   }
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -1030,6 +1073,25 @@ __global__ void __launch_bounds__(kTcThreads)
     bf16* dst = dk + (krow + jl) * lddk + int64_t(h) * kTcFd;
 #pragma unroll
     for (int n = 0; n < 2; ++n) st_pair(dst + 8 * n + c2, dka[n][2 * r], dka[n][2 * r + 1]);
+  }
+}
+
+// dq_acc fp32 [N, H, 16] (=) from the slots of la_tc_bwd_dk_kernel<true>: row t of (b, h) sums the tiles of the
+// key blocks kb = 0 .. t / 64 in that order (fixed: bitwise reproducible). One thread per (b, h, t, column),
+// grid-stride; consecutive threads read consecutive floats of a slot.
+__global__ void la_dq_slot_reduce_kernel(const float* __restrict__ dq_slot, int B, int H, int64_t L,
+                                         float* __restrict__ dq_acc) {
+  const int nqb = int((L + BT - 1) / BT);
+  const int64_t n = int64_t(B) * H * L * kTcFd, pairs = la_pairs(nqb);
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int c = int(i % kTcFd);
+    const int64_t t = (i / kTcFd) % L, bh = i / (kTcFd * L);
+    const int qb = int(t / BT), ti = int(t % BT);
+    const float* base = dq_slot + bh * pairs * BT * kTcFd + ti * kTcFd + c;
+    float sum = 0.0f;
+    for (int kb = 0; kb <= qb; ++kb) sum += base[la_pair(kb, qb, nqb) * BT * kTcFd];
+    const int64_t b = bh / H, h = bh % H;
+    dq_acc[((b * L + t) * H + h) * kTcFd + c] = sum;
   }
 }
 
@@ -1284,18 +1346,44 @@ void la_fwd_train_cuda(const LaTrainCuda& a, void* workspace, cudaStream_t strea
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 
-size_t la_bwd_workspace_bytes(const LaTrainCuda& a) {
-  if (a.B <= 0 || a.H <= 0 || a.L <= 0) return 0;
+namespace {
+
+// The backward's workspace: rinv, dden [B, H, L]; on the tensor-core path dq_acc fp32 [N, H, 16] (8-byte aligned
+// after them); with the state GEMMs their scratch (256-byte aligned after that); with dq slots the slots
+// [B H, pairs, 64, 16] fp32 (256-byte aligned, last).
+struct LaBwdLayout {
+  size_t share = 0, slots = 0, total = 0;
+  bool use_slots = false;
+};
+LaBwdLayout la_bwd_layout(const LaTrainCuda& a, bool slots) {
+  LaBwdLayout w;
+  if (a.B <= 0 || a.H <= 0 || a.L <= 0) return w;
   const size_t bhl = size_t(a.B) * size_t(a.H) * size_t(a.L);
-  // rinv, dden [B, H, L]; the tensor-core path adds dq_acc fp32 [N, H, 16] (8-byte aligned after them), and the
-  // state GEMMs their scratch (256-byte aligned after that).
-  const size_t base = sizeof(float) * (2 * bhl + (use_tc(a) ? size_t(kTcFd) * bhl : 0));
-  if (!state_gemm(a)) return base;
-  return (base + 255) / 256 * 256 + la_prefix::share_bwd_bytes(int64_t(a.B) * a.H, a.L, a.fd, a.dv);
+  const auto up = [](size_t x) { return (x + 255) / 256 * 256; };
+  w.total = sizeof(float) * (2 * bhl + (use_tc(a) ? size_t(kTcFd) * bhl : 0));
+  if (state_gemm(a)) {
+    w.share = up(w.total);
+    w.total = w.share + la_prefix::share_bwd_bytes(int64_t(a.B) * a.H, a.L, a.fd, a.dv);
+  }
+  if (slots && use_tc(a)) {
+    const int nqb = int((a.L + BT - 1) / BT);
+    w.use_slots = true;
+    w.slots = up(w.total);
+    w.total = w.slots + sizeof(float) * size_t(a.B) * size_t(a.H) * size_t(la_pairs(nqb)) * BT * kTcFd;
+  }
+  return w;
+}
+
+}  // namespace
+
+// With the dq slots when they fit under the cap (dq_slot_cap_bytes), else without.
+size_t la_bwd_workspace_bytes(const LaTrainCuda& a) {
+  const LaBwdLayout with = la_bwd_layout(a, true), without = la_bwd_layout(a, false);
+  return with.total - without.total <= dq_slot_cap_bytes() ? with.total : without.total;
 }
 
 void la_bwd_train_cuda(const LaTrainCuda& a, const bf16* dy, int64_t lddy, const LaTrainGradsCuda& g, void* workspace,
-                       cudaStream_t stream) {
+                       size_t workspace_bytes, cudaStream_t stream) {
   if (a.B <= 0 || a.H <= 0) return;
   const int D = 1 + a.fd + a.fd * a.fd;
   if (a.L <= 0) {  // no tokens: the initial state's gradients are zero
@@ -1306,7 +1394,13 @@ void la_bwd_train_cuda(const LaTrainCuda& a, const bf16* dy, int64_t lddy, const
   check_la(a, "la_bwd_train_cuda");
   JRT_CHECK(dy && g.dq && g.dk && g.dv, "la_bwd_train_cuda: dy, dq, dk and dv are required");
   JRT_CHECK(!a.dt || g.ddt, "la_bwd_train_cuda: an output scale dt needs its gradient buffer ddt");
-  JRT_CHECK(workspace, "la_bwd_train_cuda: workspace required ({} bytes)", la_bwd_workspace_bytes(a));
+  // The slots path whenever the workspace holds the slots (a caller may size it for a larger shape than this
+  // call's, on either side of the cap).
+  const LaBwdLayout with_slots = la_bwd_layout(a, true), without = la_bwd_layout(a, false);
+  const LaBwdLayout lay = workspace_bytes >= with_slots.total ? with_slots : without;
+  JRT_CHECK(workspace && workspace_bytes >= without.total,
+            "la_bwd_train_cuda: workspace of {} bytes, at least {} needed", workspace ? workspace_bytes : 0,
+            without.total);
   const int64_t BHL = int64_t(a.B) * a.H * a.L;
   float* rinv = static_cast<float*>(workspace);
   float* dden = rinv + BHL;
@@ -1321,14 +1415,25 @@ void la_bwd_train_cuda(const LaTrainCuda& a, const bf16* dy, int64_t lddy, const
     const unsigned al = (rows_aligned(a.q, a.ldq) ? kAlQ : 0u) | (rows_aligned(a.k, a.ldk) ? kAlK : 0u) |
                         (rows_aligned(a.v, a.ldv) ? kAlV : 0u) | (rows_aligned(dy, lddy) ? kAlDy : 0u);
     static const bool once =
-        (allow_smem(la_tc_bwd_dk_kernel, tc_dkq_smem(kTcMaxDv)), allow_smem(la_tc_bwd_dq_kernel, tc_dq_smem(kTcMaxDv)),
-         allow_smem(la_bwd_dq_kernel<1>, bwd_smem<1>()), true);
+        (allow_smem(la_tc_bwd_dk_kernel<false>, tc_dkq_smem(kTcMaxDv, false)),
+         allow_smem(la_tc_bwd_dk_kernel<true>, tc_dkq_smem(kTcMaxDv, true)),
+         allow_smem(la_tc_bwd_dq_kernel, tc_dq_smem(kTcMaxDv)), allow_smem(la_bwd_dq_kernel<1>, bwd_smem<1>()), true);
     (void)once;
-    la_tc_bwd_dk_kernel<<<dim3(BH, blocks_of(a.L)), kTcThreads, tc_dkq_smem(a.dv), stream>>>(a, dy, lddy, g.dk, g.lddk,
-                                                                                             rinv, dden, kc, al);
-    JRT_CUDA_CHECK(cudaGetLastError());
-    la_tc_bwd_dq_kernel<<<dim3(BH, blocks_of(a.L)), kTcThreads, tc_dq_smem(a.dv), stream>>>(a, dy, lddy, rinv, dden,
-                                                                                            dq_acc, kc, al);
+    const dim3 grid(BH, blocks_of(a.L));
+    if (lay.use_slots) {  // dk and the dq tiles in one pass, then the tiles added in key-block order
+      float* slots = reinterpret_cast<float*>(static_cast<unsigned char*>(workspace) + lay.slots);
+      la_tc_bwd_dk_kernel<true>
+          <<<grid, kTcThreads, tc_dkq_smem(a.dv, true), stream>>>(a, dy, lddy, g.dk, g.lddk, rinv, dden, slots, kc, al);
+      JRT_CUDA_CHECK(cudaGetLastError());
+      const int64_t n = BHL * kTcFd;
+      la_dq_slot_reduce_kernel<<<unsigned(std::min<int64_t>((n + 255) / 256, 4096)), 256, 0, stream>>>(slots, a.B, a.H,
+                                                                                                       a.L, dq_acc);
+    } else {  // past the slot cap: dq recomputes dS per query block
+      la_tc_bwd_dk_kernel<false><<<grid, kTcThreads, tc_dkq_smem(a.dv, false), stream>>>(a, dy, lddy, g.dk, g.lddk,
+                                                                                         rinv, dden, nullptr, kc, al);
+      JRT_CUDA_CHECK(cudaGetLastError());
+      la_tc_bwd_dq_kernel<<<grid, kTcThreads, tc_dq_smem(a.dv), stream>>>(a, dy, lddy, rinv, dden, dq_acc, kc, al);
+    }
     JRT_CUDA_CHECK(cudaGetLastError());
     with_dv_tile(a.dv, [&](auto tile) {
       constexpr int kDV = decltype(tile)::value;
@@ -1338,9 +1443,8 @@ void la_bwd_train_cuda(const LaTrainCuda& a, const bf16* dy, int64_t lddy, const
     });
     JRT_CUDA_CHECK(cudaGetLastError());
     if (gemm_state) {  // dq = dq_acc + the state's share; dS0 / dz0
-      const size_t off = (sizeof(float) * size_t(BHL) * (2 + kTcFd) + 255) / 256 * 256;
       la_prefix::share_bwd(a.q, a.ldq, dy, lddy, rinv, dden, a.B, a.L, a.H, a.fd, a.dv, a.S0, a.z0, dq_acc, g.dq,
-                           g.lddq, g.dS0, g.dz0, static_cast<unsigned char*>(workspace) + off, stream);
+                           g.lddq, g.dS0, g.dz0, static_cast<unsigned char*>(workspace) + lay.share, stream);
     } else {  // the S0 / z0 share of dq and the cast of dq_acc
       la_bwd_dq_kernel<1><<<dim3(BH, blocks_of(a.L)), NT, bwd_smem<1>(), stream>>>(a, dy, lddy, g.dq, g.lddq, rinv,
                                                                                    dden, D, kc, dq_acc);

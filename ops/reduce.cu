@@ -35,4 +35,11 @@ void column_sum_add_cuda(const float* part, int64_t rows, int64_t cols, float* d
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 
+namespace {
+size_t g_dq_slot_cap = size_t(256) << 20;
+}  // namespace
+
+size_t dq_slot_cap_bytes() { return g_dq_slot_cap; }
+void set_dq_slot_cap_bytes(size_t bytes) { g_dq_slot_cap = bytes; }
+
 }  // namespace jrt::ops::cuda

@@ -3,6 +3,9 @@
 // attention_bwd_train_cuda (the dq / dk / dv blocks of dqkv) against ops::attention_bwd_t (T = float), per
 // (sequence, head) of B sequences of L rows whose q / k / v are the three blocks of one packed
 // [N, 3 H hd] row, as the model uses; rotary_bwd_cuda against ops::Rotary::backward_t.
+// The backward runs twice per shape: with dq slots (the default cap, which every shape here fits under;
+// rows labelled "dq=slots") and with the dq kernel (cap 0, "dq=kernel"); both are also checked to be
+// bitwise repeatable.
 // Inputs are N(0, 1) rounded to bf16 on both sides (scores O(1) with scale hd^-0.5). Every row stride has
 // padding columns: NaN on input (a stray read shows up), a sentinel on output (must stay untouched).
 // The backward gets the same saved activations on both sides: the CPU forward's y rounded to bf16 (the
@@ -12,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -52,6 +56,13 @@ constexpr double kOutNmse = 1e-5, kOutRel = 1e-2;
 constexpr double kGradNmse = 2e-5;
 constexpr double kLseNmse = 1e-10, kLseRel = 1e-5;
 constexpr double kZeroAbs = 1e-4;
+// A dq slot cap every shape of these tests fits under (the default): the slots path; 0 forces the dq kernel.
+constexpr size_t kSlotsCap = size_t(256) << 20;
+// Restores the dq slot cap on leaving the scope (also when an ASSERT returns early).
+struct SlotCapGuard {
+  size_t saved = ops::cuda::dq_slot_cap_bytes();
+  ~SlotCapGuard() { ops::cuda::set_dq_slot_cap_bytes(saved); }
+};
 
 bf16* as_bf16(const cuda::DeviceBuffer<uint16_t>& d) { return reinterpret_cast<bf16*>(d.get()); }
 
@@ -141,33 +152,39 @@ void attention_case(const AttnCase& c, uint32_t seed) {
                            dk.data() + off, inner, dv.data() + off, inner);
     }
 
-  // GPU backward.
+  // GPU backward, by both dq paths (the cap is read when the workspace is sized and again by the backward).
   auto d_y = upload(yb);
   auto d_lse_saved = upload(lse);
   auto d_dy = upload(dyb);
-  auto d_dqkv = upload(std::vector<uint16_t>(size_t(N * lddqkv), sentinel));
-  const size_t ws_bytes = ops::cuda::attention_bwd_workspace_bytes(B, L, H, hd);
-  cuda::DeviceBuffer<unsigned char> ws(ws_bytes);
-  // Garbage in the workspace: the backward must not rely on it being zero.
-  JRT_CUDA_CHECK(cudaMemset(ws.get(), 0x7f, ws_bytes));
-  ops::cuda::attention_bwd_train_cuda(as_bf16(d_qkv), ldqkv, as_bf16(d_y), ldo, d_lse_saved.get(), as_bf16(d_dy), lddo,
-                                      B, L, H, hd, c.window, scale, as_bf16(d_dqkv), lddqkv, ws.get(), nullptr);
-  JRT_CUDA_CHECK(cudaDeviceSynchronize());
-  const std::vector<uint16_t> gb = download(d_dqkv);
-  EXPECT_EQ(changed_padding(gb, N, lddqkv, 3 * inner, sentinel), 0)
-      << "attention_bwd_train_cuda wrote padding " << shape;
-  const bool zero_qk = L == 1 || c.window == 0;  // see the tolerances
-  const char* names[3] = {"attn_train_bwd.dq", "attn_train_bwd.dk", "attn_train_bwd.dv"};
-  const std::vector<float>* refs[3] = {&dq, &dk, &dv};
-  for (int i = 0; i < 3; ++i) {
-    const std::vector<float> got = columns(gb, N, lddqkv, i * inner, inner);
-    if (zero_qk && i < 2) {
-      double mx = 0;
-      for (size_t e = 0; e < got.size(); ++e)
-        mx = std::max({mx, std::fabs(double(got[e])), std::fabs(double((*refs[i])[e]))});
-      op_report(std::string(names[i]) + "(=0)", shape, jrt::test::OpErr{0.0, mx}, 0.0, kZeroAbs);
-    } else {
-      op_report(names[i], shape, op_error(got, *refs[i]), kGradNmse, kOutRel);
+  const SlotCapGuard restore_cap;
+  for (const size_t cap : {kSlotsCap, size_t(0)}) {
+    ops::cuda::set_dq_slot_cap_bytes(cap);
+    const std::string pshape = shape + (cap ? " dq=slots" : " dq=kernel");
+    auto d_dqkv = upload(std::vector<uint16_t>(size_t(N * lddqkv), sentinel));
+    const size_t ws_bytes = ops::cuda::attention_bwd_workspace_bytes(B, L, H, hd);
+    cuda::DeviceBuffer<unsigned char> ws(ws_bytes);
+    // Garbage in the workspace: the backward must not rely on it being zero.
+    JRT_CUDA_CHECK(cudaMemset(ws.get(), 0x7f, ws_bytes));
+    ops::cuda::attention_bwd_train_cuda(as_bf16(d_qkv), ldqkv, as_bf16(d_y), ldo, d_lse_saved.get(), as_bf16(d_dy),
+                                        lddo, B, L, H, hd, c.window, scale, as_bf16(d_dqkv), lddqkv, ws.get(), ws_bytes,
+                                        nullptr);
+    JRT_CUDA_CHECK(cudaDeviceSynchronize());
+    const std::vector<uint16_t> gb = download(d_dqkv);
+    EXPECT_EQ(changed_padding(gb, N, lddqkv, 3 * inner, sentinel), 0)
+        << "attention_bwd_train_cuda wrote padding " << pshape;
+    const bool zero_qk = L == 1 || c.window == 0;  // see the tolerances
+    const char* names[3] = {"attn_train_bwd.dq", "attn_train_bwd.dk", "attn_train_bwd.dv"};
+    const std::vector<float>* refs[3] = {&dq, &dk, &dv};
+    for (int i = 0; i < 3; ++i) {
+      const std::vector<float> got = columns(gb, N, lddqkv, i * inner, inner);
+      if (zero_qk && i < 2) {
+        double mx = 0;
+        for (size_t e = 0; e < got.size(); ++e)
+          mx = std::max({mx, std::fabs(double(got[e])), std::fabs(double((*refs[i])[e]))});
+        op_report(std::string(names[i]) + "(=0)", pshape, jrt::test::OpErr{0.0, mx}, 0.0, kZeroAbs);
+      } else {
+        op_report(names[i], pshape, op_error(got, *refs[i]), kGradNmse, kOutRel);
+      }
     }
   }
 }
@@ -182,6 +199,54 @@ TEST(CudaTrainAttention, MatchesCpu) {
   };
   uint32_t seed = 11;
   for (const AttnCase& c : cases) attention_case(c, seed++);
+}
+
+// Both dq paths are bitwise repeatable: the same inputs, run twice (fresh garbage in the workspace each
+// time), give the same dqkv bytes. B > 1, L not a multiple of the 64-row tiles, a window across tiles; head
+// dim 128 (query tiles of 32 rows) and 64 (tiles of 64).
+TEST(CudaTrainAttention, BackwardBitwiseRepeatable) {
+  if (!jrt::test::gpu_available()) GTEST_SKIP() << "no CUDA device";
+  const AttnCase cases[] = {{3, 200, 2, 128, 70}, {2, 150, 3, 64, 100}};
+  const SlotCapGuard restore_cap;
+  uint32_t seed = 41;
+  for (const AttnCase& c : cases) {
+    std::mt19937 rng(seed++);
+    const int B = c.B, H = c.H, hd = c.hd;
+    const int64_t L = c.L, N = int64_t(B) * L, inner = int64_t(H) * hd, ld3 = 3 * inner;
+    const float scale = float(1.0 / std::sqrt(double(hd)));
+    std::vector<float> tmp(size_t(N * ld3)), tmp_dy(size_t(N * inner));
+    auto d_qkv = upload(random_bf16(tmp, rng));
+    auto d_dy = upload(random_bf16(tmp_dy, rng));
+    cuda::DeviceBuffer<uint16_t> d_o(size_t(N * inner));
+    cuda::DeviceBuffer<float> d_lse(size_t(N) * H);
+    ops::cuda::attention_fwd_train_cuda(as_bf16(d_qkv), ld3, B, L, H, hd, c.window, scale, as_bf16(d_o), inner,
+                                        d_lse.get(), nullptr);
+    size_t ws_slots = 0, ws_kernel = 0;
+    for (const size_t cap : {kSlotsCap, size_t(0)}) {
+      ops::cuda::set_dq_slot_cap_bytes(cap);
+      const size_t ws_bytes = ops::cuda::attention_bwd_workspace_bytes(B, L, H, hd);
+      (cap ? ws_slots : ws_kernel) = ws_bytes;
+      cuda::DeviceBuffer<unsigned char> ws(ws_bytes);
+      std::vector<uint16_t> runs[2];
+      for (int run = 0; run < 2; ++run) {
+        JRT_CUDA_CHECK(cudaMemset(ws.get(), run ? 0x5a : 0x7f, ws_bytes));
+        cuda::DeviceBuffer<uint16_t> d_dqkv(size_t(N * ld3));
+        JRT_CUDA_CHECK(cudaMemset(d_dqkv.get(), 0xff, size_t(N * ld3) * sizeof(uint16_t)));
+        ops::cuda::attention_bwd_train_cuda(as_bf16(d_qkv), ld3, as_bf16(d_o), inner, d_lse.get(), as_bf16(d_dy), inner,
+                                            B, L, H, hd, c.window, scale, as_bf16(d_dqkv), ld3, ws.get(), ws_bytes,
+                                            nullptr);
+        JRT_CUDA_CHECK(cudaDeviceSynchronize());
+        runs[run] = download(d_dqkv);
+      }
+      const std::string what = "B=" + std::to_string(B) + " L=" + std::to_string(L) + " hd=" + std::to_string(hd) +
+                               " w=" + std::to_string(c.window) + (cap ? " dq=slots" : " dq=kernel");
+      ASSERT_EQ(runs[0].size(), runs[1].size());
+      EXPECT_EQ(std::memcmp(runs[0].data(), runs[1].data(), runs[0].size() * sizeof(uint16_t)), 0)
+          << "attention_bwd_train_cuda is not bitwise repeatable, " << what;
+    }
+    // The slots path took the larger workspace (it was the path run).
+    EXPECT_GT(ws_slots, ws_kernel);
+  }
 }
 
 // ---- rotary backward --------------------------------------------------------------------------

@@ -93,7 +93,7 @@ struct LaCase {
   }
 };
 
-void run_la_case(const LaCase& c, uint32_t seed) {
+void run_la_case(const LaCase& c, uint32_t seed, const std::string& tag = "") {
   std::mt19937 rng(seed);
   const int B = c.B, H = c.H, fd = c.fd, dv = c.dv;
   const int64_t L = c.L, N = B * L, D = ops::taylor_dim(fd), Hf = int64_t(H) * fd, Hv = int64_t(H) * dv;
@@ -158,7 +158,7 @@ void run_la_case(const LaCase& c, uint32_t seed) {
       hd.den = denref.data() + (int64_t(b) * H + h) * L;
       ops::la_fwd_t<float>(hd);
     }
-  const std::string shape = c.shape() + (tensor_core_path(fd, dv) ? " mma" : "");
+  const std::string shape = c.shape() + (tensor_core_path(fd, dv) ? " mma" : "") + tag;
   const double bf_nmse = tensor_core_path(fd, dv) ? kTcNmse : kBfNmse;
   const double bf_rel = tensor_core_path(fd, dv) ? kTcRel : kBfRel;
   op_report("la_fwd.y", shape, op_error(columns(y, N, ldy, 0, Hv), yref), bf_nmse, bf_rel);
@@ -173,12 +173,13 @@ void run_la_case(const LaCase& c, uint32_t seed) {
   cuda::DeviceBuffer<uint16_t> gdq = garbage<uint16_t>(size_t(N * lddq)), gdk = garbage<uint16_t>(size_t(N * lddk)),
                                gdv = garbage<uint16_t>(size_t(N * lddv)), gddt = garbage<uint16_t>(size_t(N * ldddt));
   cuda::DeviceBuffer<float> gdS0 = garbage<float>(size_t(BH * D * dv)), gdz0 = garbage<float>(size_t(BH * D));
-  cuda::DeviceBuffer<float> ws((ops::cuda::la_bwd_workspace_bytes(a) + sizeof(float) - 1) / sizeof(float));
+  const size_t ws_bytes = ops::cuda::la_bwd_workspace_bytes(a);
+  cuda::DeviceBuffer<float> ws((ws_bytes + sizeof(float) - 1) / sizeof(float));
   ops::cuda::LaTrainGradsCuda g;
   g.dq = bf_mut(gdq), g.lddq = lddq, g.dk = bf_mut(gdk), g.lddk = lddk, g.dv = bf_mut(gdv), g.lddv = lddv;
   g.ddt = c.dt ? bf_mut(gddt) : nullptr, g.ldddt = ldddt;
   g.dS0 = gdS0.get(), g.dz0 = gdz0.get();
-  ops::cuda::la_bwd_train_cuda(a, bf(gdy), lddy, g, ws.get(), nullptr);
+  ops::cuda::la_bwd_train_cuda(a, bf(gdy), lddy, g, ws.get(), ws_bytes, nullptr);
   JRT_CUDA_CHECK(cudaDeviceSynchronize());
 
   std::vector<float> dqref(size_t(N * Hf)), dkref(size_t(N * Hf)), dvref(size_t(N * Hv)), ddtref(size_t(N * H));
@@ -245,8 +246,15 @@ TEST(CudaTrainLa, TensorCorePathMatchesCpu) {
       {2, 200, 3, 16, 32, false, false, true, true},     // JRT state GEMMs: three heads, odd strides
       {4, 512, 1, 16, 128, false, false, true, false},   // JRT state GEMMs: the training benchmark's shape
   };
-  uint32_t seed = 31;
-  for (const LaCase& c : cases) run_la_case(c, seed++);
+  // Both ways to dq (cuda_train_ops.h, dq_slot_cap_bytes): per-pair slots reduced in key-block order (the
+  // default cap holds every case here), and the query-owning dq kernel (cap 0).
+  const size_t cap = ops::cuda::dq_slot_cap_bytes();
+  for (const size_t c_cap : {cap, size_t(0)}) {
+    ops::cuda::set_dq_slot_cap_bytes(c_cap);
+    uint32_t seed = 31;
+    for (const LaCase& c : cases) run_la_case(c, seed++, c_cap ? " dq=slots" : " dq=kernel");
+  }
+  ops::cuda::set_dq_slot_cap_bytes(cap);
 }
 
 // ---- la_state ------------------------------------------------------------------------------------

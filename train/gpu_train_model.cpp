@@ -239,7 +239,7 @@ class AttentionG final : public GpuMixer {
     const int64_t N = c.N, w3 = 3 * inner_;
     out_proj_bwd(c, dy, o_, inner_, Wo_, bo_, d_, do_);
     oc::attention_bwd_train_cuda(qkv_, w3, o_, inner_, lse_, do_, inner_, c.B, c.L, int(H_), int(hd_), window_, scale_,
-                                 dqkv_, w3, ws_bytes_ ? ws_ : nullptr, c.stream);
+                                 dqkv_, w3, ws_bytes_ ? ws_ : nullptr, ws_bytes_, c.stream);
     if (nf_ > 0)
       oc::rotary_bwd_cuda(dqkv_, w3, c.cu_seqlens, nullptr, c.B, N, int(2 * H_), int(hd_), inv_freq_.get(), nf_,
                           c.stream);
@@ -346,7 +346,7 @@ class LinearAttnG final : public GpuMixer {
     g.dq = dq_, g.lddq = wq, g.dk = dk_, g.lddk = wq, g.dv = dv_, g.lddv = wv;
     if (Wdt_.p) g.ddt = ddt_, g.ldddt = H_;
     if (prefix_) g.dS0 = dS0_, g.dz0 = dz0_;
-    oc::la_bwd_train_cuda(args({c.B, c.L}), do_, wv, g, ws(), c.stream);
+    oc::la_bwd_train_cuda(args({c.B, c.L}), do_, wv, g, ws(), ws_bytes_, c.stream);
     oc::linear_dw(dq_, wq, x, d_, N, d_, wq, Wq_.g, c.stream);
     oc::linear_dw(dk_, wq, x, d_, N, d_, wq, Wk_.g, c.stream);
     oc::linear_dw(dv_, wv, x, d_, N, d_, wv, Wv_.g, c.stream);
