@@ -15,8 +15,9 @@
 // blocks after the first step).
 //
 // Determinism: no op sums floats with atomics. Where many CTAs contribute to one gradient element, each
-// writes its partial sums and one kernel adds them in a fixed order (column_sum_add_cuda), or the
-// element gets a CTA of its own; so the same inputs give bitwise the same gradients on every run.
+// writes its partial sums and one kernel adds them in a fixed order (column_sum_add_cuda; the attention
+// backwards' dq slots), or the element gets a CTA of its own; so the same inputs give bitwise the same
+// gradients on every run.
 #pragma once
 #ifdef JRT_HAVE_CUDA
 #include <cuda_bf16.h>

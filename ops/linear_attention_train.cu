@@ -18,8 +18,9 @@
 // The JRT encoder summary S0 = Phi(K)^T V and its backward are TF32 GEMMs in ops/linear_attention_prefix.cu.
 //
 // The common case fd = 16, d_v % 16 == 0 (d_v <= 512) takes the bf16 tensor-core kernels further down
-// (kUseTensorCores), owner-writes as well: dk and dq come from two kernels (keys' and queries' view of the same
-// ds), so no atomics there either.
+// (kUseTensorCores), without atomics as well: the dk kernel (keys' view of ds) also writes each (key block, query
+// block) tile of dq to a slot of its own, added in key-block order by a reduction; past the slot cap
+// (dq_slot_cap_bytes) a dq kernel (queries' view) recomputes ds instead.
 // There, with an initial state and no decay (JRT), the state's share of num / den and of dq, and dS0 / dz0, are
 // TF32 GEMMs as well (state_gemm below).
 #include <cuda_bf16.h>
@@ -699,11 +700,11 @@ __global__ void __launch_bounds__(NT) la_outer_kernel(OuterArgs o, Consts kc) {
 //   forward   grid (B H, d_v tiles of <= 128, query blocks): S = Q K^T, W from the S registers, O += W V;
 //             the S0 / z0 share (JRT) on CUDA cores, once per CTA.
 //   backward  prep as above; dk: grid (B H, key blocks), loops the query blocks that see the block:
-//             dP^T = V dY^T (all of d_v), dS^T -> dk = dS^T Q; dq: grid (B H, query blocks), loops the key
-//             blocks: dP = dY V^T, dS -> dq = dS K (fp32, into the workspace); dv: grid (B H, key blocks, d_v
-//             tiles): dv += (W^T diag(dt / den)) dY; the fp32 dq kernel (or the state GEMMs) then adds the
-//             S0 / z0 share and casts dq. dP is computed twice (once per side): the price of one writer per
-//             element, i.e. of bitwise reproducible gradients.
+//             dP^T = V dY^T (all of d_v), dS^T -> dk = dS^T Q, and with dq slots each tile's dq = dS K into
+//             its slot (reduced in key-block order into the fp32 workspace); without slots, dq: grid (B H,
+//             query blocks), loops the key blocks: dP = dY V^T, dS -> dq = dS K (dP computed twice); dv: grid
+//             (B H, key blocks, d_v tiles): dv += (W^T diag(dt / den)) dY; the fp32 dq kernel (or the state
+//             GEMMs) then adds the S0 / z0 share and casts dq.
 
 // The fast path: one file-level switch (false: every case takes the fp32 kernels above).
 constexpr bool kUseTensorCores = true;
