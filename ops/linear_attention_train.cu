@@ -936,6 +936,15 @@ __global__ void __launch_bounds__(kTcThreads)
   }
 }
 
+// ds_tj of the tensor-core backward kernels from s = q_t.k_j, dp = dy_t.v_j, rinv_t, dden_t and dist = t - j >= 0:
+// (gamma^dist rinv_t dp + dden_t) (1 + s / sqrt(fd)) / sqrt(fd). The dk kernel and the dq kernel (the keys' and the
+// queries' view of the same ds) must agree to the bit, hence one definition.
+__device__ __forceinline__ float tc_ds(float s, float dp, float rin, float ddn, int dist, float log2g, bool decay,
+                                       const Consts& kc) {
+  const float x = s * kc.rs, gm = decay ? exp2f(float(dist) * log2g) : 1.0f;
+  return (gm * dp * rin + ddn) * (1.0f + x) * kc.rs;
+}
+
 // Ks, Qs [64][24], Qt [16][72], dYc [64][72], Vs [64][dvp + 8] bf16 (dvp: d_v rounded up to 64); rin, ddn [64] fp32;
 // with dq slots also Kt [16][72] and dSs [64][72] bf16.
 size_t tc_dkq_smem(int dv, bool slots) {
@@ -1031,12 +1040,7 @@ __global__ void __launch_bounds__(kTcThreads)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int i = 8 * n + c2 + (e & 1), dist = dist0 + i - 8 * (e >> 1);
-        float d = 0.0f;
-        if (dist >= 0 && i < nq) {
-          const float x = st[n][e] * kc.rs, gm = decay ? exp2f(float(dist) * log2g) : 1.0f;
-          d = (gm * dp[n][e] * rin[i] + ddn[i]) * (1.0f + x) * kc.rs;
-        }
-        st[n][e] = d;
+        st[n][e] = dist >= 0 && i < nq ? tc_ds(st[n][e], dp[n][e], rin[i], ddn[i], dist, log2g, decay, kc) : 0.0f;
       }
     // dk += dS^T Q.
     mma_c_strip(dka, st, Qt, kTS, lane);
@@ -1172,12 +1176,9 @@ __global__ void __launch_bounds__(kTcThreads)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int dist = dist0 + 8 * (e >> 1) - (8 * n + c2 + (e & 1));
-        float d = 0.0f;
-        if (dist >= 0) {
-          const float x = s[n][e] * kc.rs, gm = decay ? exp2f(float(dist) * log2g) : 1.0f;
-          d = (gm * dp[n][e] * ((e >> 1) ? rin1 : rin0) + ((e >> 1) ? ddn1 : ddn0)) * (1.0f + x) * kc.rs;
-        }
-        s[n][e] = d;
+        s[n][e] = dist >= 0
+                      ? tc_ds(s[n][e], dp[n][e], (e >> 1) ? rin1 : rin0, (e >> 1) ? ddn1 : ddn0, dist, log2g, decay, kc)
+                      : 0.0f;
       }
     // dq += dS K.
     mma_c_strip(dq, s, Kt, kTS, lane);
