@@ -387,27 +387,6 @@ __global__ void __launch_bounds__(NT) chunk_kernel(LaCudaArgs a, int seg_len, in
                 blockIdx.x == 0);
 }
 
-// Encoder accumulation: grid (slices, B*H); S_out/z_out += sum over the whole sequence.
-__global__ void __launch_bounds__(NT) accumulate_kernel(LaCudaArgs a) {
-  extern __shared__ __align__(128) unsigned char raw[];
-  Smem& sm = *reinterpret_cast<Smem*>(raw);
-  const int col0 = blockIdx.x * W, b = blockIdx.y / a.H, h = blockIdx.y % a.H;
-  const Seq sq = seq_of(a, b);
-  float* S = a.S_out + int64_t(blockIdx.y) * F * a.dv;
-  float* z = a.z_out + int64_t(blockIdx.y) * F;
-  StateFrags sf;
-  load_state(sm, sf, S, z, col0, a.dv);
-  for (int t0 = 0; t0 < sq.len; t0 += C) {
-    const int valid = min(C, sq.len - t0);
-    load_chunk(sm, a, sq.start + t0, valid, h, col0, false);
-    __syncthreads();
-    build_features(sm, sm.k, valid);
-    __syncthreads();
-    update_state(sm, sf, valid, 0.0f, false);
-  }
-  store_state(sm, sf, S, z, col0, a.dv, blockIdx.x == 0);
-}
-
 // grid B*H, block 256 = 64 state columns x 4 feature groups (each thread updates rows f = g, g+4, ...
 // of its columns and keeps a partial readout; the groups are summed in shared memory). Features in
 // shared memory, fp32.
@@ -488,10 +467,418 @@ __global__ void __launch_bounds__(kDecCols * kDecGroups) decode_step_kernel(cons
   }
 }
 
+// ---------------------------------------------------------------------------------------------------
+// v4 (the default when there is no decay): one CTA of 8 warps per (64-column d_v slice, sequence, head,
+// segment), raw mma.sync m16n8k16 with ldmatrix operands, cp.async double-buffered q / k / v.
+//   readout  warp (rg = w % 4, ch = w / 4): query rows 16 rg .., output columns 32 ch ..:
+//            s = Q K^T (registers), w = 1 + s/4 + s^2/32 masked causal, den_intra = rowsum(w) in fp32,
+//            O = P V (P reused from the accumulators) + F(Q) S_bf16; y = dt O / (den + eps)
+//   update   warp (mt = w % 4, fg = w / 4): S^T[16 mt .., 80 fg ..] += V^T F(K), fp32 accumulators that
+//            live in registers for the whole segment (40 per thread)
+//   z        kept as the keys' exact fp32 Gram sums (Z0 = count, Z1 = sum k, Z2 = sum k k^T: warp 0, on
+//            the tensor cores with a ones column for Z1); f(q).z = Z0 + q.Z1/4 + q^T Z2 q / 32 in fp32
+// Two barriers per chunk: (1) chunk landed -> features built, the bf16 state copy written from the
+// registers, den_inter computed; (2) readout + update. The state layout in and out is the canonical
+// 160-feature one (S [160, dv], z [160]), converted at the segment's ends only.
+namespace v4 {
+
+constexpr int C = 64;
+constexpr int DS = 64;       // d_v columns per CTA
+constexpr int NT = 256;      // 8 warps
+constexpr int LDX = 24;      // q / k rows: 48 B, an odd multiple of 16 B (ldmatrix rows on distinct banks)
+constexpr int LDV = DS + 8;  // 144 B
+constexpr int LDF = F + 8;   // 336 B
+constexpr int kUpdTiles = F / 8 / 2;  // feature n-tiles per update warp (10)
+constexpr float kR2 = 0.17677669529663687f;  // 1 / sqrt(32): the square features' scale
+
+struct __align__(128) Smem {
+  bf16 q[2][C * LDX];
+  bf16 k[2][C * LDX];
+  bf16 v[2][C * LDV];
+  bf16 fq[C * LDF];    // F(Q) [t][f]
+  bf16 fk[C * LDF];    // F(K) [t][f]
+  bf16 sbt[DS * LDF];  // bf16 copy of the state slice, transposed: [d][f]
+  float z2[16 * 16];
+  float z1[16];
+  float den[C];
+  float z0;
+};
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+// A fragment of a 16 x 16 tile stored row-major [m][k].
+__device__ __forceinline__ void ldsm_a(uint32_t (&f)[4], const bf16* base, int ld, int lane) {
+  const bf16* p = base + ((lane & 7) + 8 * ((lane >> 3) & 1)) * ld + 8 * (lane >> 4);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(f[0]), "=r"(f[1]), "=r"(f[2]), "=r"(f[3])
+               : "r"(smem_u32(p)));
+}
+// A fragment of a 16 x 16 tile stored transposed [k][m].
+__device__ __forceinline__ void ldsm_at(uint32_t (&f)[4], const bf16* base, int ld, int lane) {
+  const bf16* p = base + ((lane & 7) + 8 * (lane >> 4)) * ld + 8 * ((lane >> 3) & 1);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(f[0]), "=r"(f[1]), "=r"(f[2]), "=r"(f[3])
+               : "r"(smem_u32(p)));
+}
+// B fragments of two n-tiles (n, n + 8) of a k16 x n16 block stored n-major [n][k]: f[0..1], f[2..3].
+__device__ __forceinline__ void ldsm_b(uint32_t (&f)[4], const bf16* base, int ld, int lane) {
+  const bf16* p = base + ((lane & 7) + 8 * (lane >> 4)) * ld + 8 * ((lane >> 3) & 1);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(f[0]), "=r"(f[1]), "=r"(f[2]), "=r"(f[3])
+               : "r"(smem_u32(p)));
+}
+// The same two B fragments from a block stored k-major [k][n].
+__device__ __forceinline__ void ldsm_bt(uint32_t (&f)[4], const bf16* base, int ld, int lane) {
+  const bf16* p = base + ((lane & 7) + 8 * ((lane >> 3) & 1)) * ld + 8 * (lane >> 4);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(f[0]), "=r"(f[1]), "=r"(f[2]), "=r"(f[3])
+               : "r"(smem_u32(p)));
+}
+__device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t pack2(float x, float y) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(x, y);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+// 16-byte async copy, zero-filled when !ok (src must still be a mapped address).
+__device__ __forceinline__ void cp16(void* dst, const void* src, bool ok) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(ok ? 16 : 0));
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n"); }
+__device__ __forceinline__ void cp_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+// Chunk rows [row0, row0 + valid) of q (if want_q), k and the 64-column v slice into buffer `buf`.
+__device__ void issue_loads(Smem& sm, int buf, const LaCudaArgs& a, int64_t row0, int valid, int h, int col0,
+                            bool want_q) {
+  const int64_t ldq = a.ldq ? a.ldq : int64_t(a.H) * 16, ldk = a.ldk ? a.ldk : int64_t(a.H) * 16;
+  const int64_t ldv = a.ldv ? a.ldv : int64_t(a.H) * a.dv;
+  for (int idx = threadIdx.x; idx < C * 2 * 2; idx += NT) {
+    const int which = idx / (C * 2), r = (idx / 2) % C, half = idx % 2;
+    if (which == 0 && !want_q) continue;
+    const bf16* base = which ? a.k : a.q;
+    const bool ok = r < valid;
+    const bf16* src = ok ? base + (row0 + r) * (which ? ldk : ldq) + h * 16 + half * 8 : base;
+    cp16((which ? sm.k[buf] : sm.q[buf]) + r * LDX + half * 8, src, ok);
+  }
+  for (int idx = threadIdx.x; idx < C * (DS / 8); idx += NT) {
+    const int r = idx / (DS / 8), c8 = (idx % (DS / 8)) * 8;
+    const bool ok = r < valid && col0 + c8 < a.dv;
+    const bf16* src = ok ? a.v + (row0 + r) * ldv + int64_t(h) * a.dv + col0 + c8 : a.v;
+    cp16(sm.v[buf] + r * LDV + c8, src, ok);
+  }
+  cp_commit();
+}
+
+// f(x) of one q / k row into 160 bf16 features (two threads per row, see row_features); for the
+// queries, also this half's share of f(q).z from the Gram sums (rows i of Z2 in this half).
+__device__ __forceinline__ float build_row(const Smem& sm, const bf16* xr, bf16* out, int half, bool valid,
+                                           bool want_den) {
+  row_features(xr, out, half, valid, 1.0f, nullptr);
+  if (!want_den) return 0.0f;
+  float x[16];
+#pragma unroll
+  for (int i = 0; i < 16; ++i) x[i] = valid ? __bfloat162float(xr[i]) : 0.0f;
+  float d = half == 0 ? sm.z0 : 0.0f;
+#pragma unroll
+  for (int ii = 0; ii < 8; ++ii) {
+    const int i = 8 * half + ii;
+    const float4* zr = reinterpret_cast<const float4*>(sm.z2 + 16 * i);
+    float acc = 0.25f * sm.z1[i];
+#pragma unroll
+    for (int j4 = 0; j4 < 4; ++j4) {
+      const float4 zz = zr[j4];
+      acc += (zz.x * x[4 * j4] + zz.y * x[4 * j4 + 1] + zz.z * x[4 * j4 + 2] + zz.w * x[4 * j4 + 3]) * 0.03125f;
+    }
+    d += acc * x[i];
+  }
+  return d;
+}
+
+__device__ __forceinline__ int pair_index(int i, int j) { return 33 + i * (31 - i) / 2 + (j - i - 1); }
+
+struct Ends {
+  const float* S_in = nullptr;  // canonical [160, dv] at this head (or null: zero)
+  const float* z_in = nullptr;  // [160]
+  float* S_out = nullptr;
+  float* z_out = nullptr;
+};
+
+// Runs chunks [beg, end) of sequence rows starting at `start`; kOut: outputs, else state only.
+template <bool kOut>
+__device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, int end, int h, int col0,
+                            const Ends& ends) {
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, c4 = lane % 4;
+  const int mt = warp % 4, fg = warp / 4;  // update tiles
+  const int rg = warp % 4, ch = warp / 4;  // readout tiles
+  // State S^T[16 mt + (g, g+8)][80 fg + 8 n + 2 c4 + (0, 1)] in fp32 registers.
+  float st[kUpdTiles][4];
+#pragma unroll
+  for (int n = 0; n < kUpdTiles; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int d = col0 + 16 * mt + g + 8 * (e / 2), f = 80 * fg + 8 * n + 2 * c4 + (e % 2);
+      st[n][e] = (ends.S_in && d < a.dv) ? ends.S_in[int64_t(f) * a.dv + d] : 0.0f;
+    }
+  // Gram sums in shared memory (fp32): Z2 = sum k k^T, Z1 = sum k, Z0 = count (from a canonical z_in).
+  for (int e = tid; e < 16 * 16; e += NT) {
+    const int i = e / 16, j = e % 16;
+    sm.z2[e] = !ends.z_in ? 0.0f
+               : i == j   ? ends.z_in[17 + i] / kR2
+                          : 4.0f * ends.z_in[pair_index(min(i, j), max(i, j))];
+  }
+  if (tid < 16) sm.z1[tid] = ends.z_in ? 2.0f * ends.z_in[1 + tid] : 0.0f;
+  if (tid == 0) sm.z0 = ends.z_in ? ends.z_in[0] : 0.0f;
+  const int ldo = int(a.ldo ? a.ldo : int64_t(a.H) * a.dv);
+  const uint32_t ones = pack2(g == 0 ? 1.0f : 0.0f, g == 0 ? 1.0f : 0.0f);
+
+  if (beg < end) issue_loads(sm, 0, a, start + beg, min(C, end - beg), h, col0, kOut);
+  int buf = 0;
+  for (int t0 = beg; t0 < end; t0 += C, buf ^= 1) {
+    const int valid = min(C, end - t0);
+    cp_wait_all();
+    __syncthreads();
+    if (t0 + C < end) issue_loads(sm, buf ^ 1, a, start + t0 + C, min(C, end - t0 - C), h, col0, kOut);
+    // Phase 1: features, bf16 state copy, den_inter.
+    if (kOut) {
+#pragma unroll
+      for (int n = 0; n < kUpdTiles; ++n) {
+        const int f = 80 * fg + 8 * n + 2 * c4;
+        *reinterpret_cast<uint32_t*>(sm.sbt + (16 * mt + g) * LDF + f) = pack2(st[n][0], st[n][1]);
+        *reinterpret_cast<uint32_t*>(sm.sbt + (16 * mt + g + 8) * LDF + f) = pack2(st[n][2], st[n][3]);
+      }
+    }
+    {
+      const bool isq = tid < 128;
+      const int r = (tid % 128) / 2, half = tid % 2;
+      if (isq && kOut) {
+        float d = build_row(sm, sm.q[buf] + r * LDX, sm.fq + r * LDF, half, r < valid, true);
+        d += __shfl_xor_sync(0xffffffffu, d, 1);
+        if (half == 0) sm.den[r] = d;
+      } else if (!isq) {
+        build_row(sm, sm.k[buf] + r * LDX, sm.fk + r * LDF, half, r < valid, false);
+      }
+    }
+    __syncthreads();
+    // Phase 2a: readout.
+    if (kOut) {
+      float s[8][4];
+      uint32_t qa[4];
+      ldsm_a(qa, sm.q[buf] + 16 * rg * LDX, LDX, lane);
+#pragma unroll
+      for (int n2 = 0; n2 < 4; ++n2) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[2 * n2][e] = s[2 * n2 + 1][e] = 0.0f;
+        if (n2 <= rg) {
+          uint32_t kb[4];
+          ldsm_b(kb, sm.k[buf] + 16 * n2 * LDX, LDX, lane);
+          mma(s[2 * n2], qa, kb[0], kb[1]);
+          mma(s[2 * n2 + 1], qa, kb[2], kb[3]);
+        }
+      }
+      float rs0 = 0.0f, rs1 = 0.0f;
+#pragma unroll
+      for (int n = 0; n < 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int i = 16 * rg + g + 8 * (e / 2), j = 8 * n + 2 * c4 + (e % 2);
+          const float x = s[n][e] * 0.25f;
+          const float w = j <= i ? 1.0f + x + 0.5f * x * x : 0.0f;
+          s[n][e] = w;
+          if (e < 2) rs0 += w;
+          else rs1 += w;
+        }
+      float o[4][4];
+#pragma unroll
+      for (int n = 0; n < 4; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) o[n][e] = 0.0f;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        if (j <= rg) {
+          uint32_t pa[4] = {pack2(s[2 * j][0], s[2 * j][1]), pack2(s[2 * j][2], s[2 * j][3]),
+                            pack2(s[2 * j + 1][0], s[2 * j + 1][1]), pack2(s[2 * j + 1][2], s[2 * j + 1][3])};
+#pragma unroll
+          for (int nn = 0; nn < 2; ++nn) {
+            uint32_t vb[4];
+            ldsm_bt(vb, sm.v[buf] + 16 * j * LDV + 32 * ch + 16 * nn, LDV, lane);
+            mma(o[2 * nn], pa, vb[0], vb[1]);
+            mma(o[2 * nn + 1], pa, vb[2], vb[3]);
+          }
+        }
+      }
+#pragma unroll
+      for (int ks = 0; ks < F / 16; ++ks) {
+        uint32_t fa[4];
+        ldsm_a(fa, sm.fq + 16 * rg * LDF + 16 * ks, LDF, lane);
+#pragma unroll
+        for (int nn = 0; nn < 2; ++nn) {
+          uint32_t sb[4];
+          ldsm_b(sb, sm.sbt + (32 * ch + 16 * nn) * LDF + 16 * ks, LDF, lane);
+          mma(o[2 * nn], fa, sb[0], sb[1]);
+          mma(o[2 * nn + 1], fa, sb[2], sb[3]);
+        }
+      }
+      rs0 += __shfl_xor_sync(0xffffffffu, rs0, 1);
+      rs0 += __shfl_xor_sync(0xffffffffu, rs0, 2);
+      rs1 += __shfl_xor_sync(0xffffffffu, rs1, 1);
+      rs1 += __shfl_xor_sync(0xffffffffu, rs1, 2);
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        const int r = 16 * rg + g + 8 * hr;
+        if (r < valid) {
+          const int64_t row = int64_t(start) + t0 + r;
+          const float scale = (a.dt ? a.dt[row * a.H + h] : 1.0f) / (sm.den[r] + (hr ? rs1 : rs0) + a.eps);
+          bf16* orow = a.o + row * ldo + int64_t(h) * a.dv + col0 + 32 * ch + 2 * c4;
+#pragma unroll
+          for (int n = 0; n < 4; ++n)
+            if (col0 + 32 * ch + 8 * n + 2 * c4 < a.dv)
+              *reinterpret_cast<uint32_t*>(orow + 8 * n) = pack2(o[n][2 * hr] * scale, o[n][2 * hr + 1] * scale);
+        }
+      }
+    }
+    // Phase 2b: state update S^T += V^T F(K).
+#pragma unroll
+    for (int ks = 0; ks < C / 16; ++ks) {
+      uint32_t va[4];
+      ldsm_at(va, sm.v[buf] + 16 * ks * LDV + 16 * mt, LDV, lane);
+#pragma unroll
+      for (int nn = 0; nn < kUpdTiles / 2; ++nn) {
+        uint32_t fb[4];
+        ldsm_bt(fb, sm.fk + 16 * ks * LDF + 80 * fg + 16 * nn, LDF, lane);
+        mma(st[2 * nn], va, fb[0], fb[1]);
+        mma(st[2 * nn + 1], va, fb[2], fb[3]);
+      }
+    }
+    if (warp == 0) {  // this chunk's Gram sums, added to the running ones (rows g, g + 8 of each tile)
+      float zt[3][4] = {};
+#pragma unroll
+      for (int ks = 0; ks < C / 16; ++ks) {
+        uint32_t ka[4], kb[4];
+        ldsm_at(ka, sm.k[buf] + 16 * ks * LDX, LDX, lane);
+        ldsm_bt(kb, sm.k[buf] + 16 * ks * LDX, LDX, lane);
+        mma(zt[0], ka, kb[0], kb[1]);
+        mma(zt[1], ka, kb[2], kb[3]);
+        mma(zt[2], ka, ones, ones);
+      }
+#pragma unroll
+      for (int n = 0; n < 2; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) sm.z2[(g + 8 * (e / 2)) * 16 + 8 * n + 2 * c4 + (e % 2)] += zt[n][e];
+      if (c4 == 0) sm.z1[g] += zt[2][0], sm.z1[g + 8] += zt[2][2];
+      if (lane == 0) sm.z0 += float(valid);
+    }
+  }
+  __syncthreads();
+  if (ends.S_out) {
+#pragma unroll
+    for (int n = 0; n < kUpdTiles; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int d = col0 + 16 * mt + g + 8 * (e / 2), f = 80 * fg + 8 * n + 2 * c4 + (e % 2);
+        if (d < a.dv) ends.S_out[int64_t(f) * a.dv + d] = st[n][e];
+      }
+  }
+  if (ends.z_out && col0 == 0)
+    for (int f = tid; f < F; f += NT) {
+      float val = 0.0f;
+      if (f == 0) {
+        val = sm.z0;
+      } else if (f < 17) {
+        val = 0.5f * sm.z1[f - 1];
+      } else if (f < 33) {
+        val = kR2 * sm.z2[(f - 17) * 17];
+      } else if (f < 153) {
+        int i = 0, p = f - 33;
+        while (p >= 15 - i) p -= 15 - i, ++i;
+        val = 0.25f * sm.z2[i * 16 + i + 1 + p];
+      }
+      ends.z_out[f] = val;
+    }
+}
+
+enum class Mode { kSegState, kOutput, kAccumulate };
+
+// grid (slices, B*H, nseg).
+template <Mode kMode>
+__global__ void __launch_bounds__(NT, 2) kernel(LaCudaArgs a, int seg_len, int nseg, float* segS, float* segZ) {
+  extern __shared__ __align__(128) unsigned char raw[];
+  Smem& sm = *reinterpret_cast<Smem*>(raw);
+  const int col0 = blockIdx.x * DS, bh = blockIdx.y, b = bh / a.H, h = bh % a.H, s = blockIdx.z;
+  const int start = a.cu_seqlens[b], len = a.cu_seqlens[b + 1] - start;
+  const int64_t SF = int64_t(F) * a.dv;
+  Ends ends;
+  // In the state-only modes only slice 0 reads and writes z: another slice could otherwise read a z
+  // that slice 0 has already updated in place.
+  const bool own_z = col0 == 0;
+  if (kMode == Mode::kAccumulate) {
+    ends.S_in = ends.S_out = a.S_out + bh * SF;
+    if (own_z) ends.z_in = ends.z_out = a.z_out + int64_t(bh) * F;
+    run_segment<false>(sm, a, start, 0, len, h, col0, ends);
+    return;
+  }
+  const int beg = s * seg_len, end = min(len, beg + seg_len);
+  if (beg >= len && beg > 0) return;  // (an empty sequence still passes its initial state through)
+  const int64_t seg = int64_t(bh) * nseg + s;
+  if (kMode == Mode::kSegState) {
+    if (s == nseg - 1 || beg >= len) return;  // the last segment's local state is never needed
+    ends.S_out = segS + seg * SF;
+    if (own_z) ends.z_out = segZ + seg * F;
+    run_segment<false>(sm, a, start, beg, end, h, col0, ends);
+    return;
+  }
+  if (s > 0) {  // the scan left segment s's initial state in its slot (segment 0's is S0)
+    ends.S_in = segS + seg * SF;
+    ends.z_in = segZ + seg * F;
+  } else {
+    ends.S_in = a.S0 ? a.S0 + bh * SF : nullptr;
+    ends.z_in = a.z0 ? a.z0 + int64_t(bh) * F : nullptr;
+  }
+  if (a.S_out && end == len) {
+    ends.S_out = a.S_out + bh * SF;
+    ends.z_out = a.z_out + int64_t(bh) * F;
+  }
+  run_segment<true>(sm, a, start, beg, end, h, col0, ends);
+}
+
+void init() {
+  static bool done = false;
+  if (done) return;
+  for (auto fn : {(const void*)kernel<Mode::kSegState>, (const void*)kernel<Mode::kOutput>,
+                  (const void*)kernel<Mode::kAccumulate>})
+    JRT_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sizeof(Smem))));
+  done = true;
+}
+
+int choose_segments(const LaCudaArgs& a, int* seg_len) {
+  int sl = a.segment_len;
+  if (sl <= 0) {
+    int dev = 0, sms = 132;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    const int64_t ctas = int64_t(a.B) * a.H * ((a.dv + DS - 1) / DS);
+    // One wave of 2 CTAs per SM; segments of at least 512 tokens.
+    const int64_t want = (2 * int64_t(sms) + ctas - 1) / ctas;
+    const int64_t by_len = std::max<int64_t>(1, a.max_len / 512);
+    const int64_t nseg = std::max<int64_t>(1, std::min(want, by_len));
+    sl = int((a.max_len + nseg - 1) / nseg);
+  }
+  sl = std::max(C, (sl + C - 1) / C * C);
+  *seg_len = sl;
+  return std::max(1, (a.max_len + sl - 1) / sl);
+}
+
+}  // namespace v4
+
 void init_pairs() {
   static bool done = false;
   if (done) return;
-  for (auto fn : {(const void*)seg_state_kernel, (const void*)chunk_kernel, (const void*)accumulate_kernel})
+  for (auto fn : {(const void*)seg_state_kernel, (const void*)chunk_kernel})
     JRT_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sizeof(Smem))));
   done = true;
 }
@@ -517,9 +904,12 @@ int choose_segments(const LaCudaArgs& a, int* seg_len) {
 
 }  // namespace
 
+// The decay variant (gamma) keeps the v3 kernels; everything else runs v4.
+static bool use_v4(const LaCudaArgs& a) { return a.gamma == nullptr; }
+
 size_t la_prefill_cuda_workspace(const LaCudaArgs& a) {
   int sl;
-  const int nseg = choose_segments(a, &sl);
+  const int nseg = use_v4(a) ? v4::choose_segments(a, &sl) : choose_segments(a, &sl);
   if (nseg <= 1) return 0;
   return size_t(a.B) * a.H * nseg * (size_t(F) * a.dv + F) * sizeof(float);
 }
@@ -528,6 +918,25 @@ void la_prefill_cuda(const LaCudaArgs& a, void* workspace) {
   JRT_CHECK(a.dv % 8 == 0 && a.dv > 0, "la_prefill_cuda: d_v must be a positive multiple of 8, got {}", a.dv);
   JRT_CHECK(a.B > 0 && a.H > 0, "la_prefill_cuda: empty batch");
   JRT_CHECK((a.S_out == nullptr) == (a.z_out == nullptr), "la_prefill_cuda: S_out and z_out go together");
+  if (use_v4(a)) {
+    v4::init();
+    int seg_len;
+    const int nseg = v4::choose_segments(a, &seg_len);
+    const dim3 grid((a.dv + v4::DS - 1) / v4::DS, a.B * a.H, nseg);
+    float* segS = nullptr;
+    float* segZ = nullptr;
+    if (nseg > 1) {
+      JRT_CHECK(workspace != nullptr, "la_prefill_cuda: workspace required ({} segments)", nseg);
+      segS = static_cast<float*>(workspace);
+      segZ = segS + size_t(a.B) * a.H * nseg * F * a.dv;
+      v4::kernel<v4::Mode::kSegState><<<grid, v4::NT, sizeof(v4::Smem), a.stream>>>(a, seg_len, nseg, segS, segZ);
+      const int per = F * a.dv + F;
+      seg_scan_kernel<<<dim3((per + 255) / 256, a.B * a.H), 256, 0, a.stream>>>(a, seg_len, nseg, segS, segZ);
+    }
+    v4::kernel<v4::Mode::kOutput><<<grid, v4::NT, sizeof(v4::Smem), a.stream>>>(a, seg_len, nseg, segS, segZ);
+    JRT_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
   init_pairs();
   int seg_len;
   const int nseg = choose_segments(a, &seg_len);
@@ -557,9 +966,11 @@ void la_decode_step_cuda(const __nv_bfloat16* q, const __nv_bfloat16* k, const _
 }
 
 void la_accumulate_state_cuda(const LaCudaArgs& a) {
-  init_pairs();
-  const int slices = (a.dv + W - 1) / W;
-  accumulate_kernel<<<dim3(slices, a.B * a.H), NT, sizeof(Smem), a.stream>>>(a);
+  JRT_CHECK(a.dv % 8 == 0 && a.dv > 0, "la_accumulate_state_cuda: d_v must be a positive multiple of 8, got {}", a.dv);
+  v4::init();
+  const int slices = (a.dv + v4::DS - 1) / v4::DS;
+  v4::kernel<v4::Mode::kAccumulate><<<dim3(slices, a.B * a.H), v4::NT, sizeof(v4::Smem), a.stream>>>(a, 0, 1, nullptr,
+                                                                                                  nullptr);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -45,7 +45,8 @@ struct Case {
   std::vector<int> lens;
   int H, dv;
   bool decay, init_state, final_state;
-  int segment_len;  // 0 = auto
+  int segment_len;     // 0 = auto
+  bool dt_only = false;  // output scale dt without decay (the v4 kernels; decay takes v3)
 };
 
 void run_case(const Case& c, uint32_t seed) {
@@ -86,7 +87,8 @@ void run_case(const Case& c, uint32_t seed) {
       a.k = &k[size_t(r0 * H * 16 + h * 16)], a.ldk = H * 16;
       a.v = &v[size_t(r0 * H * dv + h * dv)], a.ldv = H * dv;
       a.y = &yref[size_t(r0 * H * dv + h * dv)], a.ldy = H * dv;
-      if (c.decay) a.dt = &dt[size_t(r0 * H + h)], a.lddt = H, a.gamma = gamma[size_t(h)];
+      if (c.decay || c.dt_only) a.dt = &dt[size_t(r0 * H + h)], a.lddt = H;
+      if (c.decay) a.gamma = gamma[size_t(h)];
       a.L = c.lens[size_t(b)], a.fd = 16, a.dv = dv;
       la_chunked(a, &Sref[size_t(b * H + h) * D * dv], &zref[size_t(b * H + h) * D], 64);
     }
@@ -106,7 +108,8 @@ void run_case(const Case& c, uint32_t seed) {
   a.o = reinterpret_cast<__nv_bfloat16*>(dout.get());
   a.cu_seqlens = dcu.get();
   a.B = B, a.H = H, a.dv = dv, a.max_len = max_len;
-  if (c.decay) a.gamma = dg.get(), a.dt = ddt.get();
+  if (c.decay) a.gamma = dg.get();
+  if (c.decay || c.dt_only) a.dt = ddt.get();
   if (c.init_state) a.S0 = dS0.get(), a.z0 = dz0.get();
   if (c.final_state) a.S_out = dS.get(), a.z_out = dz.get();
   a.segment_len = c.segment_len;
@@ -161,10 +164,77 @@ TEST(CudaLinearAttention, MatchesCpuReference) {
       {{1000, 513}, 2, 32, false, true, true, 128},       // segment split with initial state
       {{777, 1500}, 2, 64, true, false, true, 192},       // segment split with decay
       {{4096}, 4, 64, false, false, false, 0},            // automatic split
+      // No decay: the v4 kernels (d_v in 64-column slices; masked slice tails at d_v 32 / 112).
+      {{300, 77}, 2, 112, false, true, true, 0, true},    // d_v 112, dt, initial state
+      {{2000, 0, 700}, 2, 112, false, true, true, 256},   // segment split, an empty sequence, d_v 112
+      {{129, 64, 65, 3}, 3, 128, false, false, true, 0},  // d_v 128, tails
+      {{5000, 31}, 1, 64, false, true, true, 0, true},    // automatic split of a long and a short sequence
   };
   uint32_t seed = 11;
   for (const auto& c : cases) run_case(c, seed++);
 }
+// JRT's encoder pass: S += sum_j f(k_j) v_j^T, z += sum_j f(k_j) over each sequence (varlen, tails, an
+// empty prefix), added to a non-zero state, against the CPU la_accumulate_state. d_v 112 runs two 64-column
+// slices: only the first may touch z, which the kernel updates in place.
+// Tolerance: the features and v enter the tensor cores as bf16 (2^-9 relative each), sums in fp32:
+// state NMSE <= 1e-5; z is an exact fp32 Gram sum of the bf16 keys: max-rel <= 1e-5.
+TEST(CudaLinearAttention, EncoderAccumulationMatchesCpu) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  for (int dv : {64, 112}) {
+    const std::vector<int> lens = {300, 0, 65, 1};
+    const int B = int(lens.size()), H = 3, D = int(taylor_dim(16)), F = kLaFeat;
+    std::mt19937 rng(static_cast<uint32_t>(100 + dv));
+    std::normal_distribution<float> n(0.0f, 0.7f);
+    std::vector<int32_t> cu(1, 0);
+    for (int l : lens) cu.push_back(cu.back() + l);
+    const int T = cu.back();
+    std::vector<float> k(size_t(T) * H * 16), v(size_t(T) * H * dv);
+    for (auto* x : {&k, &v})
+      for (auto& e : *x) e = n(rng);
+    const auto kb = to_bf16(k), vb = to_bf16(v);
+    std::vector<float> S273(size_t(B) * H * D * dv, 0.0f), z273(size_t(B) * H * D, 0.0f);
+    for (int bh = 0; bh < B * H; ++bh) {  // initial state: a random 5-token prefix
+      std::vector<float> kk(5 * 16), vv(size_t(5) * dv);
+      for (auto& e : kk) e = n(rng);
+      for (auto& e : vv) e = n(rng);
+      la_accumulate_state(kk.data(), 16, vv.data(), dv, 5, 16, dv, &S273[size_t(bh) * D * dv], &z273[size_t(bh) * D]);
+    }
+    std::vector<float> S160(size_t(B) * H * F * dv), z160(size_t(B) * H * F);
+    for (int bh = 0; bh < B * H; ++bh)
+      la_state_from_273(&S273[size_t(bh) * D * dv], &z273[size_t(bh) * D], dv, &S160[size_t(bh) * F * dv],
+                        &z160[size_t(bh) * F]);
+    for (int b = 0; b < B; ++b)
+      for (int h = 0; h < H; ++h)
+        if (lens[size_t(b)] > 0)
+          la_accumulate_state(&k[size_t(cu[size_t(b)]) * H * 16 + size_t(h) * 16], H * 16,
+                              &v[size_t(cu[size_t(b)]) * H * dv + size_t(h) * dv], int64_t(H) * dv, lens[size_t(b)], 16,
+                              dv, &S273[size_t(b * H + h) * D * dv], &z273[size_t(b * H + h) * D]);
+    cuda::DeviceBuffer<uint16_t> dk(kb.size()), dvv(vb.size());
+    dk.upload(kb.data(), kb.size()), dvv.upload(vb.data(), vb.size());
+    cuda::DeviceBuffer<int32_t> dcu(cu.size());
+    dcu.upload(cu.data(), cu.size());
+    cuda::DeviceBuffer<float> dS(S160.size()), dz(z160.size());
+    dS.upload(S160.data(), S160.size()), dz.upload(z160.data(), z160.size());
+    LaCudaArgs a;
+    a.k = reinterpret_cast<const __nv_bfloat16*>(dk.get());
+    a.v = reinterpret_cast<const __nv_bfloat16*>(dvv.get());
+    a.cu_seqlens = dcu.get();
+    a.B = B, a.H = H, a.dv = dv, a.max_len = 300;
+    a.S_out = dS.get(), a.z_out = dz.get();
+    la_accumulate_state_cuda(a);
+    JRT_CUDA_CHECK(cudaDeviceSynchronize());
+    std::vector<float> Sg(S160.size()), zg(z160.size()), Sg273(S273.size()), zg273(z273.size());
+    dS.download(Sg.data(), Sg.size()), dz.download(zg.data(), zg.size());
+    for (int bh = 0; bh < B * H; ++bh)
+      la_state_to_273(&Sg[size_t(bh) * F * dv], &zg[size_t(bh) * F], dv, &Sg273[size_t(bh) * D * dv],
+                      &zg273[size_t(bh) * D]);
+    const Stats ss = compare(Sg273, S273), sz = compare(zg273, z273);
+    std::printf("  encoder dv=%d: state nmse %.2e max-rel %.2e; z max-rel %.2e\n", dv, ss.nmse, ss.max_rel, sz.max_rel);
+    EXPECT_LE(ss.nmse, 1e-5);
+    EXPECT_LE(sz.max_rel, 1e-5);
+  }
+}
+
 // The fused one-step decode kernel against the CPU recurrence (la_step, 273-feature state), 8 steps
 // from a non-zero state, with decay + dt, d_v 64 and 112; then its speed at B = 128, H = 16, d_v = 64
 // against the bandwidth floor (the fp32 state read + written once per step).
