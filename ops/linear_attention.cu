@@ -1,7 +1,10 @@
 // ops/linear_attention.cu — Taylor linear attention prefill kernels (see linear_attention_cuda.h).
 // Shapes: q, k [T, H, 16], v, o [T, H, dv] bf16; state [B, H, 160, dv] + z [B, H, 160] fp32.
 //
-// One CTA = (32-column slice of d_v, sequence b, head h, segment s); 4 warps; 64-token chunks:
+// Two kernel families. v4/v5 (namespace v4, further down) run every call without decay: 8-warp CTAs
+// over 64-column d_v slices, raw mma.sync + ldmatrix, fp32 state in registers. The v3 kernels just
+// below keep the decay variant (gamma): one CTA = (32-column slice of d_v, sequence b, head h,
+// segment s); 4 warps; 64-token chunks:
 //   scores  A = Q K^T                      (wmma bf16, fp32 acc)   -> w = 1 + s/4 + s^2/32, causal mask,
 //                                                                    decay gamma^(i-j), row sums -> den
 //   intra   Ob = P V                        (wmma)
@@ -15,6 +18,7 @@
 #include <mma.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "core/cuda_util.h"
 #include "ops/linear_attention_cuda.h"
@@ -468,12 +472,16 @@ __global__ void __launch_bounds__(kDecCols * kDecGroups) decode_step_kernel(cons
 }
 
 // ---------------------------------------------------------------------------------------------------
-// v4 (the default when there is no decay): one CTA of 8 warps per (64-column d_v slice, sequence, head,
-// segment), raw mma.sync m16n8k16 with ldmatrix operands, cp.async double-buffered q / k / v.
-//   readout  warp (rg = w % 4, ch = w / 4): query rows 16 rg .., output columns 32 ch ..:
-//            s = Q K^T (registers), w = 1 + s/4 + s^2/32 masked causal, den_intra = rowsum(w) in fp32,
-//            O = P V (P reused from the accumulators) + F(Q) S_bf16; y = dt O / (den + eps)
-//   update   warp (mt = w % 4, fg = w / 4): S^T[16 mt .., 80 fg ..] += V^T F(K), fp32 accumulators that
+// v4/v5 (the default when there is no decay; dev/README.md has the history): one CTA of 8 warps per
+// (64-column d_v slice, sequence, head, segment), raw mma.sync m16n8k16 with ldmatrix operands, cp.async
+// double-buffered q / k / v chunks of 64 tokens.
+//   features warps 0-3 build F(Q), 4-7 F(K), a warp-uniform quarter of the 160 features each, two tokens
+//            per thread, stored transposed [f][t] as bf16 pairs (one 128 B wavefront per warp store)
+//   readout  warp (rg = w % 4, ch = w / 4): query rows 16 rg .., output columns 32 ch ..; per 16-key
+//            block: s = Q K^T, w = 1 + s/4 + s^2/32 (causal mask on the diagonal block), den_intra =
+//            rowsum(w) in fp32, O += P V with P from the accumulators; then O += F(Q) S_bf16 and
+//            y = dt O / (den + eps)
+//   update   warp (mh = w % 2, ng = w / 2): S^T[32 mh .., 40 ng ..] += V^T F(K), fp32 accumulators that
 //            live in registers for the whole segment (40 per thread)
 //   z        kept as the keys' exact fp32 Gram sums (Z0 = count, Z1 = sum k, Z2 = sum k k^T: warp 0, on
 //            the tensor cores with a ones column for Z1); f(q).z = Z0 + q.Z1/4 + q^T Z2 q / 32 in fp32
@@ -488,19 +496,20 @@ constexpr int NT = 256;      // 8 warps
 constexpr int LDX = 24;      // q / k rows: 48 B, an odd multiple of 16 B (ldmatrix rows on distinct banks)
 constexpr int LDV = DS + 8;  // 144 B
 constexpr int LDF = F + 8;   // 336 B
-constexpr int kUpdTiles = F / 8 / 2;  // feature n-tiles per update warp (10)
+constexpr int LDT = C + 8;   // 144 B
+constexpr int kQuarter = F / 4;  // features built per warp (40)
 constexpr float kR2 = 0.17677669529663687f;  // 1 / sqrt(32): the square features' scale
 
 struct __align__(128) Smem {
   bf16 q[2][C * LDX];
   bf16 k[2][C * LDX];
   bf16 v[2][C * LDV];
-  bf16 fq[C * LDF];    // F(Q) [t][f]
-  bf16 fk[C * LDF];    // F(K) [t][f]
+  bf16 fqt[F * LDT];   // F(Q) transposed [f][t]
+  bf16 fkt[F * LDT];   // F(K) transposed [f][t]
   bf16 sbt[DS * LDF];  // bf16 copy of the state slice, transposed: [d][f]
   float z2[16 * 16];
   float z1[16];
-  float den[C];
+  float den[4][C];     // f(q).z, one share per feature quarter
   float z0;
 };
 
@@ -527,6 +536,11 @@ __device__ __forceinline__ void ldsm_b(uint32_t (&f)[4], const bf16* base, int l
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(f[0]), "=r"(f[1]), "=r"(f[2]), "=r"(f[3])
                : "r"(smem_u32(p)));
+}
+// One B fragment (one n-tile) of a k16 x n8 block stored n-major [n][k] (lanes 0-15 give the rows).
+__device__ __forceinline__ void ldsm_b2(uint32_t (&f)[2], const bf16* base, int ld, int lane) {
+  const bf16* p = base + (lane & 7) * ld + 8 * ((lane >> 3) & 1);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(f[0]), "=r"(f[1]) : "r"(smem_u32(p)));
 }
 // The same two B fragments from a block stored k-major [k][n].
 __device__ __forceinline__ void ldsm_bt(uint32_t (&f)[4], const bf16* base, int ld, int lane) {
@@ -575,29 +589,82 @@ __device__ void issue_loads(Smem& sm, int buf, const LaCudaArgs& a, int64_t row0
   cp_commit();
 }
 
-// f(x) of one q / k row into 160 bf16 features (two threads per row, see row_features); for the
-// queries, also this half's share of f(q).z from the Gram sums (rows i of Z2 in this half).
-__device__ __forceinline__ float build_row(const Smem& sm, const bf16* xr, bf16* out, int half, bool valid,
-                                           bool want_den) {
-  row_features(xr, out, half, valid, 1.0f, nullptr);
-  if (!want_den) return 0.0f;
-  float x[16];
+// The canonical feature f (compile time) of x: [1, x/2, x_i^2/sqrt(32), x_i x_j/4 (i < j), 0 padding].
+constexpr int pair_i(int f) {
+  int p = f - 33, i = 0;
+  while (p >= 15 - i) p -= 15 - i, ++i;
+  return i;
+}
+constexpr int pair_j(int f) {
+  int p = f - 33, i = 0;
+  while (p >= 15 - i) p -= 15 - i, ++i;
+  return i + 1 + p;
+}
+// Feature f (compile time) of two tokens at once, from xh = x / 2 as bf16 pairs (token t low, t + 1 high).
+// The pair features xh_i xh_j = x_i x_j / 4 round once (the product of two bf16 is exact in the multiply);
+// the squares x_i^2 / sqrt(32) = xh_i^2 / sqrt(2) go through fp32, as in row_features.
+template <int f>
+__device__ __forceinline__ __nv_bfloat162 feature(const __nv_bfloat162 (&xh)[16], __nv_bfloat162 one) {
+  if constexpr (f == 0) {
+    return one;
+  } else if constexpr (f < 17) {
+    return xh[f - 1];
+  } else if constexpr (f < 33) {
+    const float2 a = __bfloat1622float2(xh[f - 17]);
+    return __floats2bfloat162_rn(0.70710678118654752f * a.x * a.x, 0.70710678118654752f * a.y * a.y);
+  } else if constexpr (f < 153) {
+    return __hmul2(xh[pair_i(f)], xh[pair_j(f)]);
+  } else {
+    return __floats2bfloat162_rn(0.0f, 0.0f);
+  }
+}
+// Features [40 Q, 40 Q + 40) of tokens t, t + 1 into the transposed buffer: one bf16 pair per store, a warp
+// writing 64 consecutive tokens of one feature (128 B, one wavefront).
+template <int Q, int... I>
+__device__ __forceinline__ void store_quarter(std::integer_sequence<int, I...>, const __nv_bfloat162 (&xh)[16],
+                                              __nv_bfloat162 one, bf16* ft) {
+  ((*reinterpret_cast<__nv_bfloat162*>(ft + (kQuarter * Q + I) * LDT) = feature<kQuarter * Q + I>(xh, one)), ...);
+}
+// Warp-uniform quarter Q of the features of tokens (t, t + 1) (rows past `valid` are zero in the tile);
+// with den, also their share of f(q).z from the Gram sums: rows i in [4 Q, 4 Q + 4) of
+// Z0 [Q == 0] + q.Z1 / 4 + q^T Z2 q / 32  =  Z0 + xh.Z1 / 2 + xh^T Z2 xh / 8.
+template <int Q>
+__device__ __forceinline__ void build_pair(Smem& sm, const bf16* tile, bf16* ft, int t, int valid, bool den) {
+  const uint4* p0 = reinterpret_cast<const uint4*>(tile + t * LDX);
+  const uint4* p1 = reinterpret_cast<const uint4*>(tile + (t + 1) * LDX);
+  uint4 u0[2] = {p0[0], p0[1]}, u1[2] = {p1[0], p1[1]};
+  const bf16* e0 = reinterpret_cast<const bf16*>(u0);
+  const bf16* e1 = reinterpret_cast<const bf16*>(u1);
+  const __nv_bfloat162 half2v = __floats2bfloat162_rn(0.5f, 0.5f);
+  __nv_bfloat162 xh[16];
 #pragma unroll
-  for (int i = 0; i < 16; ++i) x[i] = valid ? __bfloat162float(xr[i]) : 0.0f;
-  float d = half == 0 ? sm.z0 : 0.0f;
+  for (int i = 0; i < 16; ++i) xh[i] = __hmul2(__halves2bfloat162(e0[i], e1[i]), half2v);
+  store_quarter<Q>(std::make_integer_sequence<int, kQuarter>(), xh,
+                   __floats2bfloat162_rn(t < valid ? 1.0f : 0.0f, t + 1 < valid ? 1.0f : 0.0f), ft + t);
+  if (!den) return;
+  float d0 = Q == 0 ? sm.z0 : 0.0f, d1 = d0;
 #pragma unroll
-  for (int ii = 0; ii < 8; ++ii) {
-    const int i = 8 * half + ii;
+  for (int ii = 0; ii < 4; ++ii) {
+    const int i = 4 * Q + ii;
     const float4* zr = reinterpret_cast<const float4*>(sm.z2 + 16 * i);
-    float acc = 0.25f * sm.z1[i];
+    float a0 = 0.0f, a1 = 0.0f;
 #pragma unroll
     for (int j4 = 0; j4 < 4; ++j4) {
       const float4 zz = zr[j4];
-      acc += (zz.x * x[4 * j4] + zz.y * x[4 * j4 + 1] + zz.z * x[4 * j4 + 2] + zz.w * x[4 * j4 + 3]) * 0.03125f;
+      const float zv[4] = {zz.x, zz.y, zz.z, zz.w};
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const float2 x = __bfloat1622float2(xh[4 * j4 + u]);
+        a0 += zv[u] * x.x;
+        a1 += zv[u] * x.y;
+      }
     }
-    d += acc * x[i];
+    const float2 xi = __bfloat1622float2(xh[i]);
+    d0 += xi.x * (0.5f * sm.z1[i] + 0.125f * a0);
+    d1 += xi.y * (0.5f * sm.z1[i] + 0.125f * a1);
   }
-  return d;
+  sm.den[Q][t] = d0;
+  sm.den[Q][t + 1] = d1;
 }
 
 __device__ __forceinline__ int pair_index(int i, int j) { return 33 + i * (31 - i) / 2 + (j - i - 1); }
@@ -614,17 +681,19 @@ template <bool kOut>
 __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, int end, int h, int col0,
                             const Ends& ends) {
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, c4 = lane % 4;
-  const int mt = warp % 4, fg = warp / 4;  // update tiles
-  const int rg = warp % 4, ch = warp / 4;  // readout tiles
-  // State S^T[16 mt + (g, g+8)][80 fg + 8 n + 2 c4 + (0, 1)] in fp32 registers.
-  float st[kUpdTiles][4];
+  const int mh = warp % 2, ng = warp / 2;  // update: d rows 32 mh .. + 31, features 40 ng .. + 39
+  const int rg = warp % 4, ch = warp / 4;  // readout: query rows 16 rg .., output columns 32 ch ..
+  // State S^T[32 mh + 16 m + (g, g+8)][40 ng + 8 n + 2 c4 + (0, 1)] in fp32 registers.
+  float st[2][5][4];
 #pragma unroll
-  for (int n = 0; n < kUpdTiles; ++n)
+  for (int m = 0; m < 2; ++m)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int d = col0 + 16 * mt + g + 8 * (e / 2), f = 80 * fg + 8 * n + 2 * c4 + (e % 2);
-      st[n][e] = (ends.S_in && d < a.dv) ? ends.S_in[int64_t(f) * a.dv + d] : 0.0f;
-    }
+    for (int n = 0; n < 5; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int d = col0 + 32 * mh + 16 * m + g + 8 * (e / 2), f = 40 * ng + 8 * n + 2 * c4 + (e % 2);
+        st[m][n][e] = (ends.S_in && d < a.dv) ? ends.S_in[int64_t(f) * a.dv + d] : 0.0f;
+      }
   // Gram sums in shared memory (fp32): Z2 = sum k k^T, Z1 = sum k, Z0 = count (from a canonical z_in).
   for (int e = tid; e < 16 * 16; e += NT) {
     const int i = e / 16, j = e % 16;
@@ -644,55 +713,36 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
     cp_wait_all();
     __syncthreads();
     if (t0 + C < end) issue_loads(sm, buf ^ 1, a, start + t0 + C, min(C, end - t0 - C), h, col0, kOut);
-    // Phase 1: features, bf16 state copy, den_inter.
+    // Phase 1: the bf16 state copy, features (warps 0-3: F(Q) quarters, 4-7: F(K) quarters), den_inter.
     if (kOut) {
 #pragma unroll
-      for (int n = 0; n < kUpdTiles; ++n) {
-        const int f = 80 * fg + 8 * n + 2 * c4;
-        *reinterpret_cast<uint32_t*>(sm.sbt + (16 * mt + g) * LDF + f) = pack2(st[n][0], st[n][1]);
-        *reinterpret_cast<uint32_t*>(sm.sbt + (16 * mt + g + 8) * LDF + f) = pack2(st[n][2], st[n][3]);
-      }
+      for (int m = 0; m < 2; ++m)
+#pragma unroll
+        for (int n = 0; n < 5; ++n) {
+          bf16* p = sm.sbt + (32 * mh + 16 * m + g) * LDF + 40 * ng + 8 * n + 2 * c4;
+          *reinterpret_cast<uint32_t*>(p) = pack2(st[m][n][0], st[m][n][1]);
+          *reinterpret_cast<uint32_t*>(p + 8 * LDF) = pack2(st[m][n][2], st[m][n][3]);
+        }
     }
-    {
-      const bool isq = tid < 128;
-      const int r = (tid % 128) / 2, half = tid % 2;
-      if (isq && kOut) {
-        float d = build_row(sm, sm.q[buf] + r * LDX, sm.fq + r * LDF, half, r < valid, true);
-        d += __shfl_xor_sync(0xffffffffu, d, 1);
-        if (half == 0) sm.den[r] = d;
-      } else if (!isq) {
-        build_row(sm, sm.k[buf] + r * LDX, sm.fk + r * LDF, half, r < valid, false);
+    if (warp >= 4 || kOut) {
+      const bool isq = warp < 4;
+      const bf16* tile = isq ? sm.q[buf] : sm.k[buf];
+      bf16* ft = isq ? sm.fqt : sm.fkt;
+      switch (warp % 4) {
+        case 0: build_pair<0>(sm, tile, ft, 2 * lane, valid, isq); break;
+        case 1: build_pair<1>(sm, tile, ft, 2 * lane, valid, isq); break;
+        case 2: build_pair<2>(sm, tile, ft, 2 * lane, valid, isq); break;
+        default: build_pair<3>(sm, tile, ft, 2 * lane, valid, isq); break;
       }
     }
     __syncthreads();
     // Phase 2a: readout.
     if (kOut) {
-      float s[8][4];
+      // Intra-chunk part, one 16-key block at a time: s = Q K^T, w = 1 + s/4 + s^2/32 (masked on the
+      // diagonal block), row sums in fp32, then O += P V with P taken from the accumulators.
       uint32_t qa[4];
       ldsm_a(qa, sm.q[buf] + 16 * rg * LDX, LDX, lane);
-#pragma unroll
-      for (int n2 = 0; n2 < 4; ++n2) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[2 * n2][e] = s[2 * n2 + 1][e] = 0.0f;
-        if (n2 <= rg) {
-          uint32_t kb[4];
-          ldsm_b(kb, sm.k[buf] + 16 * n2 * LDX, LDX, lane);
-          mma(s[2 * n2], qa, kb[0], kb[1]);
-          mma(s[2 * n2 + 1], qa, kb[2], kb[3]);
-        }
-      }
       float rs0 = 0.0f, rs1 = 0.0f;
-#pragma unroll
-      for (int n = 0; n < 8; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int i = 16 * rg + g + 8 * (e / 2), j = 8 * n + 2 * c4 + (e % 2);
-          const float x = s[n][e] * 0.25f;
-          const float w = j <= i ? 1.0f + x + 0.5f * x * x : 0.0f;
-          s[n][e] = w;
-          if (e < 2) rs0 += w;
-          else rs1 += w;
-        }
       float o[4][4];
 #pragma unroll
       for (int n = 0; n < 4; ++n)
@@ -701,8 +751,24 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         if (j <= rg) {
-          uint32_t pa[4] = {pack2(s[2 * j][0], s[2 * j][1]), pack2(s[2 * j][2], s[2 * j][3]),
-                            pack2(s[2 * j + 1][0], s[2 * j + 1][1]), pack2(s[2 * j + 1][2], s[2 * j + 1][3])};
+          float s[2][4] = {};
+          uint32_t kb[4];
+          ldsm_b(kb, sm.k[buf] + 16 * j * LDX, LDX, lane);
+          mma(s[0], qa, kb[0], kb[1]);
+          mma(s[1], qa, kb[2], kb[3]);
+#pragma unroll
+          for (int n = 0; n < 2; ++n)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int i = g + 8 * (e / 2), jj = 8 * n + 2 * c4 + (e % 2);  // within the 16 x 16 block
+              const float x = s[n][e] * 0.25f;
+              const float w = (j < rg || jj <= i) ? 1.0f + x + 0.5f * x * x : 0.0f;
+              s[n][e] = w;
+              if (e < 2) rs0 += w;
+              else rs1 += w;
+            }
+          const uint32_t pa[4] = {pack2(s[0][0], s[0][1]), pack2(s[0][2], s[0][3]), pack2(s[1][0], s[1][1]),
+                                  pack2(s[1][2], s[1][3])};
 #pragma unroll
           for (int nn = 0; nn < 2; ++nn) {
             uint32_t vb[4];
@@ -715,7 +781,7 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
 #pragma unroll
       for (int ks = 0; ks < F / 16; ++ks) {
         uint32_t fa[4];
-        ldsm_a(fa, sm.fq + 16 * rg * LDF + 16 * ks, LDF, lane);
+        ldsm_at(fa, sm.fqt + 16 * ks * LDT + 16 * rg, LDT, lane);
 #pragma unroll
         for (int nn = 0; nn < 2; ++nn) {
           uint32_t sb[4];
@@ -733,7 +799,8 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
         const int r = 16 * rg + g + 8 * hr;
         if (r < valid) {
           const int64_t row = int64_t(start) + t0 + r;
-          const float scale = (a.dt ? a.dt[row * a.H + h] : 1.0f) / (sm.den[r] + (hr ? rs1 : rs0) + a.eps);
+          const float den = sm.den[0][r] + sm.den[1][r] + sm.den[2][r] + sm.den[3][r] + (hr ? rs1 : rs0);
+          const float scale = (a.dt ? a.dt[row * a.H + h] : 1.0f) / (den + a.eps);
           bf16* orow = a.o + row * ldo + int64_t(h) * a.dv + col0 + 32 * ch + 2 * c4;
 #pragma unroll
           for (int n = 0; n < 4; ++n)
@@ -745,15 +812,17 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
     // Phase 2b: state update S^T += V^T F(K).
 #pragma unroll
     for (int ks = 0; ks < C / 16; ++ks) {
-      uint32_t va[4];
-      ldsm_at(va, sm.v[buf] + 16 * ks * LDV + 16 * mt, LDV, lane);
+      uint32_t va[2][4];
+      ldsm_at(va[0], sm.v[buf] + 16 * ks * LDV + 32 * mh, LDV, lane);
+      ldsm_at(va[1], sm.v[buf] + 16 * ks * LDV + 32 * mh + 16, LDV, lane);
+      uint32_t fb[10];
+      ldsm_b(*reinterpret_cast<uint32_t(*)[4]>(fb), sm.fkt + (40 * ng) * LDT + 16 * ks, LDT, lane);
+      ldsm_b(*reinterpret_cast<uint32_t(*)[4]>(fb + 4), sm.fkt + (40 * ng + 16) * LDT + 16 * ks, LDT, lane);
+      ldsm_b2(*reinterpret_cast<uint32_t(*)[2]>(fb + 8), sm.fkt + (40 * ng + 32) * LDT + 16 * ks, LDT, lane);
 #pragma unroll
-      for (int nn = 0; nn < kUpdTiles / 2; ++nn) {
-        uint32_t fb[4];
-        ldsm_bt(fb, sm.fk + 16 * ks * LDF + 80 * fg + 16 * nn, LDF, lane);
-        mma(st[2 * nn], va, fb[0], fb[1]);
-        mma(st[2 * nn + 1], va, fb[2], fb[3]);
-      }
+      for (int m = 0; m < 2; ++m)
+#pragma unroll
+        for (int n = 0; n < 5; ++n) mma(st[m][n], va[m], fb[2 * n], fb[2 * n + 1]);
     }
     if (warp == 0) {  // this chunk's Gram sums, added to the running ones (rows g, g + 8 of each tile)
       float zt[3][4] = {};
@@ -777,12 +846,14 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
   __syncthreads();
   if (ends.S_out) {
 #pragma unroll
-    for (int n = 0; n < kUpdTiles; ++n)
+    for (int m = 0; m < 2; ++m)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int d = col0 + 16 * mt + g + 8 * (e / 2), f = 80 * fg + 8 * n + 2 * c4 + (e % 2);
-        if (d < a.dv) ends.S_out[int64_t(f) * a.dv + d] = st[n][e];
-      }
+      for (int n = 0; n < 5; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int d = col0 + 32 * mh + 16 * m + g + 8 * (e / 2), f = 40 * ng + 8 * n + 2 * c4 + (e % 2);
+          if (d < a.dv) ends.S_out[int64_t(f) * a.dv + d] = st[m][n][e];
+        }
   }
   if (ends.z_out && col0 == 0)
     for (int f = tid; f < F; f += NT) {
@@ -862,8 +933,9 @@ int choose_segments(const LaCudaArgs& a, int* seg_len) {
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     const int64_t ctas = int64_t(a.B) * a.H * ((a.dv + DS - 1) / DS);
-    // One wave of 2 CTAs per SM; segments of at least 512 tokens.
-    const int64_t want = (2 * int64_t(sms) + ctas - 1) / ctas;
+    // At most one wave of 2 CTAs per SM (a second, partial wave would cost a whole segment's time);
+    // segments of at least 512 tokens.
+    const int64_t want = std::max<int64_t>(1, 2 * int64_t(sms) / ctas);
     const int64_t by_len = std::max<int64_t>(1, a.max_len / 512);
     const int64_t nseg = std::max<int64_t>(1, std::min(want, by_len));
     sl = int((a.max_len + nseg - 1) / nseg);

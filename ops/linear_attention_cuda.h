@@ -9,9 +9,9 @@
 // so the state S [160, dv] and normaliser z [160] are 44% smaller than the reference's [273, dv].
 // la_state_to_273 / la_state_from_273 convert to and from the CPU layout (exact, linear maps).
 //
-// Work split: a head's d_v is cut into 32-column slices and, when the batch is small, its sequence
-// into segments: a first pass computes each segment's local state, a scan turns them into initial
-// states, and the chunk pass (64-token chunks on tensor cores) runs all segments in parallel.
+// Work split: a head's d_v is cut into 64-column slices (32 with decay) and, when the batch is small,
+// its sequence into segments: a first pass computes each segment's local state, a scan turns them into
+// initial states, and the chunk pass (64-token chunks on tensor cores) runs all segments in parallel.
 #pragma once
 #include <cstdint>
 #include <vector>
