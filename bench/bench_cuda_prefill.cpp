@@ -108,11 +108,11 @@ int main(int argc, char** argv) {
       e.S_out = S.get(), e.z_out = z.get();
       ops::LaCudaArgs d = a;
       d.S0 = S.get(), d.z0 = z.get();
-      cuda::DeviceBuffer<char> ws2(ops::la_prefill_cuda_workspace(d));
+      cuda::DeviceBuffer<char> ws2(std::max(ops::la_prefill_cuda_workspace(d), ops::la_accumulate_cuda_workspace(e)));
       const double jrt_ms = median_ms([&] {
         cudaMemsetAsync(S.get(), 0, S.size() * sizeof(float));
         cudaMemsetAsync(z.get(), 0, z.size() * sizeof(float));
-        ops::la_accumulate_state_cuda(e);
+        ops::la_accumulate_state_cuda(e, ws2.get());
         ops::la_prefill_cuda(d, ws2.get());
       });
       const double jflop = th * 97600.0, jbytes = th * 400.0;

@@ -295,7 +295,9 @@ struct GpuModel::Impl {
             e.v = w.ve.get();
             e.S_out = S0.get();
             e.z_out = z0.get();
-            ops::la_accumulate_state_cuda(e);
+            const size_t need_e = ops::la_accumulate_cuda_workspace(e);
+            if (la_ws.size() < need_e) la_ws = DeviceBuffer<uint8_t>(need_e);
+            ops::la_accumulate_state_cuda(e, la_ws.get());
             a.S0 = S0.get();
             a.z0 = z0.get();
           }

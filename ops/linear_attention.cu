@@ -290,6 +290,22 @@ __global__ void seg_scan_kernel(LaCudaArgs a, int seg_len, int nseg, float* segS
   }
 }
 
+// Encoder split: S_out / z_out += the segments' local states, added in segment order. One thread per
+// state element.
+__global__ void seg_sum_kernel(LaCudaArgs a, int seg_len, int nseg, const float* segS, const float* segZ) {
+  const int bh = blockIdx.y, b = bh / a.H;
+  const int per = F * a.dv + F;
+  const int e = blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= per) return;
+  const int len = a.cu_seqlens[b + 1] - a.cu_seqlens[b];
+  const bool isz = e >= F * a.dv;
+  float* dst = isz ? a.z_out + int64_t(bh) * F + (e - F * a.dv) : a.S_out + int64_t(bh) * F * a.dv + e;
+  float run = *dst;
+  for (int s = 0; s < nseg && s * seg_len < len; ++s)
+    run += isz ? segZ[(int64_t(bh) * nseg + s) * F + (e - F * a.dv)] : segS[(int64_t(bh) * nseg + s) * F * a.dv + e];
+  *dst = run;
+}
+
 // Pass 3: outputs. grid (slices, B*H, nseg). With nseg == 1 the initial state is S0 (or zero).
 __global__ void __launch_bounds__(NT) chunk_kernel(LaCudaArgs a, int seg_len, int nseg, const float* segS, const float* segZ) {
   extern __shared__ __align__(128) unsigned char raw[];
@@ -873,7 +889,7 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
     }
 }
 
-enum class Mode { kSegState, kOutput, kAccumulate };
+enum class Mode { kSegState, kOutput, kAccumulate, kSegLocal };
 
 // grid (slices, B*H, nseg).
 template <Mode kMode>
@@ -896,6 +912,13 @@ __global__ void __launch_bounds__(NT, 2) kernel(LaCudaArgs a, int seg_len, int n
   const int beg = s * seg_len, end = min(len, beg + seg_len);
   if (beg >= len && beg > 0) return;  // (an empty sequence still passes its initial state through)
   const int64_t seg = int64_t(bh) * nseg + s;
+  if (kMode == Mode::kSegLocal) {  // every segment's local state (the encoder split; seg_sum_kernel adds them)
+    if (beg >= len) return;
+    ends.S_out = segS + seg * SF;
+    if (own_z) ends.z_out = segZ + seg * F;
+    run_segment<false>(sm, a, start, beg, end, h, col0, ends);
+    return;
+  }
   if (kMode == Mode::kSegState) {
     if (s == nseg - 1 || beg >= len) return;  // the last segment's local state is never needed
     ends.S_out = segS + seg * SF;
@@ -921,7 +944,7 @@ void init() {
   static bool done = false;
   if (done) return;
   for (auto fn : {(const void*)kernel<Mode::kSegState>, (const void*)kernel<Mode::kOutput>,
-                  (const void*)kernel<Mode::kAccumulate>})
+                  (const void*)kernel<Mode::kAccumulate>, (const void*)kernel<Mode::kSegLocal>})
     JRT_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sizeof(Smem))));
   done = true;
 }
@@ -1037,12 +1060,30 @@ void la_decode_step_cuda(const __nv_bfloat16* q, const __nv_bfloat16* k, const _
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 
-void la_accumulate_state_cuda(const LaCudaArgs& a) {
+size_t la_accumulate_cuda_workspace(const LaCudaArgs& a) {
+  int sl;
+  const int nseg = v4::choose_segments(a, &sl);
+  if (nseg <= 1) return 0;
+  return size_t(a.B) * a.H * nseg * (size_t(F) * a.dv + F) * sizeof(float);
+}
+
+void la_accumulate_state_cuda(const LaCudaArgs& a, void* workspace) {
   JRT_CHECK(a.dv % 8 == 0 && a.dv > 0, "la_accumulate_state_cuda: d_v must be a positive multiple of 8, got {}", a.dv);
   v4::init();
   const int slices = (a.dv + v4::DS - 1) / v4::DS;
-  v4::kernel<v4::Mode::kAccumulate><<<dim3(slices, a.B * a.H), v4::NT, sizeof(v4::Smem), a.stream>>>(a, 0, 1, nullptr,
-                                                                                                  nullptr);
+  int seg_len;
+  const int nseg = v4::choose_segments(a, &seg_len);
+  if (nseg > 1 && workspace) {  // small batch: local states of segments in parallel, then an ordered sum
+    float* segS = static_cast<float*>(workspace);
+    float* segZ = segS + size_t(a.B) * a.H * nseg * F * a.dv;
+    v4::kernel<v4::Mode::kSegLocal>
+        <<<dim3(slices, a.B * a.H, nseg), v4::NT, sizeof(v4::Smem), a.stream>>>(a, seg_len, nseg, segS, segZ);
+    const int per = F * a.dv + F;
+    seg_sum_kernel<<<dim3((per + 255) / 256, a.B * a.H), 256, 0, a.stream>>>(a, seg_len, nseg, segS, segZ);
+  } else {
+    v4::kernel<v4::Mode::kAccumulate>
+        <<<dim3(slices, a.B * a.H), v4::NT, sizeof(v4::Smem), a.stream>>>(a, 0, 1, nullptr, nullptr);
+  }
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

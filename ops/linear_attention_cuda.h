@@ -65,7 +65,10 @@ void la_decode_step_cuda(const __nv_bfloat16* q, const __nv_bfloat16* k, const _
 
 // Encoder pass of JRT's prefix attention: S_out += sum_j f(k_j) v_j^T, z_out += sum_j f(k_j) over each
 // sequence's rows (non-causal; cu_seqlens delimit the prefixes). S_out/z_out must be initialised.
-void la_accumulate_state_cuda(const LaCudaArgs& a);
+// With a workspace of la_accumulate_cuda_workspace(a) bytes (non-zero when the batch is small), the
+// prefixes are cut into segments summed in parallel and then added in order (deterministic).
+size_t la_accumulate_cuda_workspace(const LaCudaArgs& a);
+void la_accumulate_state_cuda(const LaCudaArgs& a, void* workspace = nullptr);
 #endif
 
 }  // namespace jrt::ops

@@ -174,8 +174,9 @@ TEST(CudaLinearAttention, MatchesCpuReference) {
   for (const auto& c : cases) run_case(c, seed++);
 }
 // JRT's encoder pass: S += sum_j f(k_j) v_j^T, z += sum_j f(k_j) over each sequence (varlen, tails, an
-// empty prefix), added to a non-zero state, against the CPU la_accumulate_state. d_v 112 runs two 64-column
-// slices: only the first may touch z, which the kernel updates in place.
+// empty prefix), added to a non-zero state, against the CPU la_accumulate_state; whole prefixes per CTA and
+// prefixes split into segments (summed in order). d_v 112 runs two 64-column slices: only the first may
+// touch z, which the kernel updates in place.
 // Tolerance: the features and v enter the tensor cores as bf16 (2^-9 relative each), sums in fp32:
 // state NMSE <= 1e-5; z is an exact fp32 Gram sum of the bf16 keys: max-rel <= 1e-5.
 TEST(CudaLinearAttention, EncoderAccumulationMatchesCpu) {
@@ -213,25 +214,32 @@ TEST(CudaLinearAttention, EncoderAccumulationMatchesCpu) {
     dk.upload(kb.data(), kb.size()), dvv.upload(vb.data(), vb.size());
     cuda::DeviceBuffer<int32_t> dcu(cu.size());
     dcu.upload(cu.data(), cu.size());
-    cuda::DeviceBuffer<float> dS(S160.size()), dz(z160.size());
-    dS.upload(S160.data(), S160.size()), dz.upload(z160.data(), z160.size());
-    LaCudaArgs a;
-    a.k = reinterpret_cast<const __nv_bfloat16*>(dk.get());
-    a.v = reinterpret_cast<const __nv_bfloat16*>(dvv.get());
-    a.cu_seqlens = dcu.get();
-    a.B = B, a.H = H, a.dv = dv, a.max_len = 300;
-    a.S_out = dS.get(), a.z_out = dz.get();
-    la_accumulate_state_cuda(a);
-    JRT_CUDA_CHECK(cudaDeviceSynchronize());
-    std::vector<float> Sg(S160.size()), zg(z160.size()), Sg273(S273.size()), zg273(z273.size());
-    dS.download(Sg.data(), Sg.size()), dz.download(zg.data(), zg.size());
-    for (int bh = 0; bh < B * H; ++bh)
-      la_state_to_273(&Sg[size_t(bh) * F * dv], &zg[size_t(bh) * F], dv, &Sg273[size_t(bh) * D * dv],
-                      &zg273[size_t(bh) * D]);
-    const Stats ss = compare(Sg273, S273), sz = compare(zg273, z273);
-    std::printf("  encoder dv=%d: state nmse %.2e max-rel %.2e; z max-rel %.2e\n", dv, ss.nmse, ss.max_rel, sz.max_rel);
-    EXPECT_LE(ss.nmse, 1e-5);
-    EXPECT_LE(sz.max_rel, 1e-5);
+    for (int seg : {0, 64}) {  // one CTA per (slice, sequence, head); prefixes cut into 64-token segments
+      cuda::DeviceBuffer<float> dS(S160.size()), dz(z160.size());
+      dS.upload(S160.data(), S160.size()), dz.upload(z160.data(), z160.size());
+      LaCudaArgs a;
+      a.k = reinterpret_cast<const __nv_bfloat16*>(dk.get());
+      a.v = reinterpret_cast<const __nv_bfloat16*>(dvv.get());
+      a.cu_seqlens = dcu.get();
+      a.B = B, a.H = H, a.dv = dv, a.max_len = 300;
+      a.S_out = dS.get(), a.z_out = dz.get();
+      a.segment_len = seg;
+      const size_t wsb = la_accumulate_cuda_workspace(a);
+      EXPECT_EQ(wsb > 0, seg > 0);
+      cuda::DeviceBuffer<char> ws(wsb);
+      la_accumulate_state_cuda(a, ws.get());
+      JRT_CUDA_CHECK(cudaDeviceSynchronize());
+      std::vector<float> Sg(S160.size()), zg(z160.size()), Sg273(S273.size()), zg273(z273.size());
+      dS.download(Sg.data(), Sg.size()), dz.download(zg.data(), zg.size());
+      for (int bh = 0; bh < B * H; ++bh)
+        la_state_to_273(&Sg[size_t(bh) * F * dv], &zg[size_t(bh) * F], dv, &Sg273[size_t(bh) * D * dv],
+                        &zg273[size_t(bh) * D]);
+      const Stats ss = compare(Sg273, S273), sz = compare(zg273, z273);
+      std::printf("  encoder dv=%d seg=%d: state nmse %.2e max-rel %.2e; z max-rel %.2e\n", dv, seg, ss.nmse, ss.max_rel,
+                  sz.max_rel);
+      EXPECT_LE(ss.nmse, 1e-5);
+      EXPECT_LE(sz.max_rel, 1e-5);
+    }
   }
 }
 
