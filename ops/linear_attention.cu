@@ -1,9 +1,10 @@
 // ops/linear_attention.cu — Taylor linear attention prefill kernels (see linear_attention_cuda.h).
 // Shapes: q, k [T, H, 16], v, o [T, H, dv] bf16; state [B, H, 160, dv] + z [B, H, 160] fp32.
 //
-// Two kernel families. v4/v5 (namespace v4, further down) run every call without decay: 8-warp CTAs
-// over 64-column d_v slices, raw mma.sync + ldmatrix, fp32 state in registers. The v3 kernels just
-// below keep the decay variant (gamma): one CTA = (32-column slice of d_v, sequence b, head h,
+// Kernel families. v4/v5 (namespace v4, further down) run every call without decay: 8-warp CTAs over
+// 64-column d_v slices, raw mma.sync + ldmatrix, fp32 state in registers; v6 (namespace v4::wg), the same
+// on warpgroup MMA, is an opt-in variant. The v3 kernels just below keep the decay variant (gamma): one
+// CTA = (32-column slice of d_v, sequence b, head h,
 // segment s); 4 warps; 64-token chunks:
 //   scores  A = Q K^T                      (wmma bf16, fp32 acc)   -> w = 1 + s/4 + s^2/32, causal mask,
 //                                                                    decay gamma^(i-j), row sums -> den
@@ -889,13 +890,423 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
     }
 }
 
+// ---------------------------------------------------------------------------------------------------
+// v6 (sm_90a, opt-in via la_prefill_set_kernel; measured slower than v5, dev/README.md "v6"): the same
+// work split into two warpgroups on warpgroup MMA (wgmma), so that every shared operand is read once per
+// warpgroup instead of once per warp.
+//   warpgroup 0 (warps 0-3): F(Q) and den_inter in phase 1; in phase 2 S = Q K^T (m64n64k16), the Taylor
+//     weights P in registers, O = P V (P as the register A operand) + F(Q) S_bf16 (10 x m64n64k16), and
+//     the outputs.
+//   warpgroup 1 (warps 4-7): F(K) and the bf16 state copy in phase 1; in phase 2 S^T += V^T F(K)
+//     (4 x m64n160k16; the fp32 state is the 80 accumulator registers per thread), then warp 4 adds the
+//     chunk's Gram sums (mma.sync).
+// Operands sit in shared memory in the no-swizzle core-matrix layout (8 rows x 16 B blocks); from the
+// probe dev/probes/wgmma_desc_probe.cu: the descriptor's leading byte offset is the stride between
+// core matrices along K and the stride byte offset the stride along M / N, for K- and MN-major alike.
+namespace wg {
+
+constexpr int kQK = C * 16 * 2, kV = C * DS * 2, kFB = C * F * 2, kSB = DS * F * 2;
+
+struct __align__(128) Smem {
+  unsigned char q[2][kQK];  // (t, i) at (t/8) 256 + (i/8) 128 + (t%8) 16 + (i%8) 2
+  unsigned char k[2][kQK];
+  unsigned char v[2][kV];   // (d, t) at (d/8) 128 + (t/8) 1024 + (t%8) 16 + (d%8) 2
+  unsigned char fq[kFB];    // (t, f) at (t/8) 2560 + (f/8) 128 + (t%8) 16 + (f%8) 2
+  unsigned char fk[kFB];
+  unsigned char sb[kSB];    // (d, f) at (d/8) 2560 + (f/8) 128 + (d%8) 16 + (f%8) 2
+  float z2[16 * 16];
+  float z1[16];
+  float den[4][C];
+  float z0;
+};
+
+__device__ __forceinline__ int qk_off(int t, int half) { return (t >> 3) * 256 + half * 128 + (t & 7) * 16; }
+__device__ __forceinline__ int v_off(int t, int d8) { return d8 * 128 + (t >> 3) * 1024 + (t & 7) * 16; }
+__device__ __forceinline__ int f_off(int t, int f8) { return (t >> 3) * 2560 + f8 * 128 + (t & 7) * 16; }
+__device__ __forceinline__ int sb_off(int d, int f) {
+  return (d >> 3) * 2560 + (f >> 3) * 128 + (d & 7) * 16 + (f & 7) * 2;
+}
+
+__device__ __forceinline__ uint64_t mdesc(const void* p, uint32_t lbo, uint32_t sbo) {
+  uint64_t d = uint64_t((smem_u32(p) & 0x3FFFF) >> 4);
+  d |= uint64_t((lbo >> 4) & 0x3FFF) << 16;
+  d |= uint64_t((sbo >> 4) & 0x3FFF) << 32;
+  return d;  // no swizzle, base offset 0
+}
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define JRT_WG 1
+#endif
+
+__device__ __forceinline__ void wg_fence() {
+#ifdef JRT_WG
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wg_commit_wait() {
+#ifdef JRT_WG
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void proxy_fence() {
+#ifdef JRT_WG
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+#define JRT_F8(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), \
+                  "+f"(d[i + 6]), "+f"(d[i + 7])
+// d (64 x 64 fp32) += A B, both from shared memory; TA / TB: operand stored MN-major.
+template <int TA, int TB>
+__device__ __forceinline__ void mma64_ss(float (&d)[32], uint64_t a, uint64_t b) {
+#ifdef JRT_WG
+  asm volatile(
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,"
+      "%28,%29,%30,%31}, %32, %33, 1, 1, 1, %34, %35;\n"
+      : JRT_F8(0), JRT_F8(8), JRT_F8(16), JRT_F8(24)
+      : "l"(a), "l"(b), "n"(TA), "n"(TB));
+#else
+  __trap();
+#endif
+}
+// d (64 x 64) += A B with A from registers (the mma.sync A-fragment layout, warp w rows 16 w ..).
+template <int TB>
+__device__ __forceinline__ void mma64_rs(float (&d)[32], const uint32_t (&a)[4], uint64_t b) {
+#ifdef JRT_WG
+  asm volatile(
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,"
+      "%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, 1, 1, 1, %37;\n"
+      : JRT_F8(0), JRT_F8(8), JRT_F8(16), JRT_F8(24)
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(TB));
+#else
+  __trap();
+#endif
+}
+// d (64 x 160) += A B, both from shared memory.
+template <int TA, int TB>
+__device__ __forceinline__ void mma160_ss(float (&d)[80], uint64_t a, uint64_t b) {
+#ifdef JRT_WG
+  asm volatile(
+      "wgmma.mma_async.sync.aligned.m64n160k16.f32.bf16.bf16 "
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,"
+      "%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,"
+      "%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79}, "
+      "%80, %81, 1, 1, 1, %82, %83;\n"
+      : JRT_F8(0), JRT_F8(8), JRT_F8(16), JRT_F8(24), JRT_F8(32), JRT_F8(40), JRT_F8(48), JRT_F8(56), JRT_F8(64),
+        JRT_F8(72)
+      : "l"(a), "l"(b), "n"(TA), "n"(TB));
+#else
+  __trap();
+#endif
+}
+#undef JRT_F8
+
+template <int f>
+__device__ __forceinline__ float feat1(const float (&x)[16], float one) {
+  if constexpr (f == 0) return one;
+  else if constexpr (f < 17) return 0.5f * x[f - 1];
+  else if constexpr (f < 33) return kR2 * x[f - 17] * x[f - 17];
+  else if constexpr (f < 153) return 0.25f * x[pair_i(f)] * x[pair_j(f)];
+  else return 0.0f;
+}
+// Features f0 .. f0 + 7 of one token: one 16-byte row of a core matrix.
+template <int f0>
+__device__ __forceinline__ uint4 group8(const float (&x)[16], float one) {
+  uint4 r;
+  r.x = pack2(feat1<f0>(x, one), feat1<f0 + 1>(x, one));
+  r.y = pack2(feat1<f0 + 2>(x, one), feat1<f0 + 3>(x, one));
+  r.z = pack2(feat1<f0 + 4>(x, one), feat1<f0 + 5>(x, one));
+  r.w = pack2(feat1<f0 + 6>(x, one), feat1<f0 + 7>(x, one));
+  return r;
+}
+// Quarter Q (features 40 Q .. 40 Q + 39) of token t's features; with den, its share of f(q).z.
+template <int Q>
+__device__ __forceinline__ void build_token(Smem& sm, const unsigned char* tile, unsigned char* fb, int t, bool ok,
+                                            bool den) {
+  const uint4 u[2] = {*reinterpret_cast<const uint4*>(tile + qk_off(t, 0)),
+                      *reinterpret_cast<const uint4*>(tile + qk_off(t, 1))};
+  const bf16* e = reinterpret_cast<const bf16*>(u);
+  float x[16];
+#pragma unroll
+  for (int i = 0; i < 16; ++i) x[i] = __bfloat162float(e[i]);  // rows past the tail are zero-filled
+  const float one = ok ? 1.0f : 0.0f;
+  unsigned char* row = fb + f_off(t, 5 * Q);
+  *reinterpret_cast<uint4*>(row) = group8<40 * Q>(x, one);
+  *reinterpret_cast<uint4*>(row + 128) = group8<40 * Q + 8>(x, one);
+  *reinterpret_cast<uint4*>(row + 256) = group8<40 * Q + 16>(x, one);
+  *reinterpret_cast<uint4*>(row + 384) = group8<40 * Q + 24>(x, one);
+  *reinterpret_cast<uint4*>(row + 512) = group8<40 * Q + 32>(x, one);
+  if (!den) return;
+  float d = Q == 0 ? sm.z0 : 0.0f;
+#pragma unroll
+  for (int ii = 0; ii < 4; ++ii) {
+    const int i = 4 * Q + ii;
+    const float4* zr = reinterpret_cast<const float4*>(sm.z2 + 16 * i);
+    float acc = 0.0f;
+#pragma unroll
+    for (int j4 = 0; j4 < 4; ++j4) {
+      const float4 zz = zr[j4];
+      acc += zz.x * x[4 * j4] + zz.y * x[4 * j4 + 1] + zz.z * x[4 * j4 + 2] + zz.w * x[4 * j4 + 3];
+    }
+    d += x[i] * (0.25f * sm.z1[i] + 0.03125f * acc);
+  }
+  sm.den[Q][t] = d;
+}
+
+__device__ void issue_loads(Smem& sm, int buf, const LaCudaArgs& a, int64_t row0, int valid, int h, int col0,
+                            bool want_q) {
+  const int64_t ldq = a.ldq ? a.ldq : int64_t(a.H) * 16, ldk = a.ldk ? a.ldk : int64_t(a.H) * 16;
+  const int64_t ldv = a.ldv ? a.ldv : int64_t(a.H) * a.dv;
+  for (int idx = threadIdx.x; idx < C * 2 * 2; idx += NT) {
+    const int which = idx / (C * 2), r = (idx / 2) % C, half = idx % 2;
+    if (which == 0 && !want_q) continue;
+    const bf16* base = which ? a.k : a.q;
+    const bool ok = r < valid;
+    const bf16* src = ok ? base + (row0 + r) * (which ? ldk : ldq) + h * 16 + half * 8 : base;
+    cp16((which ? sm.k[buf] : sm.q[buf]) + qk_off(r, half), src, ok);
+  }
+  for (int idx = threadIdx.x; idx < C * (DS / 8); idx += NT) {
+    const int r = idx / (DS / 8), d8 = idx % (DS / 8);
+    const bool ok = r < valid && col0 + 8 * d8 < a.dv;
+    const bf16* src = ok ? a.v + (row0 + r) * ldv + int64_t(h) * a.dv + col0 + 8 * d8 : a.v;
+    cp16(sm.v[buf] + v_off(r, d8), src, ok);
+  }
+  cp_commit();
+}
+
+// One barrier for all 8 warps. The two warpgroups run separate loops (so that warpgroup 1's 80 state
+// registers are not live in warpgroup 0's code), with the same barriers in the same order.
+__device__ __forceinline__ void cta_barrier() { asm volatile("bar.sync 0;\n" ::: "memory"); }
+
+// Per chunk, both warpgroups: wait for the chunk's loads, barrier, prefetch the next chunk.
+__device__ __forceinline__ void chunk_top(Smem& sm, const LaCudaArgs& a, int start, int t0, int end, int buf, int h,
+                                          int col0, bool want_q) {
+  cp_wait_all();
+  proxy_fence();
+  cta_barrier();
+  if (t0 + C < end) issue_loads(sm, buf ^ 1, a, start + t0 + C, min(C, end - t0 - C), h, col0, want_q);
+}
+
+template <int Q0>
+__device__ __forceinline__ void build_quarter(Smem& sm, const unsigned char* tile, unsigned char* fb, int wq,
+                                              int lane, int valid, bool den) {
+#pragma unroll
+  for (int tt = 0; tt < 2; ++tt) {
+    const int t = lane + 32 * tt;
+    switch (wq) {
+      case 0: build_token<0>(sm, tile, fb, t, t < valid, den); break;
+      case 1: build_token<1>(sm, tile, fb, t, t < valid, den); break;
+      case 2: build_token<2>(sm, tile, fb, t, t < valid, den); break;
+      default: build_token<3>(sm, tile, fb, t, t < valid, den); break;
+    }
+  }
+}
+
+// The chunk's Gram sums of the keys (one warp, mma.sync), added to the running ones in shared memory:
+// Z2 += K^T K (rows g, g + 8 of each tile), Z1 += K^T 1 (a ones column), Z0 += the valid rows.
+__device__ __forceinline__ void gram(Smem& sm, int buf, int lane, int valid) {
+  const int g = lane / 4, c4 = lane % 4;
+  const uint32_t ones = pack2(g == 0 ? 1.0f : 0.0f, g == 0 ? 1.0f : 0.0f);
+  float zt[3][4] = {};
+#pragma unroll
+  for (int ks = 0; ks < C / 16; ++ks) {
+    uint32_t ka[4], kb[4];  // A = K^T (rows t of the tile), B = K
+    const int ta = 16 * ks + (lane & 7) + 8 * (lane >> 4), tb = 16 * ks + (lane & 7) + 8 * ((lane >> 3) & 1);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(ka[0]), "=r"(ka[1]), "=r"(ka[2]), "=r"(ka[3])
+                 : "r"(smem_u32(sm.k[buf] + qk_off(ta, (lane >> 3) & 1))));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(kb[0]), "=r"(kb[1]), "=r"(kb[2]), "=r"(kb[3])
+                 : "r"(smem_u32(sm.k[buf] + qk_off(tb, lane >> 4))));
+    mma(zt[0], ka, kb[0], kb[1]);
+    mma(zt[1], ka, kb[2], kb[3]);
+    mma(zt[2], ka, ones, ones);
+  }
+#pragma unroll
+  for (int n = 0; n < 2; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) sm.z2[(g + 8 * (e / 2)) * 16 + 8 * n + 2 * c4 + (e % 2)] += zt[n][e];
+  if (c4 == 0) sm.z1[g] += zt[2][0], sm.z1[g + 8] += zt[2][2];
+  if (lane == 0) sm.z0 += float(valid);
+}
+
+// Warpgroup 0: F(Q), den_inter, the readout and the outputs.
+__device__ void readout_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, int end, int h, int col0) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c4 = lane % 4, wq = warp % 4;
+  const int ldo = int(a.ldo ? a.ldo : int64_t(a.H) * a.dv);
+  int buf = 0;
+  for (int t0 = beg; t0 < end; t0 += C, buf ^= 1) {
+    const int valid = min(C, end - t0);
+    chunk_top(sm, a, start, t0, end, buf, h, col0, true);
+    build_quarter<0>(sm, sm.q[buf], sm.fq, wq, lane, valid, true);
+    proxy_fence();
+    cta_barrier();
+    float s[32], o[32];
+#pragma unroll
+    for (int e = 0; e < 32; ++e) s[e] = o[e] = 0.0f;
+    wg_fence();
+    mma64_ss<0, 0>(s, mdesc(sm.q[buf], 128, 256), mdesc(sm.k[buf], 128, 256));
+    wg_commit_wait();
+    float rs0 = 0.0f, rs1 = 0.0f;
+#pragma unroll
+    for (int n = 0; n < 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int i = 16 * wq + g + 8 * (e / 2), j = 8 * n + 2 * c4 + (e % 2);
+        const float x = s[4 * n + e] * 0.25f;
+        const float w = j <= i ? 1.0f + x + 0.5f * x * x : 0.0f;
+        s[4 * n + e] = w;
+        if (e < 2) rs0 += w;
+        else rs1 += w;
+      }
+    uint32_t pa[4][4];
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      pa[kk][0] = pack2(s[8 * kk], s[8 * kk + 1]);
+      pa[kk][1] = pack2(s[8 * kk + 2], s[8 * kk + 3]);
+      pa[kk][2] = pack2(s[8 * kk + 4], s[8 * kk + 5]);
+      pa[kk][3] = pack2(s[8 * kk + 6], s[8 * kk + 7]);
+    }
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) mma64_rs<1>(o, pa[kk], mdesc(sm.v[buf] + 2048 * kk, 1024, 128));
+#pragma unroll
+    for (int ks = 0; ks < F / 16; ++ks)
+      mma64_ss<0, 0>(o, mdesc(sm.fq + 256 * ks, 128, 2560), mdesc(sm.sb + 256 * ks, 128, 2560));
+    wg_commit_wait();
+    rs0 += __shfl_xor_sync(0xffffffffu, rs0, 1);
+    rs0 += __shfl_xor_sync(0xffffffffu, rs0, 2);
+    rs1 += __shfl_xor_sync(0xffffffffu, rs1, 1);
+    rs1 += __shfl_xor_sync(0xffffffffu, rs1, 2);
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) {
+      const int r = 16 * wq + g + 8 * hr;
+      if (r < valid) {
+        const int64_t row = int64_t(start) + t0 + r;
+        const float den = sm.den[0][r] + sm.den[1][r] + sm.den[2][r] + sm.den[3][r] + (hr ? rs1 : rs0);
+        const float scale = (a.dt ? a.dt[row * a.H + h] : 1.0f) / (den + a.eps);
+        bf16* orow = a.o + row * ldo + int64_t(h) * a.dv + col0 + 2 * c4;
+#pragma unroll
+        for (int n = 0; n < 8; ++n)
+          if (col0 + 8 * n + 2 * c4 < a.dv)
+            *reinterpret_cast<uint32_t*>(orow + 8 * n) = pack2(o[4 * n + 2 * hr] * scale, o[4 * n + 2 * hr + 1] * scale);
+      }
+    }
+    if (warp == 0) gram(sm, buf, lane, valid);
+  }
+}
+
+// Warpgroup 1: F(K), the bf16 state copy and the state update; the fp32 state
+// S^T[16 wq + g + 8 (e / 2)][8 j + 2 c4 + (e % 2)] = st[4 j + e] in registers.
+template <bool kOut>
+__device__ void update_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, int end, int h, int col0,
+                            const Ends& ends) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c4 = lane % 4, wq = warp % 4;
+  float st[80];
+#pragma unroll
+  for (int j = 0; j < 20; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int d = col0 + 16 * wq + g + 8 * (e / 2), f = 8 * j + 2 * c4 + (e % 2);
+      st[4 * j + e] = (ends.S_in && d < a.dv) ? ends.S_in[int64_t(f) * a.dv + d] : 0.0f;
+    }
+  int buf = 0;
+  for (int t0 = beg; t0 < end; t0 += C, buf ^= 1) {
+    const int valid = min(C, end - t0);
+    chunk_top(sm, a, start, t0, end, buf, h, col0, kOut);
+    if (kOut) {
+#pragma unroll
+      for (int j = 0; j < 20; ++j) {
+        const int d = 16 * wq + g, f = 8 * j + 2 * c4;
+        *reinterpret_cast<uint32_t*>(sm.sb + sb_off(d, f)) = pack2(st[4 * j], st[4 * j + 1]);
+        *reinterpret_cast<uint32_t*>(sm.sb + sb_off(d + 8, f)) = pack2(st[4 * j + 2], st[4 * j + 3]);
+      }
+    }
+    build_quarter<0>(sm, sm.k[buf], sm.fk, wq, lane, valid, false);
+    proxy_fence();
+    cta_barrier();
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+      mma160_ss<1, 1>(st, mdesc(sm.v[buf] + 2048 * kk, 1024, 128), mdesc(sm.fk + 5120 * kk, 2560, 128));
+    wg_commit_wait();
+  }
+  if (ends.S_out) {
+#pragma unroll
+    for (int j = 0; j < 20; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int d = col0 + 16 * wq + g + 8 * (e / 2), f = 8 * j + 2 * c4 + (e % 2);
+        if (d < a.dv) ends.S_out[int64_t(f) * a.dv + d] = st[4 * j + e];
+      }
+  }
+}
+
+template <bool kOut>
+__device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, int end, int h, int col0,
+                            const Ends& ends) {
+  const int tid = threadIdx.x;
+  for (int e = tid; e < 16 * 16; e += NT) {
+    const int i = e / 16, j = e % 16;
+    sm.z2[e] = !ends.z_in ? 0.0f
+               : i == j   ? ends.z_in[17 + i] / kR2
+                          : 4.0f * ends.z_in[pair_index(min(i, j), max(i, j))];
+  }
+  if (tid < 16) sm.z1[tid] = ends.z_in ? 2.0f * ends.z_in[1 + tid] : 0.0f;
+  if (tid == 0) sm.z0 = ends.z_in ? ends.z_in[0] : 0.0f;
+  if (beg < end) issue_loads(sm, 0, a, start + beg, min(C, end - beg), h, col0, kOut);
+  if (tid >= 128) {
+    update_loop<kOut>(sm, a, start, beg, end, h, col0, ends);
+  } else if (kOut) {
+    readout_loop(sm, a, start, beg, end, h, col0);
+  } else {  // state only: warpgroup 0 just keeps the barriers (and the loads) going
+    int buf = 0;
+    for (int t0 = beg; t0 < end; t0 += C, buf ^= 1) {
+      chunk_top(sm, a, start, t0, end, buf, h, col0, false);
+      cta_barrier();
+      if (threadIdx.x < 32) gram(sm, buf, threadIdx.x, min(C, end - t0));
+    }
+  }
+  cta_barrier();
+  if (ends.z_out && col0 == 0)
+    for (int f = tid; f < F; f += NT) {
+      float val = 0.0f;
+      if (f == 0) {
+        val = sm.z0;
+      } else if (f < 17) {
+        val = 0.5f * sm.z1[f - 1];
+      } else if (f < 33) {
+        val = kR2 * sm.z2[(f - 17) * 17];
+      } else if (f < 153) {
+        int i = 0, p = f - 33;
+        while (p >= 15 - i) p -= 15 - i, ++i;
+        val = 0.25f * sm.z2[i * 16 + i + 1 + p];
+      }
+      ends.z_out[f] = val;
+    }
+}
+
+}  // namespace wg
+
 enum class Mode { kSegState, kOutput, kAccumulate, kSegLocal };
 
+// The segment runner of v5 (mma.sync) or v6 (wgmma, sm_90a).
+template <bool kWg, bool kOut>
+__device__ __forceinline__ void run(unsigned char* raw, const LaCudaArgs& a, int start, int beg, int end, int h,
+                                    int col0, const Ends& ends) {
+  if constexpr (kWg)
+    wg::run_segment<kOut>(*reinterpret_cast<wg::Smem*>(raw), a, start, beg, end, h, col0, ends);
+  else
+    run_segment<kOut>(*reinterpret_cast<Smem*>(raw), a, start, beg, end, h, col0, ends);
+}
+
 // grid (slices, B*H, nseg).
-template <Mode kMode>
-__global__ void __launch_bounds__(NT, 2) kernel(LaCudaArgs a, int seg_len, int nseg, float* segS, float* segZ) {
+template <Mode kMode, bool kWg, int kMinBlocks = 2>
+__global__ void __launch_bounds__(NT, kMinBlocks) kernel(LaCudaArgs a, int seg_len, int nseg, float* segS, float* segZ) {
   extern __shared__ __align__(128) unsigned char raw[];
-  Smem& sm = *reinterpret_cast<Smem*>(raw);
   const int col0 = blockIdx.x * DS, bh = blockIdx.y, b = bh / a.H, h = bh % a.H, s = blockIdx.z;
   const int start = a.cu_seqlens[b], len = a.cu_seqlens[b + 1] - start;
   const int64_t SF = int64_t(F) * a.dv;
@@ -906,7 +1317,7 @@ __global__ void __launch_bounds__(NT, 2) kernel(LaCudaArgs a, int seg_len, int n
   if (kMode == Mode::kAccumulate) {
     ends.S_in = ends.S_out = a.S_out + bh * SF;
     if (own_z) ends.z_in = ends.z_out = a.z_out + int64_t(bh) * F;
-    run_segment<false>(sm, a, start, 0, len, h, col0, ends);
+    run<kWg, false>(raw, a, start, 0, len, h, col0, ends);
     return;
   }
   const int beg = s * seg_len, end = min(len, beg + seg_len);
@@ -916,14 +1327,14 @@ __global__ void __launch_bounds__(NT, 2) kernel(LaCudaArgs a, int seg_len, int n
     if (beg >= len) return;
     ends.S_out = segS + seg * SF;
     if (own_z) ends.z_out = segZ + seg * F;
-    run_segment<false>(sm, a, start, beg, end, h, col0, ends);
+    run<kWg, false>(raw, a, start, beg, end, h, col0, ends);
     return;
   }
   if (kMode == Mode::kSegState) {
     if (s == nseg - 1 || beg >= len) return;  // the last segment's local state is never needed
     ends.S_out = segS + seg * SF;
     if (own_z) ends.z_out = segZ + seg * F;
-    run_segment<false>(sm, a, start, beg, end, h, col0, ends);
+    run<kWg, false>(raw, a, start, beg, end, h, col0, ends);
     return;
   }
   if (s > 0) {  // the scan left segment s's initial state in its slot (segment 0's is S0)
@@ -937,15 +1348,44 @@ __global__ void __launch_bounds__(NT, 2) kernel(LaCudaArgs a, int seg_len, int n
     ends.S_out = a.S_out + bh * SF;
     ends.z_out = a.z_out + int64_t(bh) * F;
   }
-  run_segment<true>(sm, a, start, beg, end, h, col0, ends);
+  run<kWg, true>(raw, a, start, beg, end, h, col0, ends);
+}
+
+// Which kernels run (la_prefill_set_kernel): v5 (mma.sync) by default everywhere; the v6 wgmma kernels
+// only on request and on sm_90 (they measured slower, dev/README.md "v6").
+LaPrefillKernel g_kernel = LaPrefillKernel::kMmaSync;
+bool sm90() {
+  static int major = -1;
+  if (major < 0) {
+    int dev = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  }
+  return major == 9;
+}
+
+template <Mode kMode>
+void launch(dim3 grid, const LaCudaArgs& a, int seg_len, int nseg, float* segS, float* segZ) {
+  if (g_kernel == LaPrefillKernel::kWgmma1Cta && sm90())
+    kernel<kMode, true, 1><<<grid, NT, sizeof(wg::Smem), a.stream>>>(a, seg_len, nseg, segS, segZ);
+  else if (g_kernel == LaPrefillKernel::kWgmma && sm90())
+    kernel<kMode, true><<<grid, NT, sizeof(wg::Smem), a.stream>>>(a, seg_len, nseg, segS, segZ);
+  else
+    kernel<kMode, false><<<grid, NT, sizeof(Smem), a.stream>>>(a, seg_len, nseg, segS, segZ);
 }
 
 void init() {
   static bool done = false;
   if (done) return;
-  for (auto fn : {(const void*)kernel<Mode::kSegState>, (const void*)kernel<Mode::kOutput>,
-                  (const void*)kernel<Mode::kAccumulate>, (const void*)kernel<Mode::kSegLocal>})
+  for (auto fn : {(const void*)kernel<Mode::kSegState, false>, (const void*)kernel<Mode::kOutput, false>,
+                  (const void*)kernel<Mode::kAccumulate, false>, (const void*)kernel<Mode::kSegLocal, false>})
     JRT_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sizeof(Smem))));
+  for (auto fn : {(const void*)kernel<Mode::kSegState, true>, (const void*)kernel<Mode::kOutput, true>,
+                  (const void*)kernel<Mode::kAccumulate, true>, (const void*)kernel<Mode::kSegLocal, true>})
+    JRT_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sizeof(wg::Smem))));
+  for (auto fn : {(const void*)kernel<Mode::kSegState, true, 1>, (const void*)kernel<Mode::kOutput, true, 1>,
+                  (const void*)kernel<Mode::kAccumulate, true, 1>, (const void*)kernel<Mode::kSegLocal, true, 1>})
+    JRT_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sizeof(wg::Smem))));
   done = true;
 }
 
@@ -1024,11 +1464,11 @@ void la_prefill_cuda(const LaCudaArgs& a, void* workspace) {
       JRT_CHECK(workspace != nullptr, "la_prefill_cuda: workspace required ({} segments)", nseg);
       segS = static_cast<float*>(workspace);
       segZ = segS + size_t(a.B) * a.H * nseg * F * a.dv;
-      v4::kernel<v4::Mode::kSegState><<<grid, v4::NT, sizeof(v4::Smem), a.stream>>>(a, seg_len, nseg, segS, segZ);
+      v4::launch<v4::Mode::kSegState>(grid, a, seg_len, nseg, segS, segZ);
       const int per = F * a.dv + F;
       seg_scan_kernel<<<dim3((per + 255) / 256, a.B * a.H), 256, 0, a.stream>>>(a, seg_len, nseg, segS, segZ);
     }
-    v4::kernel<v4::Mode::kOutput><<<grid, v4::NT, sizeof(v4::Smem), a.stream>>>(a, seg_len, nseg, segS, segZ);
+    v4::launch<v4::Mode::kOutput>(grid, a, seg_len, nseg, segS, segZ);
     JRT_CUDA_CHECK(cudaGetLastError());
     return;
   }
@@ -1050,6 +1490,9 @@ void la_prefill_cuda(const LaCudaArgs& a, void* workspace) {
   chunk_kernel<<<grid, NT, sizeof(Smem), a.stream>>>(a, seg_len, nseg, segS, segZ);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
+
+void la_prefill_set_kernel(LaPrefillKernel k) { v4::g_kernel = k; }
+bool la_prefill_wgmma_available() { return v4::sm90(); }
 
 void la_decode_step_cuda(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, __nv_bfloat16* y,
                          float* S, float* z, int B, int H, int dv, const float* gamma, const float* dt, float eps,
@@ -1076,13 +1519,11 @@ void la_accumulate_state_cuda(const LaCudaArgs& a, void* workspace) {
   if (nseg > 1 && workspace) {  // small batch: local states of segments in parallel, then an ordered sum
     float* segS = static_cast<float*>(workspace);
     float* segZ = segS + size_t(a.B) * a.H * nseg * F * a.dv;
-    v4::kernel<v4::Mode::kSegLocal>
-        <<<dim3(slices, a.B * a.H, nseg), v4::NT, sizeof(v4::Smem), a.stream>>>(a, seg_len, nseg, segS, segZ);
+    v4::launch<v4::Mode::kSegLocal>(dim3(slices, a.B * a.H, nseg), a, seg_len, nseg, segS, segZ);
     const int per = F * a.dv + F;
     seg_sum_kernel<<<dim3((per + 255) / 256, a.B * a.H), 256, 0, a.stream>>>(a, seg_len, nseg, segS, segZ);
   } else {
-    v4::kernel<v4::Mode::kAccumulate>
-        <<<dim3(slices, a.B * a.H), v4::NT, sizeof(v4::Smem), a.stream>>>(a, 0, 1, nullptr, nullptr);
+    v4::launch<v4::Mode::kAccumulate>(dim3(slices, a.B * a.H), a, 0, 1, nullptr, nullptr);
   }
   JRT_CUDA_CHECK(cudaGetLastError());
 }

@@ -50,6 +50,14 @@ struct LaCudaArgs {
   cudaStream_t stream = nullptr;
 };
 
+// Kernel family of the prefill / encoder passes without decay (process-wide, not thread-safe):
+// kMmaSync, the default everywhere (v5: mma.sync + ldmatrix); kWgmma / kWgmma1Cta, warpgroup-MMA kernels
+// (v6, sm_90 only, 2 or 1 CTAs per SM), correct but slower so far: a kernel-lab variant that tests and
+// bench_cuda_prefill --kernel select. Ignored (mma.sync) on devices other than sm_90.
+enum class LaPrefillKernel { kMmaSync, kWgmma, kWgmma1Cta };
+void la_prefill_set_kernel(LaPrefillKernel k);
+bool la_prefill_wgmma_available();
+
 // Bytes of device scratch needed for these sizes (segment states); call with the same args.
 size_t la_prefill_cuda_workspace(const LaCudaArgs& a);
 void la_prefill_cuda(const LaCudaArgs& a, void* workspace);

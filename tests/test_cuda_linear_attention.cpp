@@ -170,8 +170,15 @@ TEST(CudaLinearAttention, MatchesCpuReference) {
       {{129, 64, 65, 3}, 3, 128, false, false, true, 0},  // d_v 128, tails
       {{5000, 31}, 1, 64, false, true, true, 0, true},    // automatic split of a long and a short sequence
   };
-  uint32_t seed = 11;
-  for (const auto& c : cases) run_case(c, seed++);
+  // The default mma.sync kernels, and on sm_90 the wgmma kernel-lab variants.
+  for (auto k : {LaPrefillKernel::kMmaSync, LaPrefillKernel::kWgmma, LaPrefillKernel::kWgmma1Cta}) {
+    if (k != LaPrefillKernel::kMmaSync && !la_prefill_wgmma_available()) continue;
+    std::printf(" %s kernels\n", k == LaPrefillKernel::kMmaSync ? "mma.sync" : k == LaPrefillKernel::kWgmma ? "wgmma" : "wgmma, 1 CTA/SM");
+    la_prefill_set_kernel(k);
+    uint32_t seed = 11;
+    for (const auto& c : cases) run_case(c, seed++);
+  }
+  la_prefill_set_kernel(LaPrefillKernel::kMmaSync);
 }
 // JRT's encoder pass: S += sum_j f(k_j) v_j^T, z += sum_j f(k_j) over each sequence (varlen, tails, an
 // empty prefix), added to a non-zero state, against the CPU la_accumulate_state; whole prefixes per CTA and
@@ -214,7 +221,10 @@ TEST(CudaLinearAttention, EncoderAccumulationMatchesCpu) {
     dk.upload(kb.data(), kb.size()), dvv.upload(vb.data(), vb.size());
     cuda::DeviceBuffer<int32_t> dcu(cu.size());
     dcu.upload(cu.data(), cu.size());
-    for (int seg : {0, 64}) {  // one CTA per (slice, sequence, head); prefixes cut into 64-token segments
+    for (int run = 0; run < 4; ++run) {  // both kernel families; prefixes whole or cut into 64-token segments
+      const int seg = run % 2 ? 64 : 0;
+      if (run >= 2 && !la_prefill_wgmma_available()) continue;
+      la_prefill_set_kernel(run >= 2 ? LaPrefillKernel::kWgmma : LaPrefillKernel::kMmaSync);
       cuda::DeviceBuffer<float> dS(S160.size()), dz(z160.size());
       dS.upload(S160.data(), S160.size()), dz.upload(z160.data(), z160.size());
       LaCudaArgs a;
@@ -235,12 +245,13 @@ TEST(CudaLinearAttention, EncoderAccumulationMatchesCpu) {
         la_state_to_273(&Sg[size_t(bh) * F * dv], &zg[size_t(bh) * F], dv, &Sg273[size_t(bh) * D * dv],
                         &zg273[size_t(bh) * D]);
       const Stats ss = compare(Sg273, S273), sz = compare(zg273, z273);
-      std::printf("  encoder dv=%d seg=%d: state nmse %.2e max-rel %.2e; z max-rel %.2e\n", dv, seg, ss.nmse, ss.max_rel,
-                  sz.max_rel);
+      std::printf("  encoder dv=%d seg=%d %s: state nmse %.2e max-rel %.2e; z max-rel %.2e\n", dv, seg,
+                  run >= 2 ? "wgmma" : "mma.sync", ss.nmse, ss.max_rel, sz.max_rel);
       EXPECT_LE(ss.nmse, 1e-5);
       EXPECT_LE(sz.max_rel, 1e-5);
     }
   }
+  la_prefill_set_kernel(LaPrefillKernel::kMmaSync);
 }
 
 // The fused one-step decode kernel against the CPU recurrence (la_step, 273-feature state), 8 steps
