@@ -1,4 +1,10 @@
-// Probe of the wgmma shared-memory descriptor conventions (no swizzle) for m64n64k16 bf16.
+// dev/probes/wgmma_desc_probe.cu — which way round the wgmma shared-memory descriptor's two byte offsets
+// go for no-swizzle (core-matrix) layouts, K-major and MN-major, A from shared memory or registers, for
+// m64n64k16 bf16. Not part of the CMake build (it needs an sm_90 GPU):
+//   nvcc -O2 -std=c++17 -gencode arch=compute_90a,code=sm_90a dev/probes/wgmma_desc_probe.cu -o probe && ./probe
+// H200, 2026-11-28: the passing rows were modes 0, 4, 9, 18, 22, 27, i.e. the leading byte offset is the
+// stride between core matrices along K and the stride byte offset the stride along M / N, for both
+// majors (ops/linear_attention.cu, namespace v4::wg, relies on it).
 #include <cuda_bf16.h>
 #include <cstdio>
 #include <cstdint>
