@@ -54,14 +54,17 @@ int main(int argc, char** argv) {
     if (k == "--batches") batches = v;
     else if (k == "--lens") lens = v;
     else if (k == "--dv") dv = std::stoi(v);
-    else if (k == "--kernel") kernel = v;
+    else if (k == "--kernel")
+      kernel = v;
   }
   if (!cuda::available()) {
     std::printf("no CUDA device\n");
     return 0;
   }
-  if (kernel == "wg") ops::la_prefill_set_kernel(ops::LaPrefillKernel::kWgmma);
-  else if (kernel == "wg1") ops::la_prefill_set_kernel(ops::LaPrefillKernel::kWgmma1Cta);
+  if (kernel == "wg")
+    ops::la_prefill_set_kernel(ops::LaPrefillKernel::kWgmma);
+  else if (kernel == "wg1")
+    ops::la_prefill_set_kernel(ops::LaPrefillKernel::kWgmma1Cta);
   else if (kernel != "mma") {
     std::fprintf(stderr, "--kernel: expected mma, wg or wg1, got %s\n", kernel.c_str());
     return 2;

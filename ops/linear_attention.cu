@@ -508,12 +508,12 @@ __global__ void __launch_bounds__(kDecCols * kDecGroups) decode_step_kernel(cons
 namespace v4 {
 
 constexpr int C = 64;
-constexpr int DS = 64;       // d_v columns per CTA
-constexpr int NT = 256;      // 8 warps
-constexpr int LDX = 24;      // q / k rows: 48 B, an odd multiple of 16 B (ldmatrix rows on distinct banks)
-constexpr int LDV = DS + 8;  // 144 B
-constexpr int LDF = F + 8;   // 336 B
-constexpr int LDT = C + 8;   // 144 B
+constexpr int DS = 64;           // d_v columns per CTA
+constexpr int NT = 256;          // 8 warps
+constexpr int LDX = 24;          // q / k rows: 48 B, an odd multiple of 16 B (ldmatrix rows on distinct banks)
+constexpr int LDV = DS + 8;      // 144 B
+constexpr int LDF = F + 8;       // 336 B
+constexpr int LDT = C + 8;       // 144 B
 constexpr int kQuarter = F / 4;  // features built per warp (40)
 constexpr float kR2 = 0.17677669529663687f;  // 1 / sqrt(32): the square features' scale
 
@@ -526,7 +526,7 @@ struct __align__(128) Smem {
   bf16 sbt[DS * LDF];  // bf16 copy of the state slice, transposed: [d][f]
   float z2[16 * 16];
   float z1[16];
-  float den[4][C];     // f(q).z, one share per feature quarter
+  float den[4][C];  // f(q).z, one share per feature quarter
   float z0;
 };
 
@@ -746,10 +746,18 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
       const bf16* tile = isq ? sm.q[buf] : sm.k[buf];
       bf16* ft = isq ? sm.fqt : sm.fkt;
       switch (warp % 4) {
-        case 0: build_pair<0>(sm, tile, ft, 2 * lane, valid, isq); break;
-        case 1: build_pair<1>(sm, tile, ft, 2 * lane, valid, isq); break;
-        case 2: build_pair<2>(sm, tile, ft, 2 * lane, valid, isq); break;
-        default: build_pair<3>(sm, tile, ft, 2 * lane, valid, isq); break;
+        case 0:
+          build_pair<0>(sm, tile, ft, 2 * lane, valid, isq);
+          break;
+        case 1:
+          build_pair<1>(sm, tile, ft, 2 * lane, valid, isq);
+          break;
+        case 2:
+          build_pair<2>(sm, tile, ft, 2 * lane, valid, isq);
+          break;
+        default:
+          build_pair<3>(sm, tile, ft, 2 * lane, valid, isq);
+          break;
       }
     }
     __syncthreads();
@@ -781,8 +789,10 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
               const float x = s[n][e] * 0.25f;
               const float w = (j < rg || jj <= i) ? 1.0f + x + 0.5f * x * x : 0.0f;
               s[n][e] = w;
-              if (e < 2) rs0 += w;
-              else rs1 += w;
+              if (e < 2)
+                rs0 += w;
+              else
+                rs1 += w;
             }
           const uint32_t pa[4] = {pack2(s[0][0], s[0][1]), pack2(s[0][2], s[0][3]), pack2(s[1][0], s[1][1]),
                                   pack2(s[1][2], s[1][3])};
@@ -910,10 +920,10 @@ constexpr int kQK = C * 16 * 2, kV = C * DS * 2, kFB = C * F * 2, kSB = DS * F *
 struct __align__(128) Smem {
   unsigned char q[2][kQK];  // (t, i) at (t/8) 256 + (i/8) 128 + (t%8) 16 + (i%8) 2
   unsigned char k[2][kQK];
-  unsigned char v[2][kV];   // (d, t) at (d/8) 128 + (t/8) 1024 + (t%8) 16 + (d%8) 2
-  unsigned char fq[kFB];    // (t, f) at (t/8) 2560 + (f/8) 128 + (t%8) 16 + (f%8) 2
+  unsigned char v[2][kV];  // (d, t) at (d/8) 128 + (t/8) 1024 + (t%8) 16 + (d%8) 2
+  unsigned char fq[kFB];   // (t, f) at (t/8) 2560 + (f/8) 128 + (t%8) 16 + (f%8) 2
   unsigned char fk[kFB];
-  unsigned char sb[kSB];    // (d, f) at (d/8) 2560 + (f/8) 128 + (d%8) 16 + (f%8) 2
+  unsigned char sb[kSB];  // (d, f) at (d/8) 2560 + (f/8) 128 + (d%8) 16 + (f%8) 2
   float z2[16 * 16];
   float z1[16];
   float den[4][C];
@@ -955,8 +965,9 @@ __device__ __forceinline__ void proxy_fence() {
 #endif
 }
 
-#define JRT_F8(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), \
-                  "+f"(d[i + 6]), "+f"(d[i + 7])
+#define JRT_F8(i)                                                                                             \
+  "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), \
+      "+f"(d[i + 7])
 // d (64 x 64 fp32) += A B, both from shared memory; TA / TB: operand stored MN-major.
 template <int TA, int TB>
 __device__ __forceinline__ void mma64_ss(float (&d)[32], uint64_t a, uint64_t b) {
@@ -1006,11 +1017,16 @@ __device__ __forceinline__ void mma160_ss(float (&d)[80], uint64_t a, uint64_t b
 
 template <int f>
 __device__ __forceinline__ float feat1(const float (&x)[16], float one) {
-  if constexpr (f == 0) return one;
-  else if constexpr (f < 17) return 0.5f * x[f - 1];
-  else if constexpr (f < 33) return kR2 * x[f - 17] * x[f - 17];
-  else if constexpr (f < 153) return 0.25f * x[pair_i(f)] * x[pair_j(f)];
-  else return 0.0f;
+  if constexpr (f == 0)
+    return one;
+  else if constexpr (f < 17)
+    return 0.5f * x[f - 1];
+  else if constexpr (f < 33)
+    return kR2 * x[f - 17] * x[f - 17];
+  else if constexpr (f < 153)
+    return 0.25f * x[pair_i(f)] * x[pair_j(f)];
+  else
+    return 0.0f;
 }
 // Features f0 .. f0 + 7 of one token: one 16-byte row of a core matrix.
 template <int f0>
@@ -1091,16 +1107,24 @@ __device__ __forceinline__ void chunk_top(Smem& sm, const LaCudaArgs& a, int sta
 }
 
 template <int Q0>
-__device__ __forceinline__ void build_quarter(Smem& sm, const unsigned char* tile, unsigned char* fb, int wq,
-                                              int lane, int valid, bool den) {
+__device__ __forceinline__ void build_quarter(Smem& sm, const unsigned char* tile, unsigned char* fb, int wq, int lane,
+                                              int valid, bool den) {
 #pragma unroll
   for (int tt = 0; tt < 2; ++tt) {
     const int t = lane + 32 * tt;
     switch (wq) {
-      case 0: build_token<0>(sm, tile, fb, t, t < valid, den); break;
-      case 1: build_token<1>(sm, tile, fb, t, t < valid, den); break;
-      case 2: build_token<2>(sm, tile, fb, t, t < valid, den); break;
-      default: build_token<3>(sm, tile, fb, t, t < valid, den); break;
+      case 0:
+        build_token<0>(sm, tile, fb, t, t < valid, den);
+        break;
+      case 1:
+        build_token<1>(sm, tile, fb, t, t < valid, den);
+        break;
+      case 2:
+        build_token<2>(sm, tile, fb, t, t < valid, den);
+        break;
+      default:
+        build_token<3>(sm, tile, fb, t, t < valid, den);
+        break;
     }
   }
 }
@@ -1159,8 +1183,10 @@ __device__ void readout_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, 
         const float x = s[4 * n + e] * 0.25f;
         const float w = j <= i ? 1.0f + x + 0.5f * x * x : 0.0f;
         s[4 * n + e] = w;
-        if (e < 2) rs0 += w;
-        else rs1 += w;
+        if (e < 2)
+          rs0 += w;
+        else
+          rs1 += w;
       }
     uint32_t pa[4][4];
 #pragma unroll
@@ -1192,7 +1218,8 @@ __device__ void readout_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, 
 #pragma unroll
         for (int n = 0; n < 8; ++n)
           if (col0 + 8 * n + 2 * c4 < a.dv)
-            *reinterpret_cast<uint32_t*>(orow + 8 * n) = pack2(o[4 * n + 2 * hr] * scale, o[4 * n + 2 * hr + 1] * scale);
+            *reinterpret_cast<uint32_t*>(orow + 8 * n) =
+                pack2(o[4 * n + 2 * hr] * scale, o[4 * n + 2 * hr + 1] * scale);
       }
     }
     if (warp == 0) gram(sm, buf, lane, valid);
@@ -1305,7 +1332,8 @@ __device__ __forceinline__ void run(unsigned char* raw, const LaCudaArgs& a, int
 
 // grid (slices, B*H, nseg).
 template <Mode kMode, bool kWg, int kMinBlocks = 2>
-__global__ void __launch_bounds__(NT, kMinBlocks) kernel(LaCudaArgs a, int seg_len, int nseg, float* segS, float* segZ) {
+__global__ void __launch_bounds__(NT, kMinBlocks)
+    kernel(LaCudaArgs a, int seg_len, int nseg, float* segS, float* segZ) {
   extern __shared__ __align__(128) unsigned char raw[];
   const int col0 = blockIdx.x * DS, bh = blockIdx.y, b = bh / a.H, h = bh % a.H, s = blockIdx.z;
   const int start = a.cu_seqlens[b], len = a.cu_seqlens[b + 1] - start;

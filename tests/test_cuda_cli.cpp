@@ -78,8 +78,8 @@ TEST_F(CudaCli, GenerateMatchesReferenceIds) {
     HostTensor gi = HostTensor::copy_of(got.get("gen_ids")), ri = HostTensor::copy_of(f.get("gen_ids"));
     ASSERT_EQ(gi.shape(), ri.shape());
     const int64_t N = ri.shape()[1];
-    const std::vector<float> gl = floats(out, "step_logits"), rl = floats(fixture(fam) + "/generate.safetensors",
-                                                                           "step_logits");
+    const std::vector<float> gl = floats(out, "step_logits"),
+                             rl = floats(fixture(fam) + "/generate.safetensors", "step_logits");
     const int64_t V = int64_t(rl.size()) / (B * N);
     ASSERT_EQ(gl.size(), rl.size());
     float scale = 0;

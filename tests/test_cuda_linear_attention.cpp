@@ -45,7 +45,7 @@ struct Case {
   std::vector<int> lens;
   int H, dv;
   bool decay, init_state, final_state;
-  int segment_len;     // 0 = auto
+  int segment_len;       // 0 = auto
   bool dt_only = false;  // output scale dt without decay (the v4 kernels; decay takes v3)
 };
 
@@ -159,7 +159,7 @@ TEST(CudaLinearAttention, MatchesCpuReference) {
   if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
   std::vector<Case> cases = {
       {{64}, 2, 64, false, false, true, 0},
-      {{100, 1, 257, 64}, 3, 64, false, false, true, 0},   // varlen, tails, length 1
+      {{100, 1, 257, 64}, 3, 64, false, false, true, 0},  // varlen, tails, length 1
       {{300, 77}, 2, 112, true, true, true, 0},           // d_v 112 (1B models), decay + dt, initial state
       {{1000, 513}, 2, 32, false, true, true, 128},       // segment split with initial state
       {{777, 1500}, 2, 64, true, false, true, 192},       // segment split with decay
@@ -173,7 +173,9 @@ TEST(CudaLinearAttention, MatchesCpuReference) {
   // The default mma.sync kernels, and on sm_90 the wgmma kernel-lab variants.
   for (auto k : {LaPrefillKernel::kMmaSync, LaPrefillKernel::kWgmma, LaPrefillKernel::kWgmma1Cta}) {
     if (k != LaPrefillKernel::kMmaSync && !la_prefill_wgmma_available()) continue;
-    std::printf(" %s kernels\n", k == LaPrefillKernel::kMmaSync ? "mma.sync" : k == LaPrefillKernel::kWgmma ? "wgmma" : "wgmma, 1 CTA/SM");
+    std::printf(" %s kernels\n", k == LaPrefillKernel::kMmaSync ? "mma.sync"
+                                 : k == LaPrefillKernel::kWgmma ? "wgmma"
+                                                                : "wgmma, 1 CTA/SM");
     la_prefill_set_kernel(k);
     uint32_t seed = 11;
     for (const auto& c : cases) run_case(c, seed++);

@@ -6,10 +6,10 @@
 // stride between core matrices along K and the stride byte offset the stride along M / N, for both
 // majors (ops/linear_attention.cu, namespace v4::wg, relies on it).
 #include <cuda_bf16.h>
-#include <cstdio>
-#include <cstdint>
-#include <cstdlib>
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <vector>
 typedef __nv_bfloat16 bf16;
 
@@ -19,21 +19,27 @@ __device__ __forceinline__ uint64_t desc(const void* p, uint32_t lbo, uint32_t s
   a |= (uint64_t)((sbo >> 4) & 0x3FFF) << 32;
   return a;  // swizzle 0, base offset 0
 }
-#define R8(i) "+f"(d[i]), "+f"(d[i+1]), "+f"(d[i+2]), "+f"(d[i+3]), "+f"(d[i+4]), "+f"(d[i+5]), "+f"(d[i+6]), "+f"(d[i+7])
+#define R8(i)                                                                                                 \
+  "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), \
+      "+f"(d[i + 7])
 template <int TA, int TB>
 __device__ void mma_ss(float (&d)[32], uint64_t da, uint64_t db) {
-  asm volatile("{\n"
+  asm volatile(
+      "{\n"
       "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%"
+      "30,%31}, "
       "%32, %33, 1, 1, 1, %34, %35;\n}\n"
       : R8(0), R8(8), R8(16), R8(24)
       : "l"(da), "l"(db), "n"(TA), "n"(TB));
 }
 template <int TB>
 __device__ void mma_rs(float (&d)[32], const uint32_t (&a)[4], uint64_t db) {
-  asm volatile("{\n"
+  asm volatile(
+      "{\n"
       "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%"
+      "30,%31}, "
       "{%32,%33,%34,%35}, %36, 1, 1, 1, %37;\n}\n"
       : R8(0), R8(8), R8(16), R8(24)
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(TB));
@@ -62,10 +68,19 @@ __global__ void probe(const float* A, const float* B, float* D, int mode) {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
   __syncthreads();
   // Descriptor: K-major: LBO = k-block stride, SBO = row-block stride (hypothesis); MN-major: try the same naming.
-  uint32_t alb = amn ? aSr : aSk, asb = amn ? aSk : aSr;  // hypothesis H0 for MN: LBO = MN-block stride, SBO = k-block stride
+  uint32_t alb = amn ? aSr : aSk,
+           asb = amn ? aSk : aSr;  // hypothesis H0 for MN: LBO = MN-block stride, SBO = k-block stride
   uint32_t blb = bmn ? bSr : bSk, bsb = bmn ? bSk : bSr;
-  if (swa) { uint32_t t = alb; alb = asb; asb = t; }
-  if (swb) { uint32_t t = blb; blb = bsb; bsb = t; }
+  if (swa) {
+    uint32_t t = alb;
+    alb = asb;
+    asb = t;
+  }
+  if (swb) {
+    uint32_t t = blb;
+    blb = bsb;
+    bsb = t;
+  }
   uint64_t da = desc(sa, alb, asb), db = desc(sb, blb, bsb);
   float d[32];
   for (int i = 0; i < 32; ++i) d[i] = 0.f;
@@ -77,14 +92,25 @@ __global__ void probe(const float* A, const float* B, float* D, int mode) {
       return *(uint32_t*)&v;
     };
     int r0 = 16 * warp + g;
-    a[0] = pk(r0, 2 * c); a[1] = pk(r0 + 8, 2 * c); a[2] = pk(r0, 2 * c + 8); a[3] = pk(r0 + 8, 2 * c + 8);
+    a[0] = pk(r0, 2 * c);
+    a[1] = pk(r0 + 8, 2 * c);
+    a[2] = pk(r0, 2 * c + 8);
+    a[3] = pk(r0 + 8, 2 * c + 8);
   }
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-  if (areg) { if (bmn) mma_rs<1>(d, a, db); else mma_rs<0>(d, a, db); }
-  else if (amn && bmn) mma_ss<1, 1>(d, da, db);
-  else if (amn) mma_ss<1, 0>(d, da, db);
-  else if (bmn) mma_ss<0, 1>(d, da, db);
-  else mma_ss<0, 0>(d, da, db);
+  if (areg) {
+    if (bmn)
+      mma_rs<1>(d, a, db);
+    else
+      mma_rs<0>(d, a, db);
+  } else if (amn && bmn)
+    mma_ss<1, 1>(d, da, db);
+  else if (amn)
+    mma_ss<1, 0>(d, da, db);
+  else if (bmn)
+    mma_ss<0, 1>(d, da, db);
+  else
+    mma_ss<0, 0>(d, da, db);
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
   for (int j = 0; j < 8; ++j)
@@ -106,7 +132,9 @@ int main() {
       ref[m * 64 + n] = s;
     }
   float *dA, *dB, *dD;
-  cudaMalloc(&dA, 4096 * 4); cudaMalloc(&dB, 4096 * 4); cudaMalloc(&dD, 4096 * 4);
+  cudaMalloc(&dA, 4096 * 4);
+  cudaMalloc(&dB, 4096 * 4);
+  cudaMalloc(&dD, 4096 * 4);
   cudaMemcpy(dA, A.data(), A.size() * 4, cudaMemcpyHostToDevice);
   cudaMemcpy(dB, B.data(), B.size() * 4, cudaMemcpyHostToDevice);
   const char* names[] = {"A K-major", "A MN-major", "A regs"};
@@ -121,6 +149,7 @@ int main() {
     double err = 0;
     for (int i = 0; i < 4096; ++i) err = std::max(err, (double)std::fabs(D[i] - ref[i]));
     printf("mode %2d  %-10s B %-8s swapA %d swapB %d : max err %.3g %s %s\n", mode, names[(mode & 4) ? 2 : (mode & 1)],
-           (mode & 2) ? "MN-major" : "K-major", (mode >> 3) & 1, (mode >> 4) & 1, err, err < 1e-3 ? "OK" : "", e ? cudaGetErrorString(e) : "");
+           (mode & 2) ? "MN-major" : "K-major", (mode >> 3) & 1, (mode >> 4) & 1, err, err < 1e-3 ? "OK" : "",
+           e ? cudaGetErrorString(e) : "");
   }
 }
