@@ -196,15 +196,8 @@ struct GpuModel::Impl {
     if (any_pla && w.pre_cu.size() < segs) w.pre_cu = DeviceBuffer<int32_t>(segs);
   }
 
-  // The residual stream's pending bias: a block's output bias is added by the next norm (which reads
-  // and writes the stream anyway) instead of by a kernel of its own. Only residual() sets it and only
-  // norm() and embedding (which overwrites the stream) clear it; nothing else reads the stream.
-  mutable const float* pending_bias = nullptr;
-
-  void norm(const GNorm& n, float* x, const int32_t* rows, int64_t N, bf16* y) const {
-    oc::norm_add_cuda(x, d, rows, pending_bias, n.w.get(), n.b.get(), cfg.rms_norm, float(cfg.norm_eps), N, d, y, d,
-                      stream);
-    pending_bias = nullptr;
+  void norm(const GNorm& n, const float* x, const int32_t* rows, int64_t N, bf16* y) const {
+    oc::norm_cuda(x, d, rows, n.w.get(), n.b.get(), cfg.rms_norm, float(cfg.norm_eps), N, d, y, d, stream);
   }
 
   // x W^T into a bf16 buffer (+ bias).
@@ -216,12 +209,8 @@ struct GpuModel::Impl {
   // r += x W^T (+ bias): the block's residual add.
   void residual(const bf16* x, int64_t in, const DeviceBuffer<bf16>& W, const DeviceBuffer<float>& b, int64_t N,
                 float* r) const {
-    if (pending_bias) {  // two residual adds in a row: settle the first bias now
-      oc::add_bias_f32(r, d, pending_bias, N, d, stream);
-      pending_bias = nullptr;
-    }
     oc::linear_f32(x, in, W.get(), N, in, d, r, d, true, stream);
-    pending_bias = b.get();
+    if (b.get()) oc::add_bias_f32(r, d, b.get(), N, d, stream);
   }
 
   // Linear-attention arguments over the work buffers: q, k [T, H*16] (w.q, w.k), v [T, H*hd] (w.a),
@@ -386,7 +375,6 @@ struct GpuModel::Impl {
   // positions advanced.
   void decode_body() {
     const int64_t B = opt.slots;
-    pending_bias = nullptr;
     oc::embedding_cuda(dec.ids.get(), embed.get(), B, d, dec.r.get(), stream);
     for (auto& L : layers) layer(L, dec, B, int(B), 1, true, dec_cu.get(), Prefix{});
     norm(nf, dec.r.get(), nullptr, B, dec.hf.get());
@@ -691,7 +679,6 @@ void GpuModel::prefill(std::span<const int64_t> ids, std::span<const int64_t> le
   for (int64_t s = 0; s < S; ++s) p32[size_t(s)] = int32_t(lengths[size_t(s)]);
 
   JRT_CUDA_CHECK(cudaEventRecord(I.ev0, st));
-  I.pending_bias = nullptr;
   oc::embedding_cuda(w.ids.get(), I.embed.get(), T, I.d, w.r.get(), st);
   for (auto& L : I.layers)
     I.layer(L, w, T, int(S), int(max_len), false, w.cu.get(), {npads, npre_pads, npre, pre_max});

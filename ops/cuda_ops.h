@@ -40,11 +40,6 @@ void embedding_cuda(const int32_t* ids, const bf16* table, int64_t N, int64_t d,
 // x fp32 (the residual stream), y bf16.
 void norm_cuda(const float* x, int64_t ldx, const int32_t* rows, const float* w, const float* b, bool rms, float eps,
                int64_t N, int64_t d, bf16* y, int64_t ldy, cudaStream_t stream);
-// The same with a pending bias [d] (or null) added to the rows first: x[n] += add (written back when rows is
-// null, so the residual stream holds it), then y[n] = norm(x[...]). Lets a linear layer's bias ride in the
-// next norm instead of a kernel of its own (models/gpu_model.cpp).
-void norm_add_cuda(float* x, int64_t ldx, const int32_t* rows, const float* add, const float* w, const float* b,
-                   bool rms, float eps, int64_t N, int64_t d, bf16* y, int64_t ldy, cudaStream_t stream);
 // SwiGLU: u [N, 2F] -> y [N, F], y = u[:, :F] * silu(u[:, F:]) (value first, gate second).
 void swiglu_cuda(const bf16* u, int64_t N, int64_t F, bf16* y, cudaStream_t stream);
 // GELU in place: erf form, or the tanh approximation.

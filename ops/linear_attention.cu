@@ -408,82 +408,82 @@ __global__ void __launch_bounds__(NT) chunk_kernel(LaCudaArgs a, int seg_len, in
                 blockIdx.x == 0);
 }
 
-// grid B*H, block 256 = (column pairs, rounded up to whole warps) x feature groups: each thread owns two
-// adjacent state columns (8-byte loads) of rows f = grp, grp + G, ..., loads 8 of its rows before it stores
-// any (the compiler cannot prove rows f and f + G disjoint: d_v is a run-time value), and keeps a partial
-// readout; the groups are summed in shared memory. The two feature vectors are built by all threads.
-constexpr int kDecThreads = 256, kDecMaxDv = 256;
-__device__ __forceinline__ float taylor_feature(const float* x, int f) {
-  if (f == 0) return 1.0f;
-  if (f < 17) return 0.5f * x[f - 1];
-  if (f < 33) return x[f - 17] * x[f - 17] * 0.17677669529663687f;
-  if (f >= 153) return 0.0f;
-  int i = 0, p = f - 33;
-  while (p >= 15 - i) p -= 15 - i, ++i;
-  return 0.25f * x[i] * x[i + 1 + p];
-}
-__global__ void __launch_bounds__(kDecThreads)
-    decode_step_kernel(const bf16* q, const bf16* k, const bf16* v, bf16* y, float* S, float* z, int H, int dv,
-                       const float* gamma, const float* dt, float eps) {
-  __shared__ float xs[32], fq[F], fk[F], red[kDecThreads / 32], part[2 * kDecMaxDv];
+// grid B*H, block 256 = 64 state columns x 4 feature groups (each thread updates rows f = g, g+4, ...
+// of its columns and keeps a partial readout; the groups are summed in shared memory). Features in
+// shared memory, fp32.
+constexpr int kDecCols = 64, kDecGroups = 4, kDecMaxDv = 256;
+__global__ void __launch_bounds__(kDecCols * kDecGroups) decode_step_kernel(const bf16* q, const bf16* k, const bf16* v,
+                                                                           bf16* y, float* S, float* z, int H, int dv,
+                                                                           const float* gamma, const float* dt,
+                                                                           float eps) {
+  __shared__ float fq[F], fk[F], red[8], part[kDecGroups][kDecMaxDv];
   const int bh = blockIdx.x, h = bh % H;
   float* Sb = S + int64_t(bh) * F * dv;
   float* zb = z + int64_t(bh) * F;
-  if (threadIdx.x < 32)
-    xs[threadIdx.x] = __bfloat162float((threadIdx.x < 16 ? q : k)[int64_t(bh) * 16 + threadIdx.x % 16]);
-  __syncthreads();
-  for (int f = threadIdx.x; f < 2 * F; f += kDecThreads) {
-    if (f < F)
-      fq[f] = taylor_feature(xs, f);
-    else
-      fk[f - F] = taylor_feature(xs + 16, f - F);
+  if (threadIdx.x < 2) {
+    // Two threads build the two feature vectors in fp32 from the 16 inputs.
+    const bf16* x = (threadIdx.x == 0 ? q : k) + int64_t(bh) * 16;
+    float* out = threadIdx.x == 0 ? fq : fk;
+    float xv[16];
+#pragma unroll
+    for (int i = 0; i < 16; ++i) xv[i] = __bfloat162float(x[i]);
+    out[0] = 1.0f;
+#pragma unroll
+    for (int i = 0; i < 16; ++i) out[1 + i] = 0.5f * xv[i], out[17 + i] = xv[i] * xv[i] * 0.17677669529663687f;
+#pragma unroll
+    for (int i = 0; i < 15; ++i)
+#pragma unroll
+      for (int j = i + 1; j < 16; ++j) out[33 + i * (31 - i) / 2 + (j - i - 1)] = 0.25f * xv[i] * xv[j];
+#pragma unroll
+    for (int f = 153; f < F; ++f) out[f] = 0.0f;
   }
   __syncthreads();
   // z update and the denominator f(q).z (update first: the token attends to itself).
-  float dd = 0.0f;
-  for (int f = threadIdx.x; f < F; f += kDecThreads) {
+  float d = 0.0f;
+  for (int f = threadIdx.x; f < F; f += blockDim.x) {
     const float zf = zb[f] + fk[f];
     zb[f] = zf;
-    dd += fq[f] * zf;
+    d += fq[f] * zf;
   }
-  for (int o = 16; o > 0; o >>= 1) dd += __shfl_xor_sync(0xffffffffu, dd, o);
-  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = dd;
+  for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = d;
   const float g = gamma ? gamma[h] : 1.0f;
-  const int lanes = (dv / 2 + 31) / 32 * 32, groups = kDecThreads / lanes;
-  const int cp = threadIdx.x % lanes, grp = threadIdx.x / lanes;
-  if (grp < groups && 2 * cp < dv) {
-    const int e = 2 * cp;
-    const float2 ve = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(v + int64_t(bh) * dv + e));
-    float n0 = 0.0f, n1 = 0.0f;
+  const bf16* vb = v + int64_t(bh) * dv;
+  const int col = threadIdx.x % kDecCols, grp = threadIdx.x / kDecCols;
+  for (int e = col; e < dv; e += kDecCols) {
+    const float ve = __bfloat162float(vb[e]);
+    float num = 0.0f;
+    // Groups of kU state rows: every load of the group is issued before the first store. Interleaved,
+    // the compiler cannot prove row f + kDecGroups (offset f * dv + e, dv a run-time value) does not
+    // alias the store to row f, and keeps one load in flight per thread. Same order of sums as before.
     constexpr int kU = 8;
-    for (int f0 = grp; f0 < 153; f0 += kU * groups) {
-      float2 sv[kU];
+    for (int f0 = grp; f0 < 153; f0 += kU * kDecGroups) {
+      float sv[kU];
 #pragma unroll
       for (int u = 0; u < kU; ++u) {
-        const int f = f0 + u * groups;
-        sv[u] = f < 153 ? *reinterpret_cast<const float2*>(Sb + int64_t(f) * dv + e) : make_float2(0.0f, 0.0f);
+        const int f = f0 + u * kDecGroups;
+        sv[u] = f < 153 ? Sb[int64_t(f) * dv + e] : 0.0f;
       }
 #pragma unroll
       for (int u = 0; u < kU; ++u) {
-        const int f = f0 + u * groups;
+        const int f = f0 + u * kDecGroups;
         if (f < 153) {
-          const float2 sn = make_float2(g * sv[u].x + fk[f] * ve.x, g * sv[u].y + fk[f] * ve.y);
-          *reinterpret_cast<float2*>(Sb + int64_t(f) * dv + e) = sn;
-          n0 += fq[f] * sn.x;
-          n1 += fq[f] * sn.y;
+          const float s = g * sv[u] + fk[f] * ve;
+          Sb[int64_t(f) * dv + e] = s;
+          num += fq[f] * s;
         }
       }
     }
-    part[grp * dv + e] = n0;
-    part[grp * dv + e + 1] = n1;
+    part[grp][e] = num;
   }
   __syncthreads();
   float den = 0.0f;
-  for (int w = 0; w < kDecThreads / 32; ++w) den += red[w];
+  for (int w = 0; w < int(blockDim.x / 32); ++w) den += red[w];
   const float scale = (dt ? dt[bh] : 1.0f) / (den + eps);
-  for (int e = threadIdx.x; e < dv; e += kDecThreads) {
+  for (int e = threadIdx.x; e < dv; e += blockDim.x) {
     float num = 0.0f;
-    for (int gi = 0; gi < groups; ++gi) num += part[gi * dv + e];
+#pragma unroll
+    for (int gi = 0; gi < kDecGroups; ++gi) num += part[gi][e];
     y[int64_t(bh) * dv + e] = __float2bfloat16(num * scale);
   }
 }
@@ -1526,9 +1526,8 @@ void la_decode_step_cuda(const __nv_bfloat16* q, const __nv_bfloat16* k, const _
                          float* S, float* z, int B, int H, int dv, const float* gamma, const float* dt, float eps,
                          cudaStream_t stream) {
   JRT_CHECK(B > 0 && H > 0 && dv > 0, "la_decode_step_cuda: empty batch");
-  JRT_CHECK(dv <= kDecMaxDv && dv % 2 == 0, "la_decode_step_cuda: d_v {} is not supported (even, <= {})", dv,
-            kDecMaxDv);
-  decode_step_kernel<<<B * H, kDecThreads, 0, stream>>>(q, k, v, y, S, z, H, dv, gamma, dt, eps);
+  JRT_CHECK(dv <= kDecMaxDv, "la_decode_step_cuda: d_v {} > {} is not supported", dv, kDecMaxDv);
+  decode_step_kernel<<<B * H, kDecCols * kDecGroups, 0, stream>>>(q, k, v, y, S, z, H, dv, gamma, dt, eps);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -21,9 +21,9 @@ __device__ float block_sum(float v, float* sh) {
   return t;
 }
 
-// One CTA per output row n: x [rows[n] or n, d] fp32 (+ add [d]) -> y [n, d] bf16 (rows of any width).
-__global__ void norm_kernel(const float* x, int64_t ldx, const int32_t* rows, const float* add, const float* w,
-                            const float* b, bool rms, float eps, int64_t d, bf16* y, int64_t ldy) {
+// One CTA per output row n: x [rows[n] or n, d] fp32 -> y [n, d] bf16.
+__global__ void norm_kernel(const float* x, int64_t ldx, const int32_t* rows, const float* w, const float* b, bool rms,
+                            float eps, int64_t d, bf16* y, int64_t ldy) {
   __shared__ float sh[32];
   const int64_t n = blockIdx.x;
   const float* xr = x + (rows ? int64_t(rows[n]) : n) * ldx;
@@ -31,82 +31,27 @@ __global__ void norm_kernel(const float* x, int64_t ldx, const int32_t* rows, co
   float mean = 0.0f;
   if (!rms) {
     float s = 0.0f;
-    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) s += xr[i] + (add ? add[i] : 0.0f);
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) s += xr[i];
     mean = block_sum(s, sh) / float(d);
   }
   float s2 = 0.0f;
   for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
-    const float c = xr[i] + (add ? add[i] : 0.0f) - mean;
+    const float c = xr[i] - mean;
     s2 += c * c;
   }
   const float inv = rsqrtf(block_sum(s2, sh) / float(d) + eps);
   for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
-    float v = (xr[i] + (add ? add[i] : 0.0f) - mean) * inv * w[i];
+    float v = (xr[i] - mean) * inv * w[i];
     if (b) v += b[i];
     yr[i] = __float2bfloat16(v);
   }
 }
 
-// One CTA per output row with the row in registers (kPer elements per thread: one global read of x),
-// optionally adding a pending bias first (written back into x when there is no row gather).
-// Rows up to kPer * 1024 wide; the sums are the same block reductions as norm_kernel's.
-constexpr int kNormPer = 8;
-__global__ void norm_reg_kernel(float* x, int64_t ldx, const int32_t* rows, const float* add, const float* w,
-                                const float* b, bool rms, float eps, int64_t d, bf16* y, int64_t ldy) {
-  __shared__ float sh[32];
-  const int64_t n = blockIdx.x;
-  float* xr = x + (rows ? int64_t(rows[n]) : n) * ldx;
-  bf16* yr = y + n * ldy;
-  float v[kNormPer];
-  float s = 0.0f;
-#pragma unroll
-  for (int k = 0; k < kNormPer; ++k) {
-    const int64_t i = threadIdx.x + int64_t(k) * blockDim.x;
-    float t = 0.0f;
-    if (i < d) {
-      t = xr[i];
-      if (add) {
-        t += add[i];
-        if (!rows) xr[i] = t;
-      }
-    }
-    v[k] = t;
-    s += t;
-  }
-  const float mean = rms ? 0.0f : block_sum(s, sh) / float(d);
-  float s2 = 0.0f;
-#pragma unroll
-  for (int k = 0; k < kNormPer; ++k)
-    if (threadIdx.x + int64_t(k) * blockDim.x < d) {
-      const float c = v[k] - mean;
-      s2 += c * c;
-    }
-  const float inv = rsqrtf(block_sum(s2, sh) / float(d) + eps);
-#pragma unroll
-  for (int k = 0; k < kNormPer; ++k) {
-    const int64_t i = threadIdx.x + int64_t(k) * blockDim.x;
-    if (i < d) yr[i] = __float2bfloat16((v[k] - mean) * inv * w[i] + (b ? b[i] : 0.0f));
-  }
-}
-
 void norm_cuda(const float* x, int64_t ldx, const int32_t* rows, const float* w, const float* b, bool rms, float eps,
                int64_t N, int64_t d, bf16* y, int64_t ldy, cudaStream_t stream) {
-  norm_add_cuda(const_cast<float*>(x), ldx, rows, nullptr, w, b, rms, eps, N, d, y, ldy, stream);
-}
-
-void norm_add_cuda(float* x, int64_t ldx, const int32_t* rows, const float* add, const float* w, const float* b,
-                   bool rms, float eps, int64_t N, int64_t d, bf16* y, int64_t ldy, cudaStream_t stream) {
   if (N <= 0) return;
-  if (d <= int64_t(kNormPer) * 1024) {
-    const int threads = int(std::min<int64_t>(1024, ((d + kNormPer - 1) / kNormPer + 31) / 32 * 32));
-    norm_reg_kernel<<<unsigned(N), threads, 0, stream>>>(x, ldx, rows, add, w, rms ? nullptr : b, rms, eps, d, y, ldy);
-  } else {
-    if (add && !rows) {  // the stream keeps x + add
-      add_bias_f32(x, ldx, add, N, d, stream);
-      add = nullptr;
-    }
-    norm_kernel<<<unsigned(N), 512, 0, stream>>>(x, ldx, rows, add, w, rms ? nullptr : b, rms, eps, d, y, ldy);
-  }
+  const int threads = d >= 1024 ? 512 : d >= 256 ? 256 : 128;
+  norm_kernel<<<unsigned(N), threads, 0, stream>>>(x, ldx, rows, w, rms ? nullptr : b, rms, eps, d, y, ldy);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

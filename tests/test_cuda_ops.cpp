@@ -102,7 +102,7 @@ TEST_F(CudaOps, Linear) {
 }
 
 TEST_F(CudaOps, Norms) {
-  for (int64_t d : {64, 100, 1024, 2048, 9000}) {  // 9000: past the register kernel's 8192
+  for (int64_t d : {64, 100, 1024, 2048}) {
     for (bool rms : {true, false}) {
       const int64_t N = 37, R = 5;
       auto x = rnd(size_t(N * d), 2.0f, 5), w = rnd(size_t(d), 1.0f, 6), b = rnd(size_t(d), 0.3f, 7);
@@ -122,26 +122,6 @@ TEST_F(CudaOps, Norms) {
       const std::string op = rms ? "rmsnorm" : "layernorm";
       op_report(op, fmt::format("N={} d={}", N, d), op_error(down(y), full), 1e-5, 1e-2);
       op_report(op + "[rows]", fmt::format("rows={} d={}", R, d), op_error(down(yg), ref), 1e-5, 1e-2);
-      // A pending bias added first (a linear layer's bias folded into the next norm): gathered rows read
-      // x + add, the full call also writes x + add back into the stream (exactly: one fp32 add).
-      auto add = rnd(size_t(d), 0.5f, 8);
-      std::vector<float> xa(x), fa(size_t(N * d)), refa;
-      for (int64_t n = 0; n < N; ++n)
-        for (int64_t i = 0; i < d; ++i) xa[size_t(n * d + i)] += add[size_t(i)];
-      if (rms)
-        ops::rmsnorm_fwd(xa.data(), w.data(), 1e-5f, N, d, fa.data());
-      else
-        ops::layernorm_fwd(xa.data(), w.data(), b.data(), 1e-5f, N, d, fa.data());
-      for (int32_t r : rows) refa.insert(refa.end(), fa.begin() + r * d, fa.begin() + (r + 1) * d);
-      auto dadd = upf(add);
-      ops::cuda::norm_add_cuda(dx.get(), d, drows.get(), dadd.get(), dw.get(), dbb.get(), rms, 1e-5f, R, d, yg.get(), d,
-                               nullptr);
-      op_report(op + "[rows, +bias]", fmt::format("rows={} d={}", R, d), op_error(down(yg), refa), 1e-5, 1e-2);
-      EXPECT_EQ(downf(dx), x) << "a gathered norm must not write the stream";
-      ops::cuda::norm_add_cuda(dx.get(), d, nullptr, dadd.get(), dw.get(), dbb.get(), rms, 1e-5f, N, d, y.get(), d,
-                               nullptr);
-      op_report(op + "[+bias]", fmt::format("N={} d={}", N, d), op_error(down(y), fa), 1e-5, 1e-2);
-      EXPECT_EQ(downf(dx), xa) << "the stream holds x + bias afterwards";
     }
   }
 }
