@@ -686,6 +686,36 @@ __device__ __forceinline__ void build_pair(Smem& sm, const bf16* tile, bf16* ft,
 
 __device__ __forceinline__ int pair_index(int i, int j) { return 33 + i * (31 - i) / 2 + (j - i - 1); }
 
+// The Gram sums (Z0, Z1, Z2 in shared memory) from / to the canonical z [160] (null z_in: zero). Z2 is
+// kept whole (both triangles); the canonical pair feature reads its upper triangle.
+template <class Sm>
+__device__ void load_gram(Sm& sm, const float* z_in) {
+  for (int e = threadIdx.x; e < 16 * 16; e += NT) {
+    const int i = e / 16, j = e % 16;
+    sm.z2[e] = !z_in ? 0.0f : i == j ? z_in[17 + i] / kR2 : 4.0f * z_in[pair_index(min(i, j), max(i, j))];
+  }
+  if (threadIdx.x < 16) sm.z1[threadIdx.x] = z_in ? 2.0f * z_in[1 + threadIdx.x] : 0.0f;
+  if (threadIdx.x == 0) sm.z0 = z_in ? z_in[0] : 0.0f;
+}
+template <class Sm>
+__device__ void store_gram(const Sm& sm, float* z_out) {
+  for (int f = threadIdx.x; f < F; f += NT) {
+    float val = 0.0f;
+    if (f == 0) {
+      val = sm.z0;
+    } else if (f < 17) {
+      val = 0.5f * sm.z1[f - 1];
+    } else if (f < 33) {
+      val = kR2 * sm.z2[(f - 17) * 17];
+    } else if (f < 153) {
+      int i = 0, p = f - 33;
+      while (p >= 15 - i) p -= 15 - i, ++i;
+      val = 0.25f * sm.z2[i * 16 + i + 1 + p];
+    }
+    z_out[f] = val;
+  }
+}
+
 struct Ends {
   const float* S_in = nullptr;  // canonical [160, dv] at this head (or null: zero)
   const float* z_in = nullptr;  // [160]
@@ -712,14 +742,7 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
         st[m][n][e] = (ends.S_in && d < a.dv) ? ends.S_in[int64_t(f) * a.dv + d] : 0.0f;
       }
   // Gram sums in shared memory (fp32): Z2 = sum k k^T, Z1 = sum k, Z0 = count (from a canonical z_in).
-  for (int e = tid; e < 16 * 16; e += NT) {
-    const int i = e / 16, j = e % 16;
-    sm.z2[e] = !ends.z_in ? 0.0f
-               : i == j   ? ends.z_in[17 + i] / kR2
-                          : 4.0f * ends.z_in[pair_index(min(i, j), max(i, j))];
-  }
-  if (tid < 16) sm.z1[tid] = ends.z_in ? 2.0f * ends.z_in[1 + tid] : 0.0f;
-  if (tid == 0) sm.z0 = ends.z_in ? ends.z_in[0] : 0.0f;
+  load_gram(sm, ends.z_in);
   const int ldo = int(a.ldo ? a.ldo : int64_t(a.H) * a.dv);
   const uint32_t ones = pack2(g == 0 ? 1.0f : 0.0f, g == 0 ? 1.0f : 0.0f);
 
@@ -882,22 +905,7 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
           if (d < a.dv) ends.S_out[int64_t(f) * a.dv + d] = st[m][n][e];
         }
   }
-  if (ends.z_out && col0 == 0)
-    for (int f = tid; f < F; f += NT) {
-      float val = 0.0f;
-      if (f == 0) {
-        val = sm.z0;
-      } else if (f < 17) {
-        val = 0.5f * sm.z1[f - 1];
-      } else if (f < 33) {
-        val = kR2 * sm.z2[(f - 17) * 17];
-      } else if (f < 153) {
-        int i = 0, p = f - 33;
-        while (p >= 15 - i) p -= 15 - i, ++i;
-        val = 0.25f * sm.z2[i * 16 + i + 1 + p];
-      }
-      ends.z_out[f] = val;
-    }
+  if (ends.z_out && col0 == 0) store_gram(sm, ends.z_out);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1276,14 +1284,7 @@ template <bool kOut>
 __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, int end, int h, int col0,
                             const Ends& ends) {
   const int tid = threadIdx.x;
-  for (int e = tid; e < 16 * 16; e += NT) {
-    const int i = e / 16, j = e % 16;
-    sm.z2[e] = !ends.z_in ? 0.0f
-               : i == j   ? ends.z_in[17 + i] / kR2
-                          : 4.0f * ends.z_in[pair_index(min(i, j), max(i, j))];
-  }
-  if (tid < 16) sm.z1[tid] = ends.z_in ? 2.0f * ends.z_in[1 + tid] : 0.0f;
-  if (tid == 0) sm.z0 = ends.z_in ? ends.z_in[0] : 0.0f;
+  load_gram(sm, ends.z_in);
   if (beg < end) issue_loads(sm, 0, a, start + beg, min(C, end - beg), h, col0, kOut);
   if (tid >= 128) {
     update_loop<kOut>(sm, a, start, beg, end, h, col0, ends);
@@ -1298,22 +1299,7 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
     }
   }
   cta_barrier();
-  if (ends.z_out && col0 == 0)
-    for (int f = tid; f < F; f += NT) {
-      float val = 0.0f;
-      if (f == 0) {
-        val = sm.z0;
-      } else if (f < 17) {
-        val = 0.5f * sm.z1[f - 1];
-      } else if (f < 33) {
-        val = kR2 * sm.z2[(f - 17) * 17];
-      } else if (f < 153) {
-        int i = 0, p = f - 33;
-        while (p >= 15 - i) p -= 15 - i, ++i;
-        val = 0.25f * sm.z2[i * 16 + i + 1 + p];
-      }
-      ends.z_out[f] = val;
-    }
+  if (ends.z_out && col0 == 0) store_gram(sm, ends.z_out);
 }
 
 }  // namespace wg
