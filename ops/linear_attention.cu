@@ -19,6 +19,7 @@
 #include <mma.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <utility>
 
 #include "core/cuda_util.h"
@@ -1456,6 +1457,15 @@ int choose_segments(const LaCudaArgs& a, int* seg_len) {
 // The decay variant (gamma) keeps the v3 kernels; everything else runs v4.
 static bool use_v4(const LaCudaArgs& a) { return a.gamma == nullptr; }
 
+// The kernels move q / k / v rows in 16-byte pieces (cp.async / uint4): rows must start 16-byte aligned.
+static void check_rows(const LaCudaArgs& a, const char* who) {
+  const int64_t ldq = a.ldq ? a.ldq : int64_t(a.H) * 16, ldk = a.ldk ? a.ldk : int64_t(a.H) * 16;
+  const int64_t ldv = a.ldv ? a.ldv : int64_t(a.H) * a.dv;
+  auto aligned = [](const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  JRT_CHECK(ldq % 8 == 0 && ldk % 8 == 0 && ldv % 8 == 0 && aligned(a.q) && aligned(a.k) && aligned(a.v),
+            "{}: q / k / v rows must be 16-byte aligned (row strides {}, {}, {} elements)", who, ldq, ldk, ldv);
+}
+
 size_t la_prefill_cuda_workspace(const LaCudaArgs& a) {
   int sl;
   const int nseg = use_v4(a) ? v4::choose_segments(a, &sl) : choose_segments(a, &sl);
@@ -1467,6 +1477,7 @@ void la_prefill_cuda(const LaCudaArgs& a, void* workspace) {
   JRT_CHECK(a.dv % 8 == 0 && a.dv > 0, "la_prefill_cuda: d_v must be a positive multiple of 8, got {}", a.dv);
   JRT_CHECK(a.B > 0 && a.H > 0, "la_prefill_cuda: empty batch");
   JRT_CHECK((a.S_out == nullptr) == (a.z_out == nullptr), "la_prefill_cuda: S_out and z_out go together");
+  check_rows(a, "la_prefill_cuda");
   if (use_v4(a)) {
     v4::init();
     int seg_len;
@@ -1526,6 +1537,7 @@ size_t la_accumulate_cuda_workspace(const LaCudaArgs& a) {
 
 void la_accumulate_state_cuda(const LaCudaArgs& a, void* workspace) {
   JRT_CHECK(a.dv % 8 == 0 && a.dv > 0, "la_accumulate_state_cuda: d_v must be a positive multiple of 8, got {}", a.dv);
+  check_rows(a, "la_accumulate_state_cuda");
   v4::init();
   const int slices = (a.dv + v4::DS - 1) / v4::DS;
   int seg_len;

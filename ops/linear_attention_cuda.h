@@ -35,7 +35,8 @@ struct LaCudaArgs {
   const __nv_bfloat16* k = nullptr;  // [T, H, 16]
   const __nv_bfloat16* v = nullptr;  // [T, H, dv]
   __nv_bfloat16* o = nullptr;        // [T, H, dv]
-  int64_t ldq = 0, ldk = 0, ldv = 0, ldo = 0;  // row strides in elements (0 = packed H*16 / H*dv)
+  int64_t ldq = 0, ldk = 0, ldv = 0, ldo = 0;  // row strides in elements (0 = packed H*16 / H*dv);
+                                               // q / k / v rows 16-byte aligned (strides multiples of 8)
   const int32_t* cu_seqlens = nullptr;  // [B + 1] device, token offsets of the sequences
   int B = 0, H = 0, dv = 0;
   int max_len = 0;                       // longest sequence (host side, for the grid)

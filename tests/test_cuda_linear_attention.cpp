@@ -10,6 +10,8 @@
 
 #include <cmath>
 #include <random>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "common/op_table.h"
@@ -139,6 +141,22 @@ void run_case(const Case& c, uint32_t seed) {
 }
 
 }  // namespace
+
+// Rows the kernels cannot move in 16-byte pieces are refused with a message, before any device work (so
+// this runs without a GPU too).
+TEST(CudaLinearAttention, MisalignedRowsAreRefused) {
+  LaCudaArgs a;
+  a.B = 1, a.H = 2, a.dv = 64, a.max_len = 8;
+  a.ldq = 20;  // not a multiple of 8 elements
+  try {
+    la_prefill_cuda(a, nullptr);
+    ADD_FAILURE() << "la_prefill_cuda accepted a row stride of 20";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("16-byte aligned"), std::string::npos) << e.what();
+  }
+  a.ldq = 0, a.ldk = 32, a.ldv = 100;
+  EXPECT_THROW(la_accumulate_state_cuda(a), std::exception);
+}
 
 TEST(CudaLinearAttention, StateConversionRoundTripsExactly) {
   std::mt19937 rng(3);
