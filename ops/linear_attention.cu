@@ -914,11 +914,10 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
 // work split into two warpgroups on warpgroup MMA (wgmma), so that every shared operand is read once per
 // warpgroup instead of once per warp.
 //   warpgroup 0 (warps 0-3): F(Q) and den_inter in phase 1; in phase 2 S = Q K^T (m64n64k16), the Taylor
-//     weights P in registers, O = P V (P as the register A operand) + F(Q) S_bf16 (10 x m64n64k16), and
-//     the outputs.
+//     weights P in registers, O = P V (P as the register A operand) + F(Q) S_bf16 (10 x m64n64k16), the
+//     outputs, then warp 0 adds the chunk's Gram sums (mma.sync).
 //   warpgroup 1 (warps 4-7): F(K) and the bf16 state copy in phase 1; in phase 2 S^T += V^T F(K)
-//     (4 x m64n160k16; the fp32 state is the 80 accumulator registers per thread), then warp 4 adds the
-//     chunk's Gram sums (mma.sync).
+//     (4 x m64n160k16; the fp32 state is the 80 accumulator registers per thread).
 // Operands sit in shared memory in the no-swizzle core-matrix layout (8 rows x 16 B blocks); from the
 // probe dev/probes/wgmma_desc_probe.cu: the descriptor's leading byte offset is the stride between
 // core matrices along K and the stride byte offset the stride along M / N, for K- and MN-major alike.
