@@ -24,6 +24,7 @@
 
 #include "core/cuda_util.h"
 #include "ops/linear_attention_cuda.h"
+#include "ops/mma.cuh"
 
 namespace jrt::ops {
 namespace {
@@ -567,17 +568,12 @@ __device__ __forceinline__ void ldsm_bt(uint32_t (&f)[4], const bf16* base, int 
                : "=r"(f[0]), "=r"(f[1]), "=r"(f[2]), "=r"(f[3])
                : "r"(smem_u32(p)));
 }
+// d += a [b0 b1] (ops/mma.cuh's m16n8k16 with the B fragment given as two registers) and bf16 pair packing.
 __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  const uint32_t b[2] = {b0, b1};
+  cuda::mma_bf16_16816(d, a, b);
 }
-__device__ __forceinline__ uint32_t pack2(float x, float y) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(x, y);
-  return *reinterpret_cast<uint32_t*>(&v);
-}
+using cuda::pack_bf2;
 // 16-byte async copy, zero-filled when !ok (src must still be a mapped address).
 __device__ __forceinline__ void cp16(void* dst, const void* src, bool ok) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(ok ? 16 : 0));
@@ -717,6 +713,32 @@ __device__ void store_gram(const Sm& sm, float* z_out) {
   }
 }
 
+// Sum over the 4 lanes of a quad (the lanes holding one row of an mma accumulator).
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+// Output scale of chunk row r (sequence row `row`): dt / (den_inter + den_intra + eps), den_inter from the
+// four quarter shares the feature builders left in shared memory.
+template <class Sm>
+__device__ __forceinline__ float out_scale(const Sm& sm, const LaCudaArgs& a, int r, float den_intra, int64_t row,
+                                           int h) {
+  const float den = sm.den[0][r] + sm.den[1][r] + sm.den[2][r] + sm.den[3][r] + den_intra;
+  return (a.dt ? a.dt[row * a.H + h] : 1.0f) / (den + a.eps);
+}
+// Adds one chunk's Gram tiles (rows g, g + 8: zt[0..1] = K^T K, zt[2] column 0 = K^T 1) and its row count
+// to the running sums in shared memory.
+template <class Sm>
+__device__ __forceinline__ void add_gram(Sm& sm, const float (&zt)[3][4], int lane, int valid) {
+  const int g = lane / 4, c4 = lane % 4;
+#pragma unroll
+  for (int n = 0; n < 2; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) sm.z2[(g + 8 * (e / 2)) * 16 + 8 * n + 2 * c4 + (e % 2)] += zt[n][e];
+  if (c4 == 0) sm.z1[g] += zt[2][0], sm.z1[g + 8] += zt[2][2];
+  if (lane == 0) sm.z0 += float(valid);
+}
+
 struct Ends {
   const float* S_in = nullptr;  // canonical [160, dv] at this head (or null: zero)
   const float* z_in = nullptr;  // [160]
@@ -745,7 +767,7 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
   // Gram sums in shared memory (fp32): Z2 = sum k k^T, Z1 = sum k, Z0 = count (from a canonical z_in).
   load_gram(sm, ends.z_in);
   const int ldo = int(a.ldo ? a.ldo : int64_t(a.H) * a.dv);
-  const uint32_t ones = pack2(g == 0 ? 1.0f : 0.0f, g == 0 ? 1.0f : 0.0f);
+  const uint32_t ones = pack_bf2(g == 0 ? 1.0f : 0.0f, g == 0 ? 1.0f : 0.0f);
 
   if (beg < end) issue_loads(sm, 0, a, start + beg, min(C, end - beg), h, col0, kOut);
   int buf = 0;
@@ -761,8 +783,8 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
 #pragma unroll
         for (int n = 0; n < 5; ++n) {
           bf16* p = sm.sbt + (32 * mh + 16 * m + g) * LDF + 40 * ng + 8 * n + 2 * c4;
-          *reinterpret_cast<uint32_t*>(p) = pack2(st[m][n][0], st[m][n][1]);
-          *reinterpret_cast<uint32_t*>(p + 8 * LDF) = pack2(st[m][n][2], st[m][n][3]);
+          *reinterpret_cast<uint32_t*>(p) = pack_bf2(st[m][n][0], st[m][n][1]);
+          *reinterpret_cast<uint32_t*>(p + 8 * LDF) = pack_bf2(st[m][n][2], st[m][n][3]);
         }
     }
     if (warp >= 4 || kOut) {
@@ -818,8 +840,8 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
               else
                 rs1 += w;
             }
-          const uint32_t pa[4] = {pack2(s[0][0], s[0][1]), pack2(s[0][2], s[0][3]), pack2(s[1][0], s[1][1]),
-                                  pack2(s[1][2], s[1][3])};
+          const uint32_t pa[4] = {pack_bf2(s[0][0], s[0][1]), pack_bf2(s[0][2], s[0][3]), pack_bf2(s[1][0], s[1][1]),
+                                  pack_bf2(s[1][2], s[1][3])};
 #pragma unroll
           for (int nn = 0; nn < 2; ++nn) {
             uint32_t vb[4];
@@ -841,22 +863,18 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
           mma(o[2 * nn + 1], fa, sb[2], sb[3]);
         }
       }
-      rs0 += __shfl_xor_sync(0xffffffffu, rs0, 1);
-      rs0 += __shfl_xor_sync(0xffffffffu, rs0, 2);
-      rs1 += __shfl_xor_sync(0xffffffffu, rs1, 1);
-      rs1 += __shfl_xor_sync(0xffffffffu, rs1, 2);
+      rs0 = quad_sum(rs0), rs1 = quad_sum(rs1);
 #pragma unroll
       for (int hr = 0; hr < 2; ++hr) {
         const int r = 16 * rg + g + 8 * hr;
         if (r < valid) {
           const int64_t row = int64_t(start) + t0 + r;
-          const float den = sm.den[0][r] + sm.den[1][r] + sm.den[2][r] + sm.den[3][r] + (hr ? rs1 : rs0);
-          const float scale = (a.dt ? a.dt[row * a.H + h] : 1.0f) / (den + a.eps);
+          const float scale = out_scale(sm, a, r, hr ? rs1 : rs0, row, h);
           bf16* orow = a.o + row * ldo + int64_t(h) * a.dv + col0 + 32 * ch + 2 * c4;
 #pragma unroll
           for (int n = 0; n < 4; ++n)
             if (col0 + 32 * ch + 8 * n + 2 * c4 < a.dv)
-              *reinterpret_cast<uint32_t*>(orow + 8 * n) = pack2(o[n][2 * hr] * scale, o[n][2 * hr + 1] * scale);
+              *reinterpret_cast<uint32_t*>(orow + 8 * n) = pack_bf2(o[n][2 * hr] * scale, o[n][2 * hr + 1] * scale);
         }
       }
     }
@@ -886,12 +904,7 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
         mma(zt[1], ka, kb[2], kb[3]);
         mma(zt[2], ka, ones, ones);
       }
-#pragma unroll
-      for (int n = 0; n < 2; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) sm.z2[(g + 8 * (e / 2)) * 16 + 8 * n + 2 * c4 + (e % 2)] += zt[n][e];
-      if (c4 == 0) sm.z1[g] += zt[2][0], sm.z1[g + 8] += zt[2][2];
-      if (lane == 0) sm.z0 += float(valid);
+      add_gram(sm, zt, lane, valid);
     }
   }
   __syncthreads();
@@ -1040,10 +1053,10 @@ __device__ __forceinline__ float feat1(const float (&x)[16], float one) {
 template <int f0>
 __device__ __forceinline__ uint4 group8(const float (&x)[16], float one) {
   uint4 r;
-  r.x = pack2(feat1<f0>(x, one), feat1<f0 + 1>(x, one));
-  r.y = pack2(feat1<f0 + 2>(x, one), feat1<f0 + 3>(x, one));
-  r.z = pack2(feat1<f0 + 4>(x, one), feat1<f0 + 5>(x, one));
-  r.w = pack2(feat1<f0 + 6>(x, one), feat1<f0 + 7>(x, one));
+  r.x = pack_bf2(feat1<f0>(x, one), feat1<f0 + 1>(x, one));
+  r.y = pack_bf2(feat1<f0 + 2>(x, one), feat1<f0 + 3>(x, one));
+  r.z = pack_bf2(feat1<f0 + 4>(x, one), feat1<f0 + 5>(x, one));
+  r.w = pack_bf2(feat1<f0 + 6>(x, one), feat1<f0 + 7>(x, one));
   return r;
 }
 // Quarter Q (features 40 Q .. 40 Q + 39) of token t's features; with den, its share of f(q).z.
@@ -1114,7 +1127,6 @@ __device__ __forceinline__ void chunk_top(Smem& sm, const LaCudaArgs& a, int sta
   if (t0 + C < end) issue_loads(sm, buf ^ 1, a, start + t0 + C, min(C, end - t0 - C), h, col0, want_q);
 }
 
-template <int Q0>
 __device__ __forceinline__ void build_quarter(Smem& sm, const unsigned char* tile, unsigned char* fb, int wq, int lane,
                                               int valid, bool den) {
 #pragma unroll
@@ -1140,8 +1152,8 @@ __device__ __forceinline__ void build_quarter(Smem& sm, const unsigned char* til
 // The chunk's Gram sums of the keys (one warp, mma.sync), added to the running ones in shared memory:
 // Z2 += K^T K (rows g, g + 8 of each tile), Z1 += K^T 1 (a ones column), Z0 += the valid rows.
 __device__ __forceinline__ void gram(Smem& sm, int buf, int lane, int valid) {
-  const int g = lane / 4, c4 = lane % 4;
-  const uint32_t ones = pack2(g == 0 ? 1.0f : 0.0f, g == 0 ? 1.0f : 0.0f);
+  const int g = lane / 4;
+  const uint32_t ones = pack_bf2(g == 0 ? 1.0f : 0.0f, g == 0 ? 1.0f : 0.0f);
   float zt[3][4] = {};
 #pragma unroll
   for (int ks = 0; ks < C / 16; ++ks) {
@@ -1157,12 +1169,7 @@ __device__ __forceinline__ void gram(Smem& sm, int buf, int lane, int valid) {
     mma(zt[1], ka, kb[2], kb[3]);
     mma(zt[2], ka, ones, ones);
   }
-#pragma unroll
-  for (int n = 0; n < 2; ++n)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) sm.z2[(g + 8 * (e / 2)) * 16 + 8 * n + 2 * c4 + (e % 2)] += zt[n][e];
-  if (c4 == 0) sm.z1[g] += zt[2][0], sm.z1[g + 8] += zt[2][2];
-  if (lane == 0) sm.z0 += float(valid);
+  add_gram(sm, zt, lane, valid);
 }
 
 // Warpgroup 0: F(Q), den_inter, the readout and the outputs.
@@ -1173,7 +1180,7 @@ __device__ void readout_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, 
   for (int t0 = beg; t0 < end; t0 += C, buf ^= 1) {
     const int valid = min(C, end - t0);
     chunk_top(sm, a, start, t0, end, buf, h, col0, true);
-    build_quarter<0>(sm, sm.q[buf], sm.fq, wq, lane, valid, true);
+    build_quarter(sm, sm.q[buf], sm.fq, wq, lane, valid, true);
     proxy_fence();
     cta_barrier();
     float s[32], o[32];
@@ -1199,10 +1206,10 @@ __device__ void readout_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, 
     uint32_t pa[4][4];
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
-      pa[kk][0] = pack2(s[8 * kk], s[8 * kk + 1]);
-      pa[kk][1] = pack2(s[8 * kk + 2], s[8 * kk + 3]);
-      pa[kk][2] = pack2(s[8 * kk + 4], s[8 * kk + 5]);
-      pa[kk][3] = pack2(s[8 * kk + 6], s[8 * kk + 7]);
+      pa[kk][0] = pack_bf2(s[8 * kk], s[8 * kk + 1]);
+      pa[kk][1] = pack_bf2(s[8 * kk + 2], s[8 * kk + 3]);
+      pa[kk][2] = pack_bf2(s[8 * kk + 4], s[8 * kk + 5]);
+      pa[kk][3] = pack_bf2(s[8 * kk + 6], s[8 * kk + 7]);
     }
     wg_fence();
 #pragma unroll
@@ -1211,23 +1218,19 @@ __device__ void readout_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, 
     for (int ks = 0; ks < F / 16; ++ks)
       mma64_ss<0, 0>(o, mdesc(sm.fq + 256 * ks, 128, 2560), mdesc(sm.sb + 256 * ks, 128, 2560));
     wg_commit_wait();
-    rs0 += __shfl_xor_sync(0xffffffffu, rs0, 1);
-    rs0 += __shfl_xor_sync(0xffffffffu, rs0, 2);
-    rs1 += __shfl_xor_sync(0xffffffffu, rs1, 1);
-    rs1 += __shfl_xor_sync(0xffffffffu, rs1, 2);
+    rs0 = quad_sum(rs0), rs1 = quad_sum(rs1);
 #pragma unroll
     for (int hr = 0; hr < 2; ++hr) {
       const int r = 16 * wq + g + 8 * hr;
       if (r < valid) {
         const int64_t row = int64_t(start) + t0 + r;
-        const float den = sm.den[0][r] + sm.den[1][r] + sm.den[2][r] + sm.den[3][r] + (hr ? rs1 : rs0);
-        const float scale = (a.dt ? a.dt[row * a.H + h] : 1.0f) / (den + a.eps);
+        const float scale = out_scale(sm, a, r, hr ? rs1 : rs0, row, h);
         bf16* orow = a.o + row * ldo + int64_t(h) * a.dv + col0 + 2 * c4;
 #pragma unroll
         for (int n = 0; n < 8; ++n)
           if (col0 + 8 * n + 2 * c4 < a.dv)
             *reinterpret_cast<uint32_t*>(orow + 8 * n) =
-                pack2(o[4 * n + 2 * hr] * scale, o[4 * n + 2 * hr + 1] * scale);
+                pack_bf2(o[4 * n + 2 * hr] * scale, o[4 * n + 2 * hr + 1] * scale);
       }
     }
     if (warp == 0) gram(sm, buf, lane, valid);
@@ -1256,11 +1259,11 @@ __device__ void update_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, i
 #pragma unroll
       for (int j = 0; j < 20; ++j) {
         const int d = 16 * wq + g, f = 8 * j + 2 * c4;
-        *reinterpret_cast<uint32_t*>(sm.sb + sb_off(d, f)) = pack2(st[4 * j], st[4 * j + 1]);
-        *reinterpret_cast<uint32_t*>(sm.sb + sb_off(d + 8, f)) = pack2(st[4 * j + 2], st[4 * j + 3]);
+        *reinterpret_cast<uint32_t*>(sm.sb + sb_off(d, f)) = pack_bf2(st[4 * j], st[4 * j + 1]);
+        *reinterpret_cast<uint32_t*>(sm.sb + sb_off(d + 8, f)) = pack_bf2(st[4 * j + 2], st[4 * j + 3]);
       }
     }
-    build_quarter<0>(sm, sm.k[buf], sm.fk, wq, lane, valid, false);
+    build_quarter(sm, sm.k[buf], sm.fk, wq, lane, valid, false);
     proxy_fence();
     cta_barrier();
     wg_fence();
