@@ -52,10 +52,12 @@ struct LaCudaArgs {
 };
 
 // Kernel family of the prefill / encoder passes without decay (process-wide, not thread-safe):
-// kMmaSync, the default everywhere (v5: mma.sync + ldmatrix); kWgmma / kWgmma1Cta, warpgroup-MMA kernels
-// (v6, sm_90 only, 2 or 1 CTAs per SM), correct but slower so far: a kernel-lab variant that tests and
-// bench_cuda_prefill --kernel select. Ignored (mma.sync) on devices other than sm_90.
-enum class LaPrefillKernel { kMmaSync, kWgmma, kWgmma1Cta };
+// kRoles, the default (v7: readout and update warps, F(Q) in registers; the readout's F(Q) S product on
+// warpgroup MMA on sm_90, on mma.sync elsewhere); kRolesMmaSync (v7 all on mma.sync); kMmaSync (v5: the
+// chunk's tiles over all warps); kWgmma / kWgmma1Cta (v6, sm_90 only, 2 or 1 CTAs per SM; mma.sync v7
+// elsewhere). The non-default ones are kernel-lab variants that tests and bench_cuda_prefill --kernel
+// select (dev/README.md has their measurements).
+enum class LaPrefillKernel { kRoles, kRolesMmaSync, kMmaSync, kWgmma, kWgmma1Cta, kRolesB, kRolesBMmaSync };
 void la_prefill_set_kernel(LaPrefillKernel k);
 bool la_prefill_wgmma_available();
 

@@ -43,6 +43,22 @@ Stats compare(const std::vector<float>& got, const std::vector<float>& ref) {
 
 using jrt::test::to_bf16;
 
+const char* kernel_name(LaPrefillKernel k) {
+  switch (k) {
+    case LaPrefillKernel::kRoles:
+      return la_prefill_wgmma_available() ? "roles, wgmma readout (v7)" : "roles, mma.sync (v7)";
+    case LaPrefillKernel::kRolesMmaSync:
+      return "roles, mma.sync (v7)";
+    case LaPrefillKernel::kMmaSync:
+      return "mma.sync tiles (v5)";
+    case LaPrefillKernel::kWgmma:
+      return "wgmma (v6)";
+    case LaPrefillKernel::kWgmma1Cta:
+      return "wgmma, 1 CTA/SM (v6)";
+  }
+  return "?";
+}
+
 struct Case {
   std::vector<int> lens;
   int H, dv;
@@ -188,17 +204,17 @@ TEST(CudaLinearAttention, MatchesCpuReference) {
       {{129, 64, 65, 3}, 3, 128, false, false, true, 0},  // d_v 128, tails
       {{5000, 31}, 1, 64, false, true, true, 0, true},    // automatic split of a long and a short sequence
   };
-  // The default mma.sync kernels, and on sm_90 the wgmma kernel-lab variants.
-  for (auto k : {LaPrefillKernel::kMmaSync, LaPrefillKernel::kWgmma, LaPrefillKernel::kWgmma1Cta}) {
-    if (k != LaPrefillKernel::kMmaSync && !la_prefill_wgmma_available()) continue;
-    std::printf(" %s kernels\n", k == LaPrefillKernel::kMmaSync ? "mma.sync"
-                                 : k == LaPrefillKernel::kWgmma ? "wgmma"
-                                                                : "wgmma, 1 CTA/SM");
+  // Every kernel family: v7 (the default; on sm_90 with the wgmma readout) and v7 / v5 on mma.sync, and on
+  // sm_90 the v6 wgmma kernel-lab variants.
+  for (auto k : {LaPrefillKernel::kRoles, LaPrefillKernel::kRolesMmaSync, LaPrefillKernel::kMmaSync,
+                 LaPrefillKernel::kWgmma, LaPrefillKernel::kWgmma1Cta}) {
+    if ((k == LaPrefillKernel::kWgmma || k == LaPrefillKernel::kWgmma1Cta) && !la_prefill_wgmma_available()) continue;
+    std::printf(" %s kernels\n", kernel_name(k));
     la_prefill_set_kernel(k);
     uint32_t seed = 11;
     for (const auto& c : cases) run_case(c, seed++);
   }
-  la_prefill_set_kernel(LaPrefillKernel::kMmaSync);
+  la_prefill_set_kernel(LaPrefillKernel::kRoles);
 }
 // JRT's encoder pass: S += sum_j f(k_j) v_j^T, z += sum_j f(k_j) over each sequence (varlen, tails, an
 // empty prefix), added to a non-zero state, against the CPU la_accumulate_state; whole prefixes per CTA and
@@ -241,10 +257,13 @@ TEST(CudaLinearAttention, EncoderAccumulationMatchesCpu) {
     dk.upload(kb.data(), kb.size()), dvv.upload(vb.data(), vb.size());
     cuda::DeviceBuffer<int32_t> dcu(cu.size());
     dcu.upload(cu.data(), cu.size());
-    for (int run = 0; run < 4; ++run) {  // both kernel families; prefixes whole or cut into 64-token segments
+    for (int run = 0; run < 6; ++run) {  // the kernel families; prefixes whole or cut into 64-token segments
       const int seg = run % 2 ? 64 : 0;
-      if (run >= 2 && !la_prefill_wgmma_available()) continue;
-      la_prefill_set_kernel(run >= 2 ? LaPrefillKernel::kWgmma : LaPrefillKernel::kMmaSync);
+      const LaPrefillKernel kern = run < 2   ? LaPrefillKernel::kRoles
+                                   : run < 4 ? LaPrefillKernel::kMmaSync
+                                             : LaPrefillKernel::kWgmma;
+      if (kern == LaPrefillKernel::kWgmma && !la_prefill_wgmma_available()) continue;
+      la_prefill_set_kernel(kern);
       cuda::DeviceBuffer<float> dS(S160.size()), dz(z160.size());
       dS.upload(S160.data(), S160.size()), dz.upload(z160.data(), z160.size());
       LaCudaArgs a;
@@ -266,12 +285,12 @@ TEST(CudaLinearAttention, EncoderAccumulationMatchesCpu) {
                         &zg273[size_t(bh) * D]);
       const Stats ss = compare(Sg273, S273), sz = compare(zg273, z273);
       std::printf("  encoder dv=%d seg=%d %s: state nmse %.2e max-rel %.2e; z max-rel %.2e\n", dv, seg,
-                  run >= 2 ? "wgmma" : "mma.sync", ss.nmse, ss.max_rel, sz.max_rel);
+                  kernel_name(kern), ss.nmse, ss.max_rel, sz.max_rel);
       EXPECT_LE(ss.nmse, 1e-5);
       EXPECT_LE(sz.max_rel, 1e-5);
     }
   }
-  la_prefill_set_kernel(LaPrefillKernel::kMmaSync);
+  la_prefill_set_kernel(LaPrefillKernel::kRoles);
 }
 
 // The fused one-step decode kernel against the CPU recurrence (la_step, 273-feature state), 8 steps
