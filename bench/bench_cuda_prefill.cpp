@@ -2,7 +2,8 @@
 // attention (H = 16, d_k = 16, d_v = 64, bf16), timed with CUDA events (3 warm-ups, median of 20),
 // printing ms, effective TFLOP/s (the reference's 273-feature count, perf-anchors §4.1) and % of the
 // H200 floor (perf-anchors §4.2/§4.3 with the measured ceilings 776 TFLOP/s and 4.28 TB/s).
-//   bench_cuda_prefill [--batches 2,8,16] [--lens 2048,4096,8192,16384,32768] [--dv 64] [--kernel roles|roles-mma|mma|wg|wg1]
+//   bench_cuda_prefill [--batches 2,8,16] [--lens 2048,4096,8192,16384,32768] [--dv 64] [--kernel roles|mma|wg|wg1]
+//   [--seg tokens (segment length; 0 = the kernel's choice)]
 #include <algorithm>
 #include <cstdio>
 #include <random>
@@ -47,15 +48,16 @@ static double median_ms(Fn&& fn) {
 
 int main(int argc, char** argv) {
   std::string batches = "2,8,16", lens = "2048,4096,8192,16384,32768";
-  int dv = 64, H = 16;
-  // roles (v7, the default: wgmma readout on sm_90) | roles-mma (v7 on mma.sync) | mma (v5) | wg | wg1 (the
-  // v6 wgmma variants, 2 / 1 CTAs per SM)
+  int dv = 64, H = 16, seg = 0;
+  // roles (v7, the default) | mma (v5) | wg | wg1 (the v6 wgmma variants, 2 / 1 CTAs per SM)
   std::string kernel = "roles";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--batches") batches = v;
     else if (k == "--lens") lens = v;
     else if (k == "--dv") dv = std::stoi(v);
+    else if (k == "--seg")
+      seg = std::stoi(v);
     else if (k == "--kernel")
       kernel = v;
   }
@@ -69,14 +71,8 @@ int main(int argc, char** argv) {
     ops::la_prefill_set_kernel(ops::LaPrefillKernel::kWgmma1Cta);
   else if (kernel == "mma")
     ops::la_prefill_set_kernel(ops::LaPrefillKernel::kMmaSync);
-  else if (kernel == "rolesb")
-    ops::la_prefill_set_kernel(ops::LaPrefillKernel::kRolesB);
-  else if (kernel == "rolesb-mma")
-    ops::la_prefill_set_kernel(ops::LaPrefillKernel::kRolesBMmaSync);
-  else if (kernel == "roles-mma")
-    ops::la_prefill_set_kernel(ops::LaPrefillKernel::kRolesMmaSync);
   else if (kernel != "roles") {
-    std::fprintf(stderr, "--kernel: expected roles, roles-mma, mma, wg or wg1, got %s\n", kernel.c_str());
+    std::fprintf(stderr, "--kernel: expected roles, mma, wg or wg1, got %s\n", kernel.c_str());
     return 2;
   }
   cudaDeviceProp prop;
@@ -105,6 +101,7 @@ int main(int argc, char** argv) {
       a.o = reinterpret_cast<__nv_bfloat16*>(o.get());
       a.cu_seqlens = dcu.get();
       a.B = B, a.H = H, a.dv = dv, a.max_len = N;
+      a.segment_len = seg;
       cuda::DeviceBuffer<char> ws(ops::la_prefill_cuda_workspace(a));
       const double based_ms = median_ms([&] { ops::la_prefill_cuda(a, ws.get()); });
       const double th = double(B) * N * H;

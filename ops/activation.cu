@@ -11,13 +11,17 @@ namespace jrt::ops::cuda {
 
 __device__ __forceinline__ float silu_f(float x) { return x / (1.0f + expf(-x)); }
 
-// u [N, 2F] -> y [N, F]; one thread per output element.
-__global__ void swiglu_kernel(const bf16* u, int64_t N, int64_t F, bf16* y) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= N * F) return;
-  const int64_t n = i / F, f = i % F;
-  const float a = __bfloat162float(u[n * 2 * F + f]), g = __bfloat162float(u[n * 2 * F + F + f]);
-  y[i] = __float2bfloat16(a * silu_f(g));
+// u [N, 2F] -> y [N, F]; grid (N, column tiles of 1024), four columns per thread (no 64-bit divisions:
+// this runs once per layer in every decode step).
+__global__ void swiglu_kernel(const bf16* u, int64_t F, bf16* y) {
+  const int64_t n = blockIdx.x;
+  const bf16* un = u + n * 2 * F;
+  bf16* yn = y + n * F;
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    const int64_t f = int64_t(blockIdx.y) * 1024 + r * 256 + threadIdx.x;
+    if (f < F) yn[f] = __float2bfloat16(__bfloat162float(un[f]) * silu_f(__bfloat162float(un[F + f])));
+  }
 }
 
 __global__ void gelu_kernel(bf16* x, int64_t n, bool tanh_approx) {
@@ -42,14 +46,20 @@ __global__ void gated_silu_kernel(const bf16* a, int64_t lda, const bf16* g, int
   y[n * ldy + f] = __float2bfloat16(av * silu_f(gv));
 }
 
-// One CTA (256 threads) per row: logits [N, V] -> out [N] (first index of the maximum; NaN never wins).
-__global__ void argmax_kernel(const float* logits, int64_t V, int32_t* out) {
+// One CTA (1024 threads) per row: logits [N, V] -> out [N] (first index of the maximum; NaN never wins).
+// Eight loads in flight per thread before the compares: at batch 1 a single CTA reads the whole row.
+__global__ void __launch_bounds__(1024) argmax_kernel(const float* logits, int64_t V, int32_t* out) {
   const float* row = logits + int64_t(blockIdx.x) * V;
   float best = -FLT_MAX;
   int32_t bi = 0x7fffffff;
-  for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
-    const float v = row[i];
-    if (v > best || (v == best && int32_t(i) < bi)) best = v, bi = int32_t(i);
+  const int nt = int(blockDim.x), iv = int(V);
+  for (int i0 = int(threadIdx.x); i0 < iv; i0 += 8 * nt) {
+    float v[8];
+#pragma unroll
+    for (int u = 0; u < 8; ++u) v[u] = i0 + u * nt < iv ? row[i0 + u * nt] : -FLT_MAX;
+#pragma unroll
+    for (int u = 0; u < 8; ++u)  // indices ascend within a thread: '>' keeps the first of equal values
+      if (v[u] > best) best = v[u], bi = i0 + u * nt;
   }
   for (int o = 16; o > 0; o >>= 1) {
     const float ov = __shfl_xor_sync(0xffffffffu, best, o);
@@ -72,7 +82,7 @@ static unsigned blocks(int64_t n) { return unsigned((n + 255) / 256); }
 
 void swiglu_cuda(const bf16* u, int64_t N, int64_t F, bf16* y, cudaStream_t stream) {
   if (N * F == 0) return;
-  swiglu_kernel<<<blocks(N * F), 256, 0, stream>>>(u, N, F, y);
+  swiglu_kernel<<<dim3(unsigned(N), unsigned((F + 1023) / 1024)), 256, 0, stream>>>(u, F, y);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -91,7 +101,8 @@ void gated_silu_cuda(const bf16* a, int64_t lda, const bf16* g, int64_t ldg, int
 
 void argmax_cuda(const float* logits, int64_t N, int64_t V, int32_t* out, cudaStream_t stream) {
   if (N <= 0) return;
-  argmax_kernel<<<unsigned(N), 256, 0, stream>>>(logits, V, out);
+  JRT_CHECK(V < (int64_t(1) << 31), "argmax_cuda: {} columns", V);
+  argmax_kernel<<<unsigned(N), 1024, 0, stream>>>(logits, V, out);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -58,24 +58,26 @@ void linear_f32(const bf16* x, int64_t ldx, const bf16* W, int64_t N, int64_t in
   gemm(x, ldx, W, N, in, out, y, ldy, CUDA_R_32F, accumulate ? 1.0f : 0.0f, stream);
 }
 
-// y [N, C] (row stride ldy) += bias [C]; one thread per element.
+// y [N, C] (row stride ldy) += bias [C]; grid (N, column tiles of 1024), four columns per thread.
 template <class T>
-__global__ void add_bias_kernel(T* y, int64_t ldy, const float* bias, int64_t N, int64_t C) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= N * C) return;
-  const int64_t n = i / C, c = i % C;
-  T* p = y + n * ldy + c;
-  *p = T(float(*p) + bias[c]);
+__global__ void add_bias_kernel(T* y, int64_t ldy, const float* bias, int64_t C) {
+  T* row = y + int64_t(blockIdx.x) * ldy;
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    const int64_t c = int64_t(blockIdx.y) * 1024 + r * 256 + threadIdx.x;
+    if (c < C) row[c] = T(float(row[c]) + bias[c]);
+  }
 }
+static dim3 bias_grid(int64_t N, int64_t C) { return dim3(unsigned(N), unsigned((C + 1023) / 1024)); }
 
 void add_bias_bf16(bf16* y, int64_t ldy, const float* bias, int64_t N, int64_t C, cudaStream_t stream) {
   if (N * C == 0) return;
-  add_bias_kernel<bf16><<<unsigned((N * C + 255) / 256), 256, 0, stream>>>(y, ldy, bias, N, C);
+  add_bias_kernel<bf16><<<bias_grid(N, C), 256, 0, stream>>>(y, ldy, bias, C);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 void add_bias_f32(float* y, int64_t ldy, const float* bias, int64_t N, int64_t C, cudaStream_t stream) {
   if (N * C == 0) return;
-  add_bias_kernel<float><<<unsigned((N * C + 255) / 256), 256, 0, stream>>>(y, ldy, bias, N, C);
+  add_bias_kernel<float><<<bias_grid(N, C), 256, 0, stream>>>(y, ldy, bias, C);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -1,9 +1,10 @@
 // ops/linear_attention.cu — Taylor linear attention prefill kernels (see linear_attention_cuda.h).
 // Shapes: q, k [T, H, 16], v, o [T, H, dv] bf16; state [B, H, 160, dv] + z [B, H, 160] fp32.
 //
-// Kernel families. v4/v5 (namespace v4, further down) run every call without decay: 8-warp CTAs over
-// 64-column d_v slices, raw mma.sync + ldmatrix, fp32 state in registers; v6 (namespace v4::wg), the same
-// on warpgroup MMA, is an opt-in variant. The v3 kernels just below keep the decay variant (gamma): one
+// Kernel families. v7 (namespace v4::v7, further down) runs every call without decay: 8-warp CTAs over
+// 64-column d_v slices, raw mma.sync + ldmatrix, fp32 state in registers, four readout and four update
+// warps; v5 (namespace v4: the same chunk cut into tiles over all eight warps) and v6 (namespace v4::wg,
+// warpgroup MMA) are opt-in kernel-lab variants. The v3 kernels just below keep the decay variant (gamma): one
 // CTA = (32-column slice of d_v, sequence b, head h,
 // segment s); 4 warps; 64-token chunks:
 //   scores  A = Q K^T                      (wmma bf16, fp32 acc)   -> w = 1 + s/4 + s^2/32, causal mask,
@@ -413,12 +414,11 @@ __global__ void __launch_bounds__(NT) chunk_kernel(LaCudaArgs a, int seg_len, in
 // grid B*H, block 256 = 64 state columns x 4 feature groups (each thread updates rows f = g, g+4, ...
 // of its columns and keeps a partial readout; the groups are summed in shared memory). Features in
 // shared memory, fp32.
-constexpr int kDecCols = 64, kDecGroups = 4, kDecMaxDv = 256;
-__global__ void __launch_bounds__(kDecCols * kDecGroups) decode_step_kernel(const bf16* q, const bf16* k, const bf16* v,
-                                                                           bf16* y, float* S, float* z, int H, int dv,
-                                                                           const float* gamma, const float* dt,
-                                                                           float eps) {
-  __shared__ float fq[F], fk[F], red[8], part[kDecGroups][kDecMaxDv];
+constexpr int kDecThreads = 256, kDecMaxDv = 256;
+__global__ void __launch_bounds__(kDecThreads)
+    decode_step_kernel(const bf16* q, const bf16* k, const bf16* v, bf16* y, float* S, float* z, int H, int dv,
+                       const float* gamma, const float* dt, float eps) {
+  __shared__ float fq[F], fk[F], red[8], part[8][kDecMaxDv];
   const int bh = blockIdx.x, h = bh % H;
   float* Sb = S + int64_t(bh) * F * dv;
   float* zb = z + int64_t(bh) * F;
@@ -451,32 +451,38 @@ __global__ void __launch_bounds__(kDecCols * kDecGroups) decode_step_kernel(cons
   if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = d;
   const float g = gamma ? gamma[h] : 1.0f;
   const bf16* vb = v + int64_t(bh) * dv;
-  const int col = threadIdx.x % kDecCols, grp = threadIdx.x / kDecCols;
-  for (int e = col; e < dv; e += kDecCols) {
-    const float ve = __bfloat162float(vb[e]);
-    float num = 0.0f;
+  // Each thread owns column pairs (8-byte state accesses): 32 pair-columns x 8 row groups for d_v <= 64,
+  // else 64 x 4 (d_v = 112: 56 of 64 pair-columns busy, one pass, where single columns took two).
+  const int pairs = dv / 2, cols = pairs <= 32 ? 32 : 64, groups = int(blockDim.x) / cols;
+  const int col = threadIdx.x % cols, grp = threadIdx.x / cols;
+  for (int p = col; p < pairs; p += cols) {
+    const int e = 2 * p;
+    const float2 ve = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(vb + e));
+    float2 num = make_float2(0.0f, 0.0f);
     // Groups of kU state rows: every load of the group is issued before the first store. Interleaved,
-    // the compiler cannot prove row f + kDecGroups (offset f * dv + e, dv a run-time value) does not
-    // alias the store to row f, and keeps one load in flight per thread. Same order of sums as before.
+    // the compiler cannot prove row f + groups (offset f * dv + e, dv a run-time value) does not alias the
+    // store to row f, and keeps one load in flight per thread. Same order of sums as before.
     constexpr int kU = 8;
-    for (int f0 = grp; f0 < 153; f0 += kU * kDecGroups) {
-      float sv[kU];
+    for (int f0 = grp; f0 < 153; f0 += kU * groups) {
+      float2 sv[kU];
 #pragma unroll
       for (int u = 0; u < kU; ++u) {
-        const int f = f0 + u * kDecGroups;
-        sv[u] = f < 153 ? Sb[int64_t(f) * dv + e] : 0.0f;
+        const int f = f0 + u * groups;
+        sv[u] = f < 153 ? *reinterpret_cast<const float2*>(Sb + int64_t(f) * dv + e) : make_float2(0.0f, 0.0f);
       }
 #pragma unroll
       for (int u = 0; u < kU; ++u) {
-        const int f = f0 + u * kDecGroups;
+        const int f = f0 + u * groups;
         if (f < 153) {
-          const float s = g * sv[u] + fk[f] * ve;
-          Sb[int64_t(f) * dv + e] = s;
-          num += fq[f] * s;
+          const float2 st = make_float2(g * sv[u].x + fk[f] * ve.x, g * sv[u].y + fk[f] * ve.y);
+          *reinterpret_cast<float2*>(Sb + int64_t(f) * dv + e) = st;
+          num.x += fq[f] * st.x;
+          num.y += fq[f] * st.y;
         }
       }
     }
-    part[grp][e] = num;
+    part[grp][e] = num.x;
+    part[grp][e + 1] = num.y;
   }
   __syncthreads();
   float den = 0.0f;
@@ -484,8 +490,7 @@ __global__ void __launch_bounds__(kDecCols * kDecGroups) decode_step_kernel(cons
   const float scale = (dt ? dt[bh] : 1.0f) / (den + eps);
   for (int e = threadIdx.x; e < dv; e += blockDim.x) {
     float num = 0.0f;
-#pragma unroll
-    for (int gi = 0; gi < kDecGroups; ++gi) num += part[gi][e];
+    for (int gi = 0; gi < groups; ++gi) num += part[gi][e];
     y[int64_t(bh) * dv + e] = __float2bfloat16(num * scale);
   }
 }
@@ -1323,455 +1328,6 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
 // The two roles run separate loops with the same barriers (two per chunk), so the state registers are
 // never live in the readout warps' code. State-only passes: all 8 warps build F(K), the update warps
 // update.
-namespace v7b {
-
-constexpr int LDZ = 24;  // rows of the Z2 hi / lo operands: 48 B (ldmatrix rows on distinct banks)
-
-constexpr int pidx(int i, int j) { return 33 + i * (31 - i) / 2 + (j - i - 1); }  // i < j
-constexpr int sorted_pair(int u, int w) { return u < w ? pidx(u, w) : pidx(w, u); }
-// The feature order of v7's state ("positions"). Position p = 16 ks + 8 hh + 2 r + e is component e of
-// register j = 2 ks + hh of the m16n8k16 A fragment that lane r = lane % 4 holds for a row. With the row
-// rotated by 4 r, xr[m] = x[(m + 4 r) % 16], every register is a compile-time function of xr:
-//   j = 0: [1 (lane r = 0) | 0, padding];   j = 1: x_m x_{m+8}, m = 2 e + 4 r (r < 2) or 1 + 2 e + 4 r;
-//   j = 2, 3: x_{a+e} (a = 2 j - 4);        j = 4, 5: the squares of the same;
-//   j = 6 .. 19: x_{a+e} x_{a+e+d}, d = (j - 6) / 2 + 1 in 1..7, a = 2 ((j - 6) % 2)   (indices of xr).
-// canon(p) is the canonical feature (row of the [160, dv] state) at position p; a bijection of [0, 160)
-// (the 7 padding positions map to the zero rows 153 .. 159).
-constexpr int canon(int p) {
-  const int ks = p / 16, col = p % 16, hh = col / 8, r = (col % 8) / 2, e = col % 2, j = 2 * ks + hh;
-  if (j == 0) return p == 0 ? 0 : 152 + p;
-  if (j == 1) {
-    const int m = (r < 2 ? 0 : 1) + 2 * e + 4 * r;
-    return sorted_pair(m & 15, (m + 8) & 15);
-  }
-  if (j < 4) return 1 + ((2 * (j - 2) + e + 4 * r) & 15);
-  if (j < 6) return 17 + ((2 * (j - 4) + e + 4 * r) & 15);
-  const int d = (j - 6) / 2 + 1, m = 2 * ((j - 6) % 2) + e + 4 * r;
-  return sorted_pair(m & 15, (m + d) & 15);
-}
-constexpr bool canon_is_bijection() {
-  bool seen[F] = {};
-  for (int p = 0; p < F; ++p) {
-    const int c = canon(p);
-    if (c < 0 || c >= F || seen[c]) return false;
-    seen[c] = true;
-  }
-  return true;
-}
-static_assert(canon_is_bijection(), "v7 feature positions must be a permutation of the canonical features");
-struct CanonTable {
-  int16_t v[F];
-};
-constexpr CanonTable make_canon() {
-  CanonTable t{};
-  for (int p = 0; p < F; ++p) t.v[p] = int16_t(canon(p));
-  return t;
-}
-__constant__ CanonTable c_canon = make_canon();
-
-// The den_inter operands of one chunk: Z2 / 32 as bf16 hi and lo ([j][i], the B operand of Q (Z2 / 32)),
-// Z1 and Z0 (fp32), as of the chunk's start.
-struct __align__(16) Den {  // (ldmatrix rows: 16-byte aligned in both buffers)
-  bf16 z2h[2][16 * LDZ];
-  float z1[16];
-  float z0;
-};
-struct __align__(128) Smem {
-  bf16 q[2][C * LDX];
-  bf16 k[2][C * LDX];
-  bf16 v[2][C * LDV];
-  bf16 fkt[F * LDT];       // F(K) transposed [position][t]
-  bf16 sb[2][DS * LDF];    // bf16 copy of the state slice: [d][position] (padded rows), or with the wgmma
-                           // readout in v6's core-matrix layout (wg::sb_off); double-buffered by chunk parity
-  Den den[2];              // den operands, double-buffered by chunk parity
-  float z2[16 * 16];       // the running fp32 Gram sums (update warp 0's; load_gram / store_gram)
-  float z1[16];
-  float z0;
-};
-static_assert(sizeof(bf16) * DS * LDF % 128 == 0, "each state copy starts 128-byte aligned");
-
-__device__ __forceinline__ uint32_t hmul2u(uint32_t x, uint32_t y) {
-  __nv_bfloat162 r = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&x), *reinterpret_cast<__nv_bfloat162*>(&y));
-  return *reinterpret_cast<uint32_t*>(&r);
-}
-
-// The den operands (buffer `nb`) from the fp32 Gram sums, entries [first, 256) step `step`.
-__device__ __forceinline__ void split_gram(Smem& sm, int nb, int first, int step) {
-  Den& dn = sm.den[nb];
-  for (int e = first; e < 256; e += step) {
-    const int i = e / 16, j = e % 16;
-    const float x = sm.z2[e] * (1.0f / 32.0f);
-    const bf16 hi = __float2bfloat16_rn(x);
-    dn.z2h[0][j * LDZ + i] = hi;
-    dn.z2h[1][j * LDZ + i] = __float2bfloat16_rn(x - __bfloat162float(hi));
-  }
-  for (int e = first; e < 16; e += step) dn.z1[e] = sm.z1[e];
-  if (first == 0) dn.z0 = sm.z0;
-}
-
-// Positions [P0, P0 + N) of F(K) for keys (t, t + 1) into the transposed buffer (one bf16 pair per store;
-// a warp writes 64 consecutive keys of one position).
-template <int P0, int... I>
-__device__ __forceinline__ void store_keys(std::integer_sequence<int, I...>, const __nv_bfloat162 (&xh)[16],
-                                           __nv_bfloat162 one, bf16* ft) {
-  ((*reinterpret_cast<__nv_bfloat162*>(ft + (P0 + I) * LDT) = feature<canon(P0 + I)>(xh, one)), ...);
-}
-template <int P0, int N>
-__device__ __forceinline__ void build_keys(const bf16* tile, bf16* ft, int t, int valid) {
-  const uint4* p0 = reinterpret_cast<const uint4*>(tile + t * LDX);
-  const uint4* p1 = reinterpret_cast<const uint4*>(tile + (t + 1) * LDX);
-  uint4 u0[2] = {p0[0], p0[1]}, u1[2] = {p1[0], p1[1]};
-  const bf16* e0 = reinterpret_cast<const bf16*>(u0);
-  const bf16* e1 = reinterpret_cast<const bf16*>(u1);
-  const __nv_bfloat162 half2v = __floats2bfloat162_rn(0.5f, 0.5f);
-  __nv_bfloat162 xh[16];
-#pragma unroll
-  for (int i = 0; i < 16; ++i) xh[i] = __hmul2(__halves2bfloat162(e0[i], e1[i]), half2v);
-  store_keys<P0>(std::make_integer_sequence<int, N>(), xh,
-                 __floats2bfloat162_rn(t < valid ? 1.0f : 0.0f, t + 1 < valid ? 1.0f : 0.0f), ft + t);
-}
-// Part `part` of `parts` (4: the update warps in output passes, 8: every warp in state-only passes).
-template <int kParts>
-__device__ __forceinline__ void build_part(const bf16* tile, bf16* ft, int part, int lane, int valid) {
-  constexpr int N = F / kParts;
-  const int t = 2 * lane;
-  switch (part) {
-#define JRT_V7_PART(P) \
-  case P:              \
-    if constexpr (P < kParts) build_keys<P * N, N>(tile, ft, t, valid); \
-    break;
-    JRT_V7_PART(0)
-    JRT_V7_PART(1)
-    JRT_V7_PART(2)
-    JRT_V7_PART(3)
-    JRT_V7_PART(4)
-    JRT_V7_PART(5)
-    JRT_V7_PART(6)
-    JRT_V7_PART(7)
-#undef JRT_V7_PART
-  }
-}
-
-// The lane's row of q / 2, rotated by 4 (lane % 4): x[m] = (xr[2 m], xr[2 m + 1]) as bf16 pairs.
-__device__ __forceinline__ void load_rotated(uint32_t (&x)[8], const bf16* row, int c4) {
-  const uint32_t half2 = pack_bf2(0.5f, 0.5f);
-#pragma unroll
-  for (int m = 0; m < 4; ++m) {
-    const uint2 w = *reinterpret_cast<const uint2*>(row + ((4 * m + 4 * c4) & 15));
-    x[2 * m] = hmul2u(w.x, half2);
-    x[2 * m + 1] = hmul2u(w.y, half2);
-  }
-}
-// Register j of the lane's F(q) A fragment for one row (canon()'s table); cst = [1 | 0, 0], sel picks the
-// low (r < 2) or high (r >= 2) halves for j = 1.
-template <int j>
-__device__ __forceinline__ uint32_t fq_reg(const uint32_t (&x)[8], uint32_t cst, uint32_t sel) {
-  if constexpr (j == 0) {
-    return cst;
-  } else if constexpr (j == 1) {
-    return hmul2u(__byte_perm(x[0], x[1], sel), __byte_perm(x[4], x[5], sel));
-  } else if constexpr (j < 4) {
-    return x[j - 2];
-  } else if constexpr (j < 6) {
-    const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&x[j - 4]));
-    return pack_bf2(0.70710678118654752f * f.x * f.x, 0.70710678118654752f * f.y * f.y);
-  } else {
-    constexpr int d = (j - 6) / 2 + 1, a = 2 * ((j - 6) % 2), b = a + d;
-    if constexpr (b % 2 == 0)
-      return hmul2u(x[a / 2], x[b / 2]);
-    else
-      return hmul2u(x[a / 2], __byte_perm(x[b / 2], x[((b + 1) & 15) / 2], 0x5432));
-  }
-}
-
-// k-step KS of O += F(Q) S_bf16 on mma.sync: the A fragment from the rotated rows (xa: row g, xb: row g + 8),
-// the B fragments of all 64 columns from the bf16 state copy [d][position].
-template <int KS>
-__device__ __forceinline__ void fq_step(float (&o)[8][4], const uint32_t (&xa)[8], const uint32_t (&xb)[8],
-                                        uint32_t cst, uint32_t sel, const bf16* sb, int lane) {
-  const uint32_t fa[4] = {fq_reg<2 * KS>(xa, cst, sel), fq_reg<2 * KS>(xb, cst, sel), fq_reg<2 * KS + 1>(xa, cst, sel),
-                          fq_reg<2 * KS + 1>(xb, cst, sel)};
-#pragma unroll
-  for (int nn = 0; nn < 4; ++nn) {
-    uint32_t b[4];
-    ldsm_b(b, sb + 16 * nn * LDF + 16 * KS, LDF, lane);
-    mma(o[2 * nn], fa, b[0], b[1]);
-    mma(o[2 * nn + 1], fa, b[2], b[3]);
-  }
-}
-template <int... KS>
-__device__ __forceinline__ void fq_readout(std::integer_sequence<int, KS...>, float (&o)[8][4], const uint32_t (&xa)[8],
-                                           const uint32_t (&xb)[8], uint32_t cst, uint32_t sel, const bf16* sb,
-                                           int lane) {
-  (fq_step<KS>(o, xa, xb, cst, sel, sb, lane), ...);
-}
-
-#define JRT_O4(n) "+f"(o[n][0]), "+f"(o[n][1]), "+f"(o[n][2]), "+f"(o[n][3])
-// o (64 x 64 over the warpgroup, the mma.sync accumulator layout per warp) += A B: A from registers, B (K-major,
-// v6's core-matrix layout of the state copy) through the descriptor.
-__device__ __forceinline__ void wg_rs(float (&o)[8][4], const uint32_t (&a)[4], uint64_t b) {
-#ifdef JRT_WG
-  asm volatile(
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,"
-      "%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, 1, 1, 1, 0;\n"
-      : JRT_O4(0), JRT_O4(1), JRT_O4(2), JRT_O4(3), JRT_O4(4), JRT_O4(5), JRT_O4(6), JRT_O4(7)
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
-#else
-  __trap();
-#endif
-}
-#undef JRT_O4
-// The same product on warpgroup MMA, k-steps K0 + KS: the A fragments of the batch first (they must stay
-// unchanged until the wait), then the batch's wgmma, then the wait. Two batches of five keep the live A
-// registers at 20 (all ten at once spilled at the 128-register cap).
-template <int K0, int... KS>
-__device__ __forceinline__ void fq_batch_wg(std::integer_sequence<int, KS...>, float (&o)[8][4], const uint32_t (&xa)[8],
-                                            const uint32_t (&xb)[8], uint32_t cst, uint32_t sel, const bf16* sb) {
-  const uint32_t fa[sizeof...(KS)][4] = {{fq_reg<2 * (K0 + KS)>(xa, cst, sel), fq_reg<2 * (K0 + KS)>(xb, cst, sel),
-                                          fq_reg<2 * (K0 + KS) + 1>(xa, cst, sel),
-                                          fq_reg<2 * (K0 + KS) + 1>(xb, cst, sel)}...};
-  wg::wg_fence();
-  (wg_rs(o, fa[KS], wg::mdesc(reinterpret_cast<const unsigned char*>(sb) + 256 * (K0 + KS), 128, 2560)), ...);
-  wg::wg_commit_wait();
-}
-__device__ __forceinline__ void fq_readout_wg(float (&o)[8][4], const uint32_t (&xa)[8], const uint32_t (&xb)[8],
-                                              uint32_t cst, uint32_t sel, const bf16* sb) {
-  fq_batch_wg<0>(std::make_integer_sequence<int, F / 32>(), o, xa, xb, cst, sel, sb);
-  fq_batch_wg<F / 32>(std::make_integer_sequence<int, F / 32>(), o, xa, xb, cst, sel, sb);
-}
-
-// The bf16 state copy from the update warps' fp32 registers (rows d = 32 mh + 16 m + g (+ 8), positions
-// 80 nf + 8 n + 2 c4 (+ 1)).
-template <bool kWgRead>
-__device__ __forceinline__ void state_copy(bf16* sb, const float (&st)[2][10][4], int mh, int nf, int g, int c4) {
-#pragma unroll
-  for (int m = 0; m < 2; ++m)
-#pragma unroll
-    for (int n = 0; n < 10; ++n) {
-      const int d = 32 * mh + 16 * m + g, f = 80 * nf + 8 * n + 2 * c4;
-      uint32_t* p0;
-      uint32_t* p1;
-      if constexpr (kWgRead) {
-        p0 = reinterpret_cast<uint32_t*>(reinterpret_cast<unsigned char*>(sb) + wg::sb_off(d, f));
-        p1 = reinterpret_cast<uint32_t*>(reinterpret_cast<unsigned char*>(sb) + wg::sb_off(d + 8, f));
-      } else {
-        p0 = reinterpret_cast<uint32_t*>(sb + d * LDF + f);
-        p1 = reinterpret_cast<uint32_t*>(sb + (d + 8) * LDF + f);
-      }
-      *p0 = pack_bf2(st[m][n][0], st[m][n][1]);
-      *p1 = pack_bf2(st[m][n][2], st[m][n][3]);
-    }
-  if constexpr (kWgRead) wg::proxy_fence();  // generic-proxy stores, read next by wgmma (async proxy)
-}
-
-__device__ __forceinline__ void chunk_top(Smem& sm, const LaCudaArgs& a, int start, int t0, int end, int buf, int h,
-                                          int col0, bool want_q) {
-  cp_wait_all();
-  __syncthreads();
-  if (t0 + C < end) issue_loads(sm, buf ^ 1, a, start + t0 + C, min(C, end - t0 - C), h, col0, want_q);
-}
-// Barrier 1: the four update warps only.
-__device__ __forceinline__ void update_barrier() { asm volatile("bar.sync 1, 128;\n" ::: "memory"); }
-
-// Readout warps (rg = warp 0..3): outputs of query rows 16 rg .. 16 rg + 15. One CTA barrier per chunk (at
-// the top): the state copy and den operands of chunk c were written by the update warps during chunk c - 1.
-template <bool kOut, bool kWgRead>
-__device__ void readout_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, int end, int h, int col0) {
-  const int rg = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c4 = lane % 4;
-  const int ldo = int(a.ldo ? a.ldo : int64_t(a.H) * a.dv);
-  const uint32_t cst = pack_bf2(c4 == 0 ? 1.0f : 0.0f, 0.0f), sel = c4 < 2 ? 0x5410u : 0x7632u;
-  int buf = 0;
-  for (int t0 = beg; t0 < end; t0 += C, buf ^= 1) {
-    const int valid = min(C, end - t0);
-    chunk_top(sm, a, start, t0, end, buf, h, col0, kOut);
-    if constexpr (!kOut) {  // state only: these warps build half of F(K)
-      build_part<8>(sm.k[buf], sm.fkt, rg, lane, valid);
-      __syncthreads();
-      continue;
-    }
-    // Intra-chunk part, one 16-key block at a time (s = Q K^T, w = 1 + s/4 + s^2/32, masked on the diagonal
-    // block; row sums in fp32; O += P V with P from the accumulators).
-    uint32_t qa[4];
-    ldsm_a(qa, sm.q[buf] + 16 * rg * LDX, LDX, lane);
-    float rs0 = 0.0f, rs1 = 0.0f;
-    float o[8][4];
-#pragma unroll
-    for (int n = 0; n < 8; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) o[n][e] = 0.0f;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      if (j <= rg) {
-        float s[2][4] = {};
-        uint32_t kb[4];
-        ldsm_b(kb, sm.k[buf] + 16 * j * LDX, LDX, lane);
-        mma(s[0], qa, kb[0], kb[1]);
-        mma(s[1], qa, kb[2], kb[3]);
-#pragma unroll
-        for (int n = 0; n < 2; ++n)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int i = g + 8 * (e / 2), jj = 8 * n + 2 * c4 + (e % 2);
-            const float x = s[n][e];
-            const float w = (j < rg || jj <= i) ? fmaf(x, fmaf(x, 1.0f / 32.0f, 0.25f), 1.0f) : 0.0f;
-            s[n][e] = w;
-            if (e < 2)
-              rs0 += w;
-            else
-              rs1 += w;
-          }
-        const uint32_t pa[4] = {pack_bf2(s[0][0], s[0][1]), pack_bf2(s[0][2], s[0][3]), pack_bf2(s[1][0], s[1][1]),
-                                pack_bf2(s[1][2], s[1][3])};
-#pragma unroll
-        for (int nn = 0; nn < 4; ++nn) {
-          uint32_t vb[4];
-          ldsm_bt(vb, sm.v[buf] + 16 * j * LDV + 16 * nn, LDV, lane);
-          mma(o[2 * nn], pa, vb[0], vb[1]);
-          mma(o[2 * nn + 1], pa, vb[2], vb[3]);
-        }
-      }
-    }
-    // den_inter(row) = Z0 + sum_j q_j (Z1_j / 4 + (Q Z2 / 32)_j); the lane holds columns 8 n + 2 c4 + (0, 1)
-    // of rows g (qa[2 n]) and g + 8 (qa[2 n + 1]).
-    const Den& dn = sm.den[buf];
-    float y[2][4] = {};
-#pragma unroll
-    for (int part = 0; part < 2; ++part) {
-      uint32_t zb[4];
-      ldsm_b(zb, dn.z2h[part], LDZ, lane);
-      mma(y[0], qa, zb[0], zb[1]);
-      mma(y[1], qa, zb[2], zb[3]);
-    }
-    float d0 = 0.0f, d1 = 0.0f;
-#pragma unroll
-    for (int n = 0; n < 2; ++n) {
-      const float2 z1 = *reinterpret_cast<const float2*>(dn.z1 + 8 * n + 2 * c4);
-      const float2 qg = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&qa[2 * n]));
-      const float2 qh = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&qa[2 * n + 1]));
-      d0 += qg.x * (y[n][0] + 0.25f * z1.x) + qg.y * (y[n][1] + 0.25f * z1.y);
-      d1 += qh.x * (y[n][2] + 0.25f * z1.x) + qh.y * (y[n][3] + 0.25f * z1.y);
-    }
-    const float den0 = quad_sum(d0) + dn.z0 + quad_sum(rs0), den1 = quad_sum(d1) + dn.z0 + quad_sum(rs1);
-    // O += F(Q) S_bf16, F(Q) built from the rotated rows g and g + 8.
-    uint32_t xa[8], xb[8];
-    load_rotated(xa, sm.q[buf] + (16 * rg + g) * LDX, c4);
-    load_rotated(xb, sm.q[buf] + (16 * rg + g + 8) * LDX, c4);
-    if constexpr (kWgRead)
-      fq_readout_wg(o, xa, xb, cst, sel, sm.sb[buf]);
-    else
-      fq_readout(std::make_integer_sequence<int, F / 16>(), o, xa, xb, cst, sel, sm.sb[buf], lane);
-#pragma unroll
-    for (int hr = 0; hr < 2; ++hr) {
-      const int r = 16 * rg + g + 8 * hr;
-      if (r < valid) {
-        const int64_t row = int64_t(start) + t0 + r;
-        const float scale = (a.dt ? a.dt[row * a.H + h] : 1.0f) / ((hr ? den1 : den0) + a.eps);
-        bf16* orow = a.o + row * ldo + int64_t(h) * a.dv + col0 + 2 * c4;
-#pragma unroll
-        for (int n = 0; n < 8; ++n)
-          if (col0 + 8 * n + 2 * c4 < a.dv)
-            *reinterpret_cast<uint32_t*>(orow + 8 * n) = pack_bf2(o[n][2 * hr] * scale, o[n][2 * hr + 1] * scale);
-      }
-    }
-  }
-}
-
-// Update warps (u = warp - 4): the fp32 state S^T[32 mh + 16 m + g + 8 (e / 2)][80 nf + 8 n + 2 c4 + (e % 2)]
-// (positions) = st[m][n][e], mh = u % 2, nf = u / 2. In output passes each chunk: F(K), barrier 1, the
-// update, then the state copy and den operands of the next chunk (the other parity's buffers).
-template <bool kOut, bool kWgRead>
-__device__ void update_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, int end, int h, int col0,
-                            const Ends& ends) {
-  const int u = threadIdx.x / 32 - 4, lane = threadIdx.x % 32, g = lane / 4, c4 = lane % 4, mh = u % 2, nf = u / 2;
-  float st[2][10][4];
-#pragma unroll
-  for (int m = 0; m < 2; ++m)
-#pragma unroll
-    for (int n = 0; n < 10; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int d = col0 + 32 * mh + 16 * m + g + 8 * (e / 2), f = c_canon.v[80 * nf + 8 * n + 2 * c4 + (e % 2)];
-        st[m][n][e] = (ends.S_in && d < a.dv) ? ends.S_in[int64_t(f) * a.dv + d] : 0.0f;
-      }
-  if constexpr (kOut) state_copy<kWgRead>(sm.sb[0], st, mh, nf, g, c4);
-  const uint32_t ones = pack_bf2(g == 0 ? 1.0f : 0.0f, g == 0 ? 1.0f : 0.0f);
-  int buf = 0;
-  for (int t0 = beg; t0 < end; t0 += C, buf ^= 1) {
-    const int valid = min(C, end - t0);
-    chunk_top(sm, a, start, t0, end, buf, h, col0, kOut);
-    if constexpr (kOut) {
-      build_part<4>(sm.k[buf], sm.fkt, u, lane, valid);
-      update_barrier();
-    } else {
-      build_part<8>(sm.k[buf], sm.fkt, u + 4, lane, valid);
-      __syncthreads();
-    }
-    // S^T += V^T F(K).
-#pragma unroll
-    for (int ks = 0; ks < C / 16; ++ks) {
-      uint32_t va[2][4];
-      ldsm_at(va[0], sm.v[buf] + 16 * ks * LDV + 32 * mh, LDV, lane);
-      ldsm_at(va[1], sm.v[buf] + 16 * ks * LDV + 32 * mh + 16, LDV, lane);
-#pragma unroll
-      for (int np = 0; np < 5; ++np) {
-        uint32_t fb[4];
-        ldsm_b(fb, sm.fkt + (80 * nf + 16 * np) * LDT + 16 * ks, LDT, lane);
-#pragma unroll
-        for (int m = 0; m < 2; ++m) {
-          mma(st[m][2 * np], va[m], fb[0], fb[1]);
-          mma(st[m][2 * np + 1], va[m], fb[2], fb[3]);
-        }
-      }
-    }
-    const bool more = t0 + C < end;
-    if (kOut && more) state_copy<kWgRead>(sm.sb[buf ^ 1], st, mh, nf, g, c4);
-    if (u == 0) {  // the chunk's Gram sums, added to the running ones; then the next chunk's den operands
-      float zt[3][4] = {};
-#pragma unroll
-      for (int ks = 0; ks < C / 16; ++ks) {
-        uint32_t ka[4], kb[4];
-        ldsm_at(ka, sm.k[buf] + 16 * ks * LDX, LDX, lane);
-        ldsm_bt(kb, sm.k[buf] + 16 * ks * LDX, LDX, lane);
-        mma(zt[0], ka, kb[0], kb[1]);
-        mma(zt[1], ka, kb[2], kb[3]);
-        mma(zt[2], ka, ones, ones);
-      }
-      add_gram(sm, zt, lane, valid);
-      __syncwarp();
-      if (kOut && more) split_gram(sm, buf ^ 1, lane, 32);
-    }
-  }
-  if (ends.S_out) {
-#pragma unroll
-    for (int m = 0; m < 2; ++m)
-#pragma unroll
-      for (int n = 0; n < 10; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int d = col0 + 32 * mh + 16 * m + g + 8 * (e / 2), f = c_canon.v[80 * nf + 8 * n + 2 * c4 + (e % 2)];
-          if (d < a.dv) ends.S_out[int64_t(f) * a.dv + d] = st[m][n][e];
-        }
-  }
-}
-
-template <bool kOut, bool kWgRead>
-__device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, int end, int h, int col0,
-                            const Ends& ends) {
-  load_gram(sm, ends.z_in);
-  __syncthreads();
-  if (kOut) split_gram(sm, 0, threadIdx.x, NT);
-  if (beg < end) issue_loads(sm, 0, a, start + beg, min(C, end - beg), h, col0, kOut);
-  if (threadIdx.x >= 128)
-    update_loop<kOut, kWgRead>(sm, a, start, beg, end, h, col0, ends);
-  else
-    readout_loop<kOut, kWgRead>(sm, a, start, beg, end, h, col0);
-  __syncthreads();
-  if (ends.z_out && col0 == 0) store_gram(sm, ends.z_out);
-}
-
-}  // namespace v7b
-
 namespace v7 {
 
 constexpr int LDZ = 24;  // rows of the Z2 hi / lo operands: 48 B (ldmatrix rows on distinct banks)
@@ -1823,7 +1379,7 @@ struct __align__(128) Smem {
   bf16 k[2][C * LDX];
   bf16 v[2][C * LDV];
   bf16 fkt[F * LDT];         // F(K) transposed [position][t]
-  bf16 sbt[DS * LDF];        // bf16 copy of the state slice, [d][position] (or v6's core-matrix layout)
+  bf16 sbt[DS * LDF];        // bf16 copy of the state slice, [d][position]
   bf16 z2h[2][16 * LDZ];     // Z2 / 32 as bf16 hi and lo, [j][i]
   float z2[16 * 16];
   float z1[16];
@@ -1951,7 +1507,7 @@ __device__ __forceinline__ void chunk_top(Smem& sm, const LaCudaArgs& a, int sta
 }
 
 // Readout warps (rg = warp 0..3): outputs of query rows 16 rg .. 16 rg + 15.
-template <bool kOut, bool kWgRead>
+template <bool kOut>
 __device__ void readout_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, int end, int h, int col0) {
   const int rg = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c4 = lane % 4;
   const int ldo = int(a.ldo ? a.ldo : int64_t(a.H) * a.dv);
@@ -2032,10 +1588,7 @@ __device__ void readout_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, 
     uint32_t xa[8], xb[8];
     load_rotated(xa, sm.q[buf] + (16 * rg + g) * LDX, c4);
     load_rotated(xb, sm.q[buf] + (16 * rg + g + 8) * LDX, c4);
-    if constexpr (kWgRead)
-      v7b::fq_readout_wg(o, xa, xb, cst, sel, sm.sbt);
-    else
-      fq_readout(std::make_integer_sequence<int, F / 16>(), o, xa, xb, cst, sel, sm.sbt, lane);
+    fq_readout(std::make_integer_sequence<int, F / 16>(), o, xa, xb, cst, sel, sm.sbt, lane);
 #pragma unroll
     for (int hr = 0; hr < 2; ++hr) {
       const int r = 16 * rg + g + 8 * hr;
@@ -2054,7 +1607,7 @@ __device__ void readout_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, 
 
 // Update warps (u = warp - 4): the fp32 state S^T[32 mh + 16 m + g + 8 (e / 2)][80 nf + 8 n + 2 c4 + (e % 2)]
 // (positions) = st[m][n][e], mh = u % 2, nf = u / 2.
-template <bool kOut, bool kWgRead>
+template <bool kOut>
 __device__ void update_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, int end, int h, int col0,
                             const Ends& ends) {
   const int u = threadIdx.x / 32 - 4, lane = threadIdx.x % 32, g = lane / 4, c4 = lane % 4, mh = u % 2, nf = u / 2;
@@ -2075,7 +1628,14 @@ __device__ void update_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, i
     chunk_top(sm, a, start, t0, end, buf, h, col0, kOut);
     // Phase 1: the bf16 state copy (output passes) and F(K).
     if constexpr (kOut) {
-      v7b::state_copy<kWgRead>(sm.sbt, st, mh, nf, g, c4);
+#pragma unroll
+      for (int m = 0; m < 2; ++m)
+#pragma unroll
+        for (int n = 0; n < 10; ++n) {
+          bf16* p = sm.sbt + (32 * mh + 16 * m + g) * LDF + 80 * nf + 8 * n + 2 * c4;
+          *reinterpret_cast<uint32_t*>(p) = pack_bf2(st[m][n][0], st[m][n][1]);
+          *reinterpret_cast<uint32_t*>(p + 8 * LDF) = pack_bf2(st[m][n][2], st[m][n][3]);
+        }
       build_part<4>(sm.k[buf], sm.fkt, u, lane, valid);
     } else {
       build_part<8>(sm.k[buf], sm.fkt, u + 4, lane, valid);
@@ -2127,7 +1687,7 @@ __device__ void update_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, i
   }
 }
 
-template <bool kOut, bool kWgRead>
+template <bool kOut>
 __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, int end, int h, int col0,
                             const Ends& ends) {
   load_gram(sm, ends.z_in);
@@ -2135,9 +1695,9 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
   if (kOut) split_gram(sm, threadIdx.x, NT);
   if (beg < end) issue_loads(sm, 0, a, start + beg, min(C, end - beg), h, col0, kOut);
   if (threadIdx.x >= 128)
-    update_loop<kOut, kWgRead>(sm, a, start, beg, end, h, col0, ends);
+    update_loop<kOut>(sm, a, start, beg, end, h, col0, ends);
   else
-    readout_loop<kOut, kWgRead>(sm, a, start, beg, end, h, col0);
+    readout_loop<kOut>(sm, a, start, beg, end, h, col0);
   __syncthreads();
   if (ends.z_out && col0 == 0) store_gram(sm, ends.z_out);
 }
@@ -2146,23 +1706,20 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
 
 enum class Mode { kSegState, kOutput, kAccumulate, kSegLocal };
 
-// The segment runner of a kernel family: 0 = v5 (mma.sync), 1 = v6 (wgmma, sm_90a), 2 = v7 (mma.sync),
-// 3 = v7 with the warpgroup-MMA readout (sm_90a).
+// The segment runner of a kernel family: 0 = v5 (mma.sync), 1 = v6 (wgmma, sm_90a), 2 = v7 (mma.sync).
 template <int kFam, bool kOut>
 __device__ __forceinline__ void run(unsigned char* raw, const LaCudaArgs& a, int start, int beg, int end, int h,
                                     int col0, const Ends& ends) {
   if constexpr (kFam == 1)
     wg::run_segment<kOut>(*reinterpret_cast<wg::Smem*>(raw), a, start, beg, end, h, col0, ends);
-  else if constexpr (kFam == 2 || kFam == 3)
-    v7::run_segment<kOut, kFam == 3>(*reinterpret_cast<v7::Smem*>(raw), a, start, beg, end, h, col0, ends);
-  else if constexpr (kFam >= 4)
-    v7b::run_segment<kOut, kFam == 5>(*reinterpret_cast<v7b::Smem*>(raw), a, start, beg, end, h, col0, ends);
+  else if constexpr (kFam == 2)
+    v7::run_segment<kOut>(*reinterpret_cast<v7::Smem*>(raw), a, start, beg, end, h, col0, ends);
   else
     run_segment<kOut>(*reinterpret_cast<Smem*>(raw), a, start, beg, end, h, col0, ends);
 }
 template <int kFam>
 constexpr size_t smem_bytes() {
-  return kFam == 1 ? sizeof(wg::Smem) : kFam >= 4 ? sizeof(v7b::Smem) : kFam >= 2 ? sizeof(v7::Smem) : sizeof(Smem);
+  return kFam == 1 ? sizeof(wg::Smem) : kFam == 2 ? sizeof(v7::Smem) : sizeof(Smem);
 }
 
 // grid (slices, B*H, nseg).
@@ -2214,9 +1771,8 @@ __global__ void __launch_bounds__(NT, kMinBlocks)
   run<kFam, true>(raw, a, start, beg, end, h, col0, ends);
 }
 
-// Which kernels run (la_prefill_set_kernel): v7 by default (its readout on warpgroup MMA on sm_90, on
-// mma.sync elsewhere); v7 all on mma.sync, v5 and the v6 wgmma kernels (sm_90 only) on request
-// (dev/README.md).
+// Which kernels run (la_prefill_set_kernel): v7 (mma.sync, roles) by default; v5 (mma.sync, tiles) and the
+// v6 wgmma kernels (sm_90 only) on request (dev/README.md).
 LaPrefillKernel g_kernel = LaPrefillKernel::kRoles;
 bool sm90() {
   static int major = -1;
@@ -2240,12 +1796,6 @@ void launch(dim3 grid, const LaCudaArgs& a, int seg_len, int nseg, float* segS, 
     launch_fam<kMode, 1>(grid, a, seg_len, nseg, segS, segZ);
   else if (g_kernel == LaPrefillKernel::kMmaSync)
     launch_fam<kMode, 0>(grid, a, seg_len, nseg, segS, segZ);
-  else if (g_kernel == LaPrefillKernel::kRoles && sm90())
-    launch_fam<kMode, 3>(grid, a, seg_len, nseg, segS, segZ);
-  else if (g_kernel == LaPrefillKernel::kRolesB && sm90())
-    launch_fam<kMode, 5>(grid, a, seg_len, nseg, segS, segZ);
-  else if (g_kernel == LaPrefillKernel::kRolesB || g_kernel == LaPrefillKernel::kRolesBMmaSync)
-    launch_fam<kMode, 4>(grid, a, seg_len, nseg, segS, segZ);
   else
     launch_fam<kMode, 2>(grid, a, seg_len, nseg, segS, segZ);
 }
@@ -2265,9 +1815,6 @@ void init() {
   allow_smem<1>();
   allow_smem<1, 1>();
   allow_smem<2>();
-  allow_smem<3>();
-  allow_smem<4>();
-  allow_smem<5>();
   done = true;
 }
 
@@ -2278,11 +1825,15 @@ int choose_segments(const LaCudaArgs& a, int* seg_len) {
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     const int64_t ctas = int64_t(a.B) * a.H * ((a.dv + DS - 1) / DS);
-    // At most one wave of 2 CTAs per SM (a second, partial wave would cost a whole segment's time);
-    // segments of at least 512 tokens.
+    // At most one wave of 2 CTAs per SM (a second, partial wave would cost a whole segment's time).
+    // A split adds a state pass over all but the last segment and a scan: with s segments the passes
+    // cover ~1.6 / s of the sequence each, so fewer than 4 segments never paid (measured at B = 4 / 8,
+    // N = 2k / 4k: unsplit 0.117 / 0.121 ms against 0.140 / 0.213 split, dev/README.md "v7"); segments
+    // of at least 1024 tokens, or 512 when the grid is very small (<= 1/8 of the CTA slots).
     const int64_t want = std::max<int64_t>(1, 2 * int64_t(sms) / ctas);
-    const int64_t by_len = std::max<int64_t>(1, a.max_len / 512);
-    const int64_t nseg = std::max<int64_t>(1, std::min(want, by_len));
+    const int64_t by_len = std::max<int64_t>(1, a.max_len / (want >= 8 ? 512 : 1024));
+    int64_t nseg = std::max<int64_t>(1, std::min(want, by_len));
+    if (nseg < 4) nseg = 1;
     sl = int((a.max_len + nseg - 1) / nseg);
   }
   sl = std::max(C, (sl + C - 1) / C * C);
@@ -2390,8 +1941,9 @@ void la_decode_step_cuda(const __nv_bfloat16* q, const __nv_bfloat16* k, const _
                          float* S, float* z, int B, int H, int dv, const float* gamma, const float* dt, float eps,
                          cudaStream_t stream) {
   JRT_CHECK(B > 0 && H > 0 && dv > 0, "la_decode_step_cuda: empty batch");
-  JRT_CHECK(dv <= kDecMaxDv, "la_decode_step_cuda: d_v {} > {} is not supported", dv, kDecMaxDv);
-  decode_step_kernel<<<B * H, kDecCols * kDecGroups, 0, stream>>>(q, k, v, y, S, z, H, dv, gamma, dt, eps);
+  JRT_CHECK(dv <= kDecMaxDv && dv % 2 == 0, "la_decode_step_cuda: d_v {} is not supported (even, <= {})", dv,
+            kDecMaxDv);
+  decode_step_kernel<<<B * H, kDecThreads, 0, stream>>>(q, k, v, y, S, z, H, dv, gamma, dt, eps);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

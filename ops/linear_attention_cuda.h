@@ -52,12 +52,11 @@ struct LaCudaArgs {
 };
 
 // Kernel family of the prefill / encoder passes without decay (process-wide, not thread-safe):
-// kRoles, the default (v7: readout and update warps, F(Q) in registers; the readout's F(Q) S product on
-// warpgroup MMA on sm_90, on mma.sync elsewhere); kRolesMmaSync (v7 all on mma.sync); kMmaSync (v5: the
-// chunk's tiles over all warps); kWgmma / kWgmma1Cta (v6, sm_90 only, 2 or 1 CTAs per SM; mma.sync v7
-// elsewhere). The non-default ones are kernel-lab variants that tests and bench_cuda_prefill --kernel
-// select (dev/README.md has their measurements).
-enum class LaPrefillKernel { kRoles, kRolesMmaSync, kMmaSync, kWgmma, kWgmma1Cta, kRolesB, kRolesBMmaSync };
+// kRoles, the default everywhere (v7: mma.sync; readout warps and update warps, the F(Q) operand built in
+// registers); kMmaSync (v5: mma.sync, the chunk's tiles over all warps); kWgmma / kWgmma1Cta (v6,
+// warpgroup MMA, sm_90 only, 2 or 1 CTAs per SM; v7 elsewhere). The non-default ones are kernel-lab
+// variants that tests and bench_cuda_prefill --kernel select (dev/README.md has their measurements).
+enum class LaPrefillKernel { kRoles, kMmaSync, kWgmma, kWgmma1Cta };
 void la_prefill_set_kernel(LaPrefillKernel k);
 bool la_prefill_wgmma_available();
 

@@ -21,9 +21,52 @@ __device__ float block_sum(float v, float* sh) {
   return t;
 }
 
-// One CTA per output row n: x [rows[n] or n, d] fp32 -> y [n, d] bf16.
+// One CTA per output row n: x [rows[n] or n, d] fp32 -> y [n, d] bf16. The row is read once into
+// registers (kPer values per thread, d <= kPer * blockDim.x), so the statistics and the output need no
+// second pass over memory: the decode step's norms are latency-bound (a few hundred rows).
+template <int kPer>
 __global__ void norm_kernel(const float* x, int64_t ldx, const int32_t* rows, const float* w, const float* b, bool rms,
                             float eps, int64_t d, bf16* y, int64_t ldy) {
+  __shared__ float sh[32];
+  const int64_t n = blockIdx.x;
+  const float* xr = x + (rows ? int64_t(rows[n]) : n) * ldx;
+  bf16* yr = y + n * ldy;
+  const int nt = int(blockDim.x), id = int(d);
+  float v[kPer];
+#pragma unroll
+  for (int u = 0; u < kPer; ++u) {
+    const int i = int(threadIdx.x) + u * nt;
+    v[u] = i < id ? xr[i] : 0.0f;
+  }
+  float mean = 0.0f;
+  if (!rms) {
+    float s = 0.0f;
+#pragma unroll
+    for (int u = 0; u < kPer; ++u) s += v[u];
+    mean = block_sum(s, sh) / float(d);
+  }
+  float s2 = 0.0f;
+#pragma unroll
+  for (int u = 0; u < kPer; ++u) {
+    const int i = int(threadIdx.x) + u * nt;
+    const float c = i < id ? v[u] - mean : 0.0f;
+    s2 += c * c;
+  }
+  const float inv = rsqrtf(block_sum(s2, sh) / float(d) + eps);
+#pragma unroll
+  for (int u = 0; u < kPer; ++u) {
+    const int i = int(threadIdx.x) + u * nt;
+    if (i < id) {
+      float o = (v[u] - mean) * inv * w[i];
+      if (b) o += b[i];
+      yr[i] = __float2bfloat16(o);
+    }
+  }
+}
+
+// Rows wider than the register form: three passes over the (cached) row.
+__global__ void norm_wide_kernel(const float* x, int64_t ldx, const int32_t* rows, const float* w, const float* b,
+                                 bool rms, float eps, int64_t d, bf16* y, int64_t ldy) {
   __shared__ float sh[32];
   const int64_t n = blockIdx.x;
   const float* xr = x + (rows ? int64_t(rows[n]) : n) * ldx;
@@ -50,8 +93,15 @@ __global__ void norm_kernel(const float* x, int64_t ldx, const int32_t* rows, co
 void norm_cuda(const float* x, int64_t ldx, const int32_t* rows, const float* w, const float* b, bool rms, float eps,
                int64_t N, int64_t d, bf16* y, int64_t ldy, cudaStream_t stream) {
   if (N <= 0) return;
-  const int threads = d >= 1024 ? 512 : d >= 256 ? 256 : 128;
-  norm_kernel<<<unsigned(N), threads, 0, stream>>>(x, ldx, rows, w, rms ? nullptr : b, rms, eps, d, y, ldy);
+  const float* bb = rms ? nullptr : b;
+  if (d <= 256 * 2)
+    norm_kernel<2><<<unsigned(N), 256, 0, stream>>>(x, ldx, rows, w, bb, rms, eps, d, y, ldy);
+  else if (d <= 512 * 4)
+    norm_kernel<4><<<unsigned(N), 512, 0, stream>>>(x, ldx, rows, w, bb, rms, eps, d, y, ldy);
+  else if (d <= 1024 * 8)
+    norm_kernel<8><<<unsigned(N), 1024, 0, stream>>>(x, ldx, rows, w, bb, rms, eps, d, y, ldy);
+  else
+    norm_wide_kernel<<<unsigned(N), 1024, 0, stream>>>(x, ldx, rows, w, bb, rms, eps, d, y, ldy);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -46,9 +46,7 @@ using jrt::test::to_bf16;
 const char* kernel_name(LaPrefillKernel k) {
   switch (k) {
     case LaPrefillKernel::kRoles:
-      return la_prefill_wgmma_available() ? "roles, wgmma readout (v7)" : "roles, mma.sync (v7)";
-    case LaPrefillKernel::kRolesMmaSync:
-      return "roles, mma.sync (v7)";
+      return "mma.sync roles (v7)";
     case LaPrefillKernel::kMmaSync:
       return "mma.sync tiles (v5)";
     case LaPrefillKernel::kWgmma:
@@ -204,10 +202,9 @@ TEST(CudaLinearAttention, MatchesCpuReference) {
       {{129, 64, 65, 3}, 3, 128, false, false, true, 0},  // d_v 128, tails
       {{5000, 31}, 1, 64, false, true, true, 0, true},    // automatic split of a long and a short sequence
   };
-  // Every kernel family: v7 (the default; on sm_90 with the wgmma readout) and v7 / v5 on mma.sync, and on
-  // sm_90 the v6 wgmma kernel-lab variants.
-  for (auto k : {LaPrefillKernel::kRoles, LaPrefillKernel::kRolesMmaSync, LaPrefillKernel::kMmaSync,
-                 LaPrefillKernel::kWgmma, LaPrefillKernel::kWgmma1Cta}) {
+  // Every kernel family: v7 (the default) and v5 on mma.sync, and on sm_90 the v6 wgmma kernel-lab variants.
+  for (auto k :
+       {LaPrefillKernel::kRoles, LaPrefillKernel::kMmaSync, LaPrefillKernel::kWgmma, LaPrefillKernel::kWgmma1Cta}) {
     if ((k == LaPrefillKernel::kWgmma || k == LaPrefillKernel::kWgmma1Cta) && !la_prefill_wgmma_available()) continue;
     std::printf(" %s kernels\n", kernel_name(k));
     la_prefill_set_kernel(k);
