@@ -745,6 +745,80 @@ __device__ __forceinline__ void add_gram(Sm& sm, const float (&zt)[3][4], int la
   if (lane == 0) sm.z0 += float(valid);
 }
 
+// The Taylor weights of query block rg (A fragment qa) against key block j <= rg (16 keys from kblk):
+// s = Q K^T (two m16n8k16), w = 1 + s/4 + s^2/32, masked above the diagonal when j == rg, packed as the
+// A fragment pa of P V; the weights of rows g and g + 8 are added to rs0 and rs1 (fp32).
+__device__ __forceinline__ void taylor_block(uint32_t (&pa)[4], const uint32_t (&qa)[4], const bf16* kblk, int j,
+                                             int rg, int lane, float& rs0, float& rs1) {
+  const int g = lane / 4, c4 = lane % 4;
+  float s[2][4] = {};
+  uint32_t kb[4];
+  ldsm_b(kb, kblk, LDX, lane);
+  mma(s[0], qa, kb[0], kb[1]);
+  mma(s[1], qa, kb[2], kb[3]);
+#pragma unroll
+  for (int n = 0; n < 2; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int i = g + 8 * (e / 2), jj = 8 * n + 2 * c4 + (e % 2);  // within the 16 x 16 block
+      const float x = s[n][e] * 0.25f;
+      const float w = (j < rg || jj <= i) ? 1.0f + x + 0.5f * x * x : 0.0f;
+      s[n][e] = w;
+      if (e < 2)
+        rs0 += w;
+      else
+        rs1 += w;
+    }
+  pa[0] = pack_bf2(s[0][0], s[0][1]);
+  pa[1] = pack_bf2(s[0][2], s[0][3]);
+  pa[2] = pack_bf2(s[1][0], s[1][1]);
+  pa[3] = pack_bf2(s[1][2], s[1][3]);
+}
+
+// Intra-chunk part of query block rg for 16 kNN output columns (v: the chunk's V tile from the first of
+// them): O = P V over the key blocks j <= rg, one block at a time (8 score registers live), from zero.
+template <int kNN>
+__device__ __forceinline__ void intra_chunk(float (&o)[2 * kNN][4], const uint32_t (&qa)[4], const bf16* k,
+                                            const bf16* v, int rg, int lane, float& rs0, float& rs1) {
+#pragma unroll
+  for (int n = 0; n < 2 * kNN; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[n][e] = 0.0f;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    if (j <= rg) {
+      uint32_t pa[4];
+      taylor_block(pa, qa, k + 16 * j * LDX, j, rg, lane, rs0, rs1);
+#pragma unroll
+      for (int nn = 0; nn < kNN; ++nn) {
+        uint32_t vb[4];
+        ldsm_bt(vb, v + 16 * j * LDV + 16 * nn, LDV, lane);
+        mma(o[2 * nn], pa, vb[0], vb[1]);
+        mma(o[2 * nn + 1], pa, vb[2], vb[3]);
+      }
+    }
+  }
+}
+
+// The chunk's Gram sums of the keys (one warp, k: the chunk's K tile), added to the running ones in shared
+// memory: Z2 += K^T K (rows g, g + 8 of each tile), Z1 += K^T 1 (a ones column), Z0 += the valid rows.
+template <class Sm>
+__device__ __forceinline__ void chunk_gram(Sm& sm, const bf16* k, int lane, int valid) {
+  const int g = lane / 4;
+  const uint32_t ones = pack_bf2(g == 0 ? 1.0f : 0.0f, g == 0 ? 1.0f : 0.0f);
+  float zt[3][4] = {};
+#pragma unroll
+  for (int ks = 0; ks < C / 16; ++ks) {
+    uint32_t ka[4], kb[4];
+    ldsm_at(ka, k + 16 * ks * LDX, LDX, lane);
+    ldsm_bt(kb, k + 16 * ks * LDX, LDX, lane);
+    mma(zt[0], ka, kb[0], kb[1]);
+    mma(zt[1], ka, kb[2], kb[3]);
+    mma(zt[2], ka, ones, ones);
+  }
+  add_gram(sm, zt, lane, valid);
+}
+
 struct Ends {
   const float* S_in = nullptr;  // canonical [160, dv] at this head (or null: zero)
   const float* z_in = nullptr;  // [160]
@@ -773,7 +847,6 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
   // Gram sums in shared memory (fp32): Z2 = sum k k^T, Z1 = sum k, Z0 = count (from a canonical z_in).
   load_gram(sm, ends.z_in);
   const int ldo = int(a.ldo ? a.ldo : int64_t(a.H) * a.dv);
-  const uint32_t ones = pack_bf2(g == 0 ? 1.0f : 0.0f, g == 0 ? 1.0f : 0.0f);
 
   if (beg < end) issue_loads(sm, 0, a, start + beg, min(C, end - beg), h, col0, kOut);
   int buf = 0;
@@ -821,42 +894,7 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
       ldsm_a(qa, sm.q[buf] + 16 * rg * LDX, LDX, lane);
       float rs0 = 0.0f, rs1 = 0.0f;
       float o[4][4];
-#pragma unroll
-      for (int n = 0; n < 4; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) o[n][e] = 0.0f;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        if (j <= rg) {
-          float s[2][4] = {};
-          uint32_t kb[4];
-          ldsm_b(kb, sm.k[buf] + 16 * j * LDX, LDX, lane);
-          mma(s[0], qa, kb[0], kb[1]);
-          mma(s[1], qa, kb[2], kb[3]);
-#pragma unroll
-          for (int n = 0; n < 2; ++n)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int i = g + 8 * (e / 2), jj = 8 * n + 2 * c4 + (e % 2);  // within the 16 x 16 block
-              const float x = s[n][e] * 0.25f;
-              const float w = (j < rg || jj <= i) ? 1.0f + x + 0.5f * x * x : 0.0f;
-              s[n][e] = w;
-              if (e < 2)
-                rs0 += w;
-              else
-                rs1 += w;
-            }
-          const uint32_t pa[4] = {pack_bf2(s[0][0], s[0][1]), pack_bf2(s[0][2], s[0][3]), pack_bf2(s[1][0], s[1][1]),
-                                  pack_bf2(s[1][2], s[1][3])};
-#pragma unroll
-          for (int nn = 0; nn < 2; ++nn) {
-            uint32_t vb[4];
-            ldsm_bt(vb, sm.v[buf] + 16 * j * LDV + 32 * ch + 16 * nn, LDV, lane);
-            mma(o[2 * nn], pa, vb[0], vb[1]);
-            mma(o[2 * nn + 1], pa, vb[2], vb[3]);
-          }
-        }
-      }
+      intra_chunk<2>(o, qa, sm.k[buf], sm.v[buf] + 32 * ch, rg, lane, rs0, rs1);
 #pragma unroll
       for (int ks = 0; ks < F / 16; ++ks) {
         uint32_t fa[4];
@@ -900,17 +938,7 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
         for (int n = 0; n < 5; ++n) mma(st[m][n], va[m], fb[2 * n], fb[2 * n + 1]);
     }
     if (warp == 0) {  // this chunk's Gram sums, added to the running ones (rows g, g + 8 of each tile)
-      float zt[3][4] = {};
-#pragma unroll
-      for (int ks = 0; ks < C / 16; ++ks) {
-        uint32_t ka[4], kb[4];
-        ldsm_at(ka, sm.k[buf] + 16 * ks * LDX, LDX, lane);
-        ldsm_bt(kb, sm.k[buf] + 16 * ks * LDX, LDX, lane);
-        mma(zt[0], ka, kb[0], kb[1]);
-        mma(zt[1], ka, kb[2], kb[3]);
-        mma(zt[2], ka, ones, ones);
-      }
-      add_gram(sm, zt, lane, valid);
+      chunk_gram(sm, sm.k[buf], lane, valid);
     }
   }
   __syncthreads();
@@ -1527,42 +1555,7 @@ __device__ void readout_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, 
     ldsm_a(qa, sm.q[buf] + 16 * rg * LDX, LDX, lane);
     float rs0 = 0.0f, rs1 = 0.0f;
     float o[8][4];
-#pragma unroll
-    for (int n = 0; n < 8; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) o[n][e] = 0.0f;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      if (j <= rg) {
-        float s[2][4] = {};
-        uint32_t kb[4];
-        ldsm_b(kb, sm.k[buf] + 16 * j * LDX, LDX, lane);
-        mma(s[0], qa, kb[0], kb[1]);
-        mma(s[1], qa, kb[2], kb[3]);
-#pragma unroll
-        for (int n = 0; n < 2; ++n)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int i = g + 8 * (e / 2), jj = 8 * n + 2 * c4 + (e % 2);
-            const float x = s[n][e] * 0.25f;
-            const float w = (j < rg || jj <= i) ? 1.0f + x + 0.5f * x * x : 0.0f;
-            s[n][e] = w;
-            if (e < 2)
-              rs0 += w;
-            else
-              rs1 += w;
-          }
-        const uint32_t pa[4] = {pack_bf2(s[0][0], s[0][1]), pack_bf2(s[0][2], s[0][3]), pack_bf2(s[1][0], s[1][1]),
-                                pack_bf2(s[1][2], s[1][3])};
-#pragma unroll
-        for (int nn = 0; nn < 4; ++nn) {
-          uint32_t vb[4];
-          ldsm_bt(vb, sm.v[buf] + 16 * j * LDV + 16 * nn, LDV, lane);
-          mma(o[2 * nn], pa, vb[0], vb[1]);
-          mma(o[2 * nn + 1], pa, vb[2], vb[3]);
-        }
-      }
-    }
+    intra_chunk<4>(o, qa, sm.k[buf], sm.v[buf], rg, lane, rs0, rs1);
     // den_inter(row) = Z0 + sum_j q_j (Z1_j / 4 + (Q Z2 / 32)_j); the lane holds columns 8 n + 2 c4 + (0, 1)
     // of rows g (qa[2 n]) and g + 8 (qa[2 n + 1]).
     float y[2][4] = {};
@@ -1621,7 +1614,6 @@ __device__ void update_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, i
         const int d = col0 + 32 * mh + 16 * m + g + 8 * (e / 2), f = c_canon.v[80 * nf + 8 * n + 2 * c4 + (e % 2)];
         st[m][n][e] = (ends.S_in && d < a.dv) ? ends.S_in[int64_t(f) * a.dv + d] : 0.0f;
       }
-  const uint32_t ones = pack_bf2(g == 0 ? 1.0f : 0.0f, g == 0 ? 1.0f : 0.0f);
   int buf = 0;
   for (int t0 = beg; t0 < end; t0 += C, buf ^= 1) {
     const int valid = min(C, end - t0);
@@ -1659,17 +1651,7 @@ __device__ void update_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, i
       }
     }
     if (u == 0) {  // the chunk's Gram sums, added to the running ones; then their bf16 hi / lo operands
-      float zt[3][4] = {};
-#pragma unroll
-      for (int ks = 0; ks < C / 16; ++ks) {
-        uint32_t ka[4], kb[4];
-        ldsm_at(ka, sm.k[buf] + 16 * ks * LDX, LDX, lane);
-        ldsm_bt(kb, sm.k[buf] + 16 * ks * LDX, LDX, lane);
-        mma(zt[0], ka, kb[0], kb[1]);
-        mma(zt[1], ka, kb[2], kb[3]);
-        mma(zt[2], ka, ones, ones);
-      }
-      add_gram(sm, zt, lane, valid);
+      chunk_gram(sm, sm.k[buf], lane, valid);
       __syncwarp();
       if (kOut) split_gram(sm, lane, 32);
     }
