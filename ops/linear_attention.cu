@@ -645,20 +645,24 @@ __device__ __forceinline__ void store_quarter(std::integer_sequence<int, I...>, 
                                               __nv_bfloat162 one, bf16* ft) {
   ((*reinterpret_cast<__nv_bfloat162*>(ft + (kQuarter * Q + I) * LDT) = feature<kQuarter * Q + I>(xh, one)), ...);
 }
-// Warp-uniform quarter Q of the features of tokens (t, t + 1) (rows past `valid` are zero in the tile);
-// with den, also their share of f(q).z from the Gram sums: rows i in [4 Q, 4 Q + 4) of
-// Z0 [Q == 0] + q.Z1 / 4 + q^T Z2 q / 32  =  Z0 + xh.Z1 / 2 + xh^T Z2 xh / 8.
-template <int Q>
-__device__ __forceinline__ void build_pair(Smem& sm, const bf16* tile, bf16* ft, int t, int valid, bool den) {
+// Rows t and t + 1 of a q / k tile, halved, as bf16 pairs: xh[i] = (x_t[i] / 2, x_{t+1}[i] / 2) (exact).
+__device__ __forceinline__ void load_pair_half(__nv_bfloat162 (&xh)[16], const bf16* tile, int t) {
   const uint4* p0 = reinterpret_cast<const uint4*>(tile + t * LDX);
   const uint4* p1 = reinterpret_cast<const uint4*>(tile + (t + 1) * LDX);
   uint4 u0[2] = {p0[0], p0[1]}, u1[2] = {p1[0], p1[1]};
   const bf16* e0 = reinterpret_cast<const bf16*>(u0);
   const bf16* e1 = reinterpret_cast<const bf16*>(u1);
   const __nv_bfloat162 half2v = __floats2bfloat162_rn(0.5f, 0.5f);
-  __nv_bfloat162 xh[16];
 #pragma unroll
   for (int i = 0; i < 16; ++i) xh[i] = __hmul2(__halves2bfloat162(e0[i], e1[i]), half2v);
+}
+// Warp-uniform quarter Q of the features of tokens (t, t + 1) (rows past `valid` are zero in the tile);
+// with den, also their share of f(q).z from the Gram sums: rows i in [4 Q, 4 Q + 4) of
+// Z0 [Q == 0] + q.Z1 / 4 + q^T Z2 q / 32  =  Z0 + xh.Z1 / 2 + xh^T Z2 xh / 8.
+template <int Q>
+__device__ __forceinline__ void build_pair(Smem& sm, const bf16* tile, bf16* ft, int t, int valid, bool den) {
+  __nv_bfloat162 xh[16];
+  load_pair_half(xh, tile, t);
   store_quarter<Q>(std::make_integer_sequence<int, kQuarter>(), xh,
                    __floats2bfloat162_rn(t < valid ? 1.0f : 0.0f, t + 1 < valid ? 1.0f : 0.0f), ft + t);
   if (!den) return;
@@ -1439,15 +1443,8 @@ __device__ __forceinline__ void store_keys(std::integer_sequence<int, I...>, con
 }
 template <int P0, int N>
 __device__ __forceinline__ void build_keys(const bf16* tile, bf16* ft, int t, int valid) {
-  const uint4* p0 = reinterpret_cast<const uint4*>(tile + t * LDX);
-  const uint4* p1 = reinterpret_cast<const uint4*>(tile + (t + 1) * LDX);
-  uint4 u0[2] = {p0[0], p0[1]}, u1[2] = {p1[0], p1[1]};
-  const bf16* e0 = reinterpret_cast<const bf16*>(u0);
-  const bf16* e1 = reinterpret_cast<const bf16*>(u1);
-  const __nv_bfloat162 half2v = __floats2bfloat162_rn(0.5f, 0.5f);
   __nv_bfloat162 xh[16];
-#pragma unroll
-  for (int i = 0; i < 16; ++i) xh[i] = __hmul2(__halves2bfloat162(e0[i], e1[i]), half2v);
+  load_pair_half(xh, tile, t);
   store_keys<P0>(std::make_integer_sequence<int, N>(), xh,
                  __floats2bfloat162_rn(t < valid ? 1.0f : 0.0f, t + 1 < valid ? 1.0f : 0.0f), ft + t);
 }
