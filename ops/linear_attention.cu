@@ -512,6 +512,23 @@ __global__ void __launch_bounds__(kDecThreads)
 // Two barriers per chunk: (1) chunk landed -> features built, the bf16 state copy written from the
 // registers, den_inter computed; (2) readout + update. The state layout in and out is the canonical
 // 160-feature one (S [160, dv], z [160]), converted at the segment's ends only.
+// Segment length (a multiple of the 64-token chunk) and segment count for a.max_len: a.segment_len when
+// set, else the count nseg_auto(SM count) gives (each kernel family has its own rule).
+template <class Auto>
+int segment_split(const LaCudaArgs& a, int* seg_len, Auto nseg_auto) {
+  int sl = a.segment_len;
+  if (sl <= 0) {
+    int dev = 0, sms = 132;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    const int64_t nseg = nseg_auto(int64_t(sms));
+    sl = int((a.max_len + nseg - 1) / nseg);
+  }
+  sl = std::max(C, (sl + C - 1) / C * C);
+  *seg_len = sl;
+  return std::max(1, (a.max_len + sl - 1) / sl);
+}
+
 namespace v4 {
 
 constexpr int C = 64;
@@ -586,10 +603,12 @@ __device__ __forceinline__ void cp16(void* dst, const void* src, bool ok) {
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n"); }
 __device__ __forceinline__ void cp_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
 
-// Chunk rows [row0, row0 + valid) of q (if want_q), k and the 64-column v slice into buffer `buf`.
-template <class Sm>
-__device__ void issue_loads(Sm& sm, int buf, const LaCudaArgs& a, int64_t row0, int valid, int h, int col0,
-                            bool want_q) {
+// Chunk rows [row0, row0 + valid) of q (if want_q), k and the 64-column v slice into the tiles q, k, v of
+// one buffer, 16 bytes at a time, zero-filled past `valid` and past d_v. Layout: the kernel family's element
+// offsets, Layout::qk(row, half) and Layout::v(row, d8).
+template <class Layout>
+__device__ void issue_loads_to(bf16* q, bf16* k, bf16* v, const LaCudaArgs& a, int64_t row0, int valid, int h, int col0,
+                               bool want_q) {
   const int64_t ldq = a.ldq ? a.ldq : int64_t(a.H) * 16, ldk = a.ldk ? a.ldk : int64_t(a.H) * 16;
   const int64_t ldv = a.ldv ? a.ldv : int64_t(a.H) * a.dv;
   for (int idx = threadIdx.x; idx < C * 2 * 2; idx += NT) {
@@ -598,15 +617,25 @@ __device__ void issue_loads(Sm& sm, int buf, const LaCudaArgs& a, int64_t row0, 
     const bf16* base = which ? a.k : a.q;
     const bool ok = r < valid;
     const bf16* src = ok ? base + (row0 + r) * (which ? ldk : ldq) + h * 16 + half * 8 : base;
-    cp16((which ? sm.k[buf] : sm.q[buf]) + r * LDX + half * 8, src, ok);
+    cp16((which ? k : q) + Layout::qk(r, half), src, ok);
   }
   for (int idx = threadIdx.x; idx < C * (DS / 8); idx += NT) {
-    const int r = idx / (DS / 8), c8 = (idx % (DS / 8)) * 8;
-    const bool ok = r < valid && col0 + c8 < a.dv;
-    const bf16* src = ok ? a.v + (row0 + r) * ldv + int64_t(h) * a.dv + col0 + c8 : a.v;
-    cp16(sm.v[buf] + r * LDV + c8, src, ok);
+    const int r = idx / (DS / 8), d8 = idx % (DS / 8);
+    const bool ok = r < valid && col0 + 8 * d8 < a.dv;
+    const bf16* src = ok ? a.v + (row0 + r) * ldv + int64_t(h) * a.dv + col0 + 8 * d8 : a.v;
+    cp16(v + Layout::v(r, d8), src, ok);
   }
   cp_commit();
+}
+// The padded row-major tiles of v5 / v7.
+struct RowTiles {
+  static __device__ __forceinline__ int qk(int r, int half) { return r * LDX + half * 8; }
+  static __device__ __forceinline__ int v(int r, int d8) { return r * LDV + 8 * d8; }
+};
+template <class Sm>
+__device__ void issue_loads(Sm& sm, int buf, const LaCudaArgs& a, int64_t row0, int valid, int h, int col0,
+                            bool want_q) {
+  issue_loads_to<RowTiles>(sm.q[buf], sm.k[buf], sm.v[buf], a, row0, valid, h, col0, want_q);
 }
 
 // The canonical feature f (compile time) of x: [1, x/2, x_i^2/sqrt(32), x_i x_j/4 (i < j), 0 padding].
@@ -691,7 +720,7 @@ __device__ __forceinline__ void build_pair(Smem& sm, const bf16* tile, bf16* ft,
   sm.den[Q][t + 1] = d1;
 }
 
-__device__ __forceinline__ int pair_index(int i, int j) { return 33 + i * (31 - i) / 2 + (j - i - 1); }
+constexpr int pair_index(int i, int j) { return 33 + i * (31 - i) / 2 + (j - i - 1); }  // i < j
 
 // The Gram sums (Z0, Z1, Z2 in shared memory) from / to the canonical z [160] (null z_in: zero). Z2 is
 // kept whole (both triangles); the canonical pair feature reads its upper triangle.
@@ -823,6 +852,19 @@ __device__ __forceinline__ void chunk_gram(Sm& sm, const bf16* k, int lane, int 
   add_gram(sm, zt, lane, valid);
 }
 
+// Calls fn(value, d, p) for each fp32 state value of a thread's 2 x kN accumulator tiles: row (d_v column)
+// d = d0 + 16 m + g + 8 (e / 2), feature position p = p0 + 8 n + 2 c4 + (e % 2).
+template <int kN, class Fn>
+__device__ __forceinline__ void each_state(float (&st)[2][kN][4], int d0, int p0, int lane, Fn&& fn) {
+  const int g = lane / 4, c4 = lane % 4;
+#pragma unroll
+  for (int m = 0; m < 2; ++m)
+#pragma unroll
+    for (int n = 0; n < kN; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) fn(st[m][n][e], d0 + 16 * m + g + 8 * (e / 2), p0 + 8 * n + 2 * c4 + (e % 2));
+}
+
 struct Ends {
   const float* S_in = nullptr;  // canonical [160, dv] at this head (or null: zero)
   const float* z_in = nullptr;  // [160]
@@ -839,15 +881,8 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
   const int rg = warp % 4, ch = warp / 4;  // readout: query rows 16 rg .., output columns 32 ch ..
   // State S^T[32 mh + 16 m + (g, g+8)][40 ng + 8 n + 2 c4 + (0, 1)] in fp32 registers.
   float st[2][5][4];
-#pragma unroll
-  for (int m = 0; m < 2; ++m)
-#pragma unroll
-    for (int n = 0; n < 5; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int d = col0 + 32 * mh + 16 * m + g + 8 * (e / 2), f = 40 * ng + 8 * n + 2 * c4 + (e % 2);
-        st[m][n][e] = (ends.S_in && d < a.dv) ? ends.S_in[int64_t(f) * a.dv + d] : 0.0f;
-      }
+  each_state(st, col0 + 32 * mh, 40 * ng, lane,
+             [&](float& x, int d, int f) { x = (ends.S_in && d < a.dv) ? ends.S_in[int64_t(f) * a.dv + d] : 0.0f; });
   // Gram sums in shared memory (fp32): Z2 = sum k k^T, Z1 = sum k, Z0 = count (from a canonical z_in).
   load_gram(sm, ends.z_in);
   const int ldo = int(a.ldo ? a.ldo : int64_t(a.H) * a.dv);
@@ -946,17 +981,10 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
     }
   }
   __syncthreads();
-  if (ends.S_out) {
-#pragma unroll
-    for (int m = 0; m < 2; ++m)
-#pragma unroll
-      for (int n = 0; n < 5; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int d = col0 + 32 * mh + 16 * m + g + 8 * (e / 2), f = 40 * ng + 8 * n + 2 * c4 + (e % 2);
-          if (d < a.dv) ends.S_out[int64_t(f) * a.dv + d] = st[m][n][e];
-        }
-  }
+  if (ends.S_out)
+    each_state(st, col0 + 32 * mh, 40 * ng, lane, [&](float& x, int d, int f) {
+      if (d < a.dv) ends.S_out[int64_t(f) * a.dv + d] = x;
+    });
   if (ends.z_out && col0 == 0) store_gram(sm, ends.z_out);
 }
 
@@ -1131,25 +1159,15 @@ __device__ __forceinline__ void build_token(Smem& sm, const unsigned char* tile,
   sm.den[Q][t] = d;
 }
 
+// v6's core-matrix tiles (qk_off / v_off are byte offsets).
+struct CoreTiles {
+  static __device__ __forceinline__ int qk(int r, int half) { return qk_off(r, half) / 2; }
+  static __device__ __forceinline__ int v(int r, int d8) { return v_off(r, d8) / 2; }
+};
 __device__ void issue_loads(Smem& sm, int buf, const LaCudaArgs& a, int64_t row0, int valid, int h, int col0,
                             bool want_q) {
-  const int64_t ldq = a.ldq ? a.ldq : int64_t(a.H) * 16, ldk = a.ldk ? a.ldk : int64_t(a.H) * 16;
-  const int64_t ldv = a.ldv ? a.ldv : int64_t(a.H) * a.dv;
-  for (int idx = threadIdx.x; idx < C * 2 * 2; idx += NT) {
-    const int which = idx / (C * 2), r = (idx / 2) % C, half = idx % 2;
-    if (which == 0 && !want_q) continue;
-    const bf16* base = which ? a.k : a.q;
-    const bool ok = r < valid;
-    const bf16* src = ok ? base + (row0 + r) * (which ? ldk : ldq) + h * 16 + half * 8 : base;
-    cp16((which ? sm.k[buf] : sm.q[buf]) + qk_off(r, half), src, ok);
-  }
-  for (int idx = threadIdx.x; idx < C * (DS / 8); idx += NT) {
-    const int r = idx / (DS / 8), d8 = idx % (DS / 8);
-    const bool ok = r < valid && col0 + 8 * d8 < a.dv;
-    const bf16* src = ok ? a.v + (row0 + r) * ldv + int64_t(h) * a.dv + col0 + 8 * d8 : a.v;
-    cp16(sm.v[buf] + v_off(r, d8), src, ok);
-  }
-  cp_commit();
+  issue_loads_to<CoreTiles>(reinterpret_cast<bf16*>(sm.q[buf]), reinterpret_cast<bf16*>(sm.k[buf]),
+                            reinterpret_cast<bf16*>(sm.v[buf]), a, row0, valid, h, col0, want_q);
 }
 
 // One barrier for all 8 warps. The two warpgroups run separate loops (so that warpgroup 1's 80 state
@@ -1364,8 +1382,7 @@ namespace v7 {
 
 constexpr int LDZ = 24;  // rows of the Z2 hi / lo operands: 48 B (ldmatrix rows on distinct banks)
 
-constexpr int pidx(int i, int j) { return 33 + i * (31 - i) / 2 + (j - i - 1); }  // i < j
-constexpr int sorted_pair(int u, int w) { return u < w ? pidx(u, w) : pidx(w, u); }
+constexpr int sorted_pair(int u, int w) { return u < w ? pair_index(u, w) : pair_index(w, u); }
 // The feature order of v7's state ("positions"). Position p = 16 ks + 8 hh + 2 r + e is component e of
 // register j = 2 ks + hh of the m16n8k16 A fragment that lane r = lane % 4 holds for a row. With the row
 // rotated by 4 r, xr[m] = x[(m + 4 r) % 16], every register is a compile-time function of xr:
@@ -1601,16 +1618,10 @@ template <bool kOut>
 __device__ void update_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, int end, int h, int col0,
                             const Ends& ends) {
   const int u = threadIdx.x / 32 - 4, lane = threadIdx.x % 32, g = lane / 4, c4 = lane % 4, mh = u % 2, nf = u / 2;
-  float st[2][10][4];
-#pragma unroll
-  for (int m = 0; m < 2; ++m)
-#pragma unroll
-    for (int n = 0; n < 10; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int d = col0 + 32 * mh + 16 * m + g + 8 * (e / 2), f = c_canon.v[80 * nf + 8 * n + 2 * c4 + (e % 2)];
-        st[m][n][e] = (ends.S_in && d < a.dv) ? ends.S_in[int64_t(f) * a.dv + d] : 0.0f;
-      }
+  float st[2][10][4];  // rows of the canonical state through the position order (c_canon)
+  each_state(st, col0 + 32 * mh, 80 * nf, lane, [&](float& x, int d, int p) {
+    x = (ends.S_in && d < a.dv) ? ends.S_in[int64_t(c_canon.v[p]) * a.dv + d] : 0.0f;
+  });
   int buf = 0;
   for (int t0 = beg; t0 < end; t0 += C, buf ^= 1) {
     const int valid = min(C, end - t0);
@@ -1653,17 +1664,10 @@ __device__ void update_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, i
       if (kOut) split_gram(sm, lane, 32);
     }
   }
-  if (ends.S_out) {
-#pragma unroll
-    for (int m = 0; m < 2; ++m)
-#pragma unroll
-      for (int n = 0; n < 10; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int d = col0 + 32 * mh + 16 * m + g + 8 * (e / 2), f = c_canon.v[80 * nf + 8 * n + 2 * c4 + (e % 2)];
-          if (d < a.dv) ends.S_out[int64_t(f) * a.dv + d] = st[m][n][e];
-        }
-  }
+  if (ends.S_out)
+    each_state(st, col0 + 32 * mh, 80 * nf, lane, [&](float& x, int d, int p) {
+      if (d < a.dv) ends.S_out[int64_t(c_canon.v[p]) * a.dv + d] = x;
+    });
 }
 
 template <bool kOut>
@@ -1798,26 +1802,18 @@ void init() {
 }
 
 int choose_segments(const LaCudaArgs& a, int* seg_len) {
-  int sl = a.segment_len;
-  if (sl <= 0) {
-    int dev = 0, sms = 132;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  return segment_split(a, seg_len, [&](int64_t sms) {
     const int64_t ctas = int64_t(a.B) * a.H * ((a.dv + DS - 1) / DS);
     // At most one wave of 2 CTAs per SM (a second, partial wave would cost a whole segment's time).
     // A split adds a state pass over all but the last segment and a scan: with s segments the passes
     // cover ~1.6 / s of the sequence each, so fewer than 4 segments never paid (measured at B = 4 / 8,
     // N = 2k / 4k: unsplit 0.117 / 0.121 ms against 0.140 / 0.213 split, dev/README.md "v7"); segments
     // of at least 1024 tokens, or 512 when the grid is very small (<= 1/8 of the CTA slots).
-    const int64_t want = std::max<int64_t>(1, 2 * int64_t(sms) / ctas);
+    const int64_t want = std::max<int64_t>(1, 2 * sms / ctas);
     const int64_t by_len = std::max<int64_t>(1, a.max_len / (want >= 8 ? 512 : 1024));
-    int64_t nseg = std::max<int64_t>(1, std::min(want, by_len));
-    if (nseg < 4) nseg = 1;
-    sl = int((a.max_len + nseg - 1) / nseg);
-  }
-  sl = std::max(C, (sl + C - 1) / C * C);
-  *seg_len = sl;
-  return std::max(1, (a.max_len + sl - 1) / sl);
+    const int64_t nseg = std::max<int64_t>(1, std::min(want, by_len));
+    return nseg < 4 ? int64_t(1) : nseg;
+  });
 }
 
 }  // namespace v4
@@ -1831,22 +1827,13 @@ void init_pairs() {
 }
 
 int choose_segments(const LaCudaArgs& a, int* seg_len) {
-  int sl = a.segment_len;
-  if (sl <= 0) {
-    int dev = 0, sms = 132;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    const int slices = (a.dv + W - 1) / W;
-    const int64_t ctas = int64_t(a.B) * a.H * slices;
+  return segment_split(a, seg_len, [&](int64_t sms) {
+    const int64_t ctas = int64_t(a.B) * a.H * ((a.dv + W - 1) / W);
     // Enough CTAs for ~2 waves of 2 CTAs/SM; never segments shorter than 1024 tokens.
-    int64_t want = (4 * int64_t(sms) + ctas - 1) / ctas;
-    int64_t by_len = std::max<int64_t>(1, a.max_len / 1024);
-    int64_t nseg = std::max<int64_t>(1, std::min(want, by_len));
-    sl = int((a.max_len + nseg - 1) / nseg);
-  }
-  sl = std::max(C, (sl + C - 1) / C * C);
-  *seg_len = sl;
-  return std::max(1, (a.max_len + sl - 1) / sl);
+    const int64_t want = (4 * sms + ctas - 1) / ctas;
+    const int64_t by_len = std::max<int64_t>(1, a.max_len / 1024);
+    return std::max<int64_t>(1, std::min(want, by_len));
+  });
 }
 
 }  // namespace

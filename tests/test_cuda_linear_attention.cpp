@@ -57,6 +57,29 @@ const char* kernel_name(LaPrefillKernel k) {
   return "?";
 }
 
+// Per (b, h) of BH: the state of a random `ntok`-token prefix (zero for ntok = 0) in the CPU's 273-feature
+// layout (S273 [BH, 273, dv], z273 [BH, 273]) and in the kernels' 160-feature layout.
+struct PrefixStates {
+  std::vector<float> S273, z273, S160, z160;
+};
+PrefixStates prefix_states(int BH, int dv, int ntok, std::mt19937& rng, std::normal_distribution<float>& n) {
+  const int D = int(taylor_dim(16)), F = kLaFeat;
+  PrefixStates p{std::vector<float>(size_t(BH) * D * dv, 0.0f), std::vector<float>(size_t(BH) * D, 0.0f),
+                 std::vector<float>(size_t(BH) * F * dv), std::vector<float>(size_t(BH) * F)};
+  if (ntok > 0)
+    for (int bh = 0; bh < BH; ++bh) {
+      std::vector<float> kk(size_t(ntok) * 16), vv(size_t(ntok) * dv);
+      for (auto& e : kk) e = n(rng);
+      for (auto& e : vv) e = n(rng);
+      la_accumulate_state(kk.data(), 16, vv.data(), dv, ntok, 16, dv, &p.S273[size_t(bh) * D * dv],
+                          &p.z273[size_t(bh) * D]);
+    }
+  for (int bh = 0; bh < BH; ++bh)
+    la_state_from_273(&p.S273[size_t(bh) * D * dv], &p.z273[size_t(bh) * D], dv, &p.S160[size_t(bh) * F * dv],
+                      &p.z160[size_t(bh) * F]);
+  return p;
+}
+
 struct Case {
   std::vector<int> lens;
   int H, dv;
@@ -80,19 +103,8 @@ void run_case(const Case& c, uint32_t seed) {
   for (auto& e : dt) e = n(rng);
   for (int h = 0; h < H; ++h) gamma[size_t(h)] = float(1.0 - std::pow(2.0, -3.0 - h));
   auto qb = to_bf16(q), kb = to_bf16(k), vb = to_bf16(v);
-  // Initial states: the 273-layout state of a random 9-token prefix per (b, h).
-  std::vector<float> S273(size_t(B) * H * D * dv, 0.0f), z273(size_t(B) * H * D, 0.0f);
-  if (c.init_state)
-    for (int bh = 0; bh < B * H; ++bh) {
-      std::vector<float> kk(9 * 16), vv(size_t(9) * dv);
-      for (auto& e : kk) e = n(rng);
-      for (auto& e : vv) e = n(rng);
-      la_accumulate_state(kk.data(), 16, vv.data(), dv, 9, 16, dv, &S273[size_t(bh) * D * dv], &z273[size_t(bh) * D]);
-    }
-  std::vector<float> S160(size_t(B) * H * F * dv), z160(size_t(B) * H * F);
-  for (int bh = 0; bh < B * H; ++bh)
-    la_state_from_273(&S273[size_t(bh) * D * dv], &z273[size_t(bh) * D], dv, &S160[size_t(bh) * F * dv],
-                      &z160[size_t(bh) * F]);
+  // Initial states: the state of a random 9-token prefix per (b, h).
+  auto [S273, z273, S160, z160] = prefix_states(B * H, dv, c.init_state ? 9 : 0, rng, n);
   // CPU reference.
   std::vector<float> yref(size_t(T) * H * dv), Sref = S273, zref = z273;
   for (int b = 0; b < B; ++b)
@@ -233,17 +245,7 @@ TEST(CudaLinearAttention, EncoderAccumulationMatchesCpu) {
     for (auto* x : {&k, &v})
       for (auto& e : *x) e = n(rng);
     const auto kb = to_bf16(k), vb = to_bf16(v);
-    std::vector<float> S273(size_t(B) * H * D * dv, 0.0f), z273(size_t(B) * H * D, 0.0f);
-    for (int bh = 0; bh < B * H; ++bh) {  // initial state: a random 5-token prefix
-      std::vector<float> kk(5 * 16), vv(size_t(5) * dv);
-      for (auto& e : kk) e = n(rng);
-      for (auto& e : vv) e = n(rng);
-      la_accumulate_state(kk.data(), 16, vv.data(), dv, 5, 16, dv, &S273[size_t(bh) * D * dv], &z273[size_t(bh) * D]);
-    }
-    std::vector<float> S160(size_t(B) * H * F * dv), z160(size_t(B) * H * F);
-    for (int bh = 0; bh < B * H; ++bh)
-      la_state_from_273(&S273[size_t(bh) * D * dv], &z273[size_t(bh) * D], dv, &S160[size_t(bh) * F * dv],
-                        &z160[size_t(bh) * F]);
+    auto [S273, z273, S160, z160] = prefix_states(B * H, dv, 5, rng, n);  // initial state: a 5-token prefix
     for (int b = 0; b < B; ++b)
       for (int h = 0; h < H; ++h)
         if (lens[size_t(b)] > 0)
