@@ -246,9 +246,12 @@ struct GpuModel::Impl {
     switch (L.kind) {
       case MixerKind::BaseConv: {
         const int64_t di = L.di;
-        proj(h, d, L.w_in, L.b_in, T, d, 2 * di, w.u.get(), 2 * di);
+        // The input projection's bias is added by the conv as it reads u (no bias launch).
+        oc::linear_bf16(h, d, L.w_in.get(), T, d, 2 * di, w.u.get(), 2 * di, stream);
+        const float* b_in = L.b_in.get();
         oc::causal_conv1d_cuda(w.u.get(), 2 * di, cu, B, max_len, di, L.conv_w.get(), int(L.K), nullptr, true,
-                               w.u.get() + di, 2 * di, L.tail.get(), w.a.get(), di, stream);
+                               w.u.get() + di, 2 * di, L.tail.get(), w.a.get(), di, stream, b_in,
+                               b_in ? b_in + di : nullptr);
         residual(w.a.get(), di, L.w_out, L.b_out, T, r);
         break;
       }

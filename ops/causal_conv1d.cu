@@ -3,7 +3,7 @@
 // Shapes: x [T, C] bf16 (row stride ldx), gate [T, C] bf16 (ldg), y [T, C] bf16 (ldy), w [C, K] fp32,
 // bias [C] fp32, tail [B, K-1, C] fp32 (oldest first).
 //
-// Two launches on the stream:
+// Two launches on the stream (one, step_kernel, for a decode step: max_len 1):
 //   conv_kernel   grid (C tiles of 128, time tiles of 16 rows, B); one thread = one channel x up to 16
 //                 consecutive rows of one sequence, the K-input window sliding in registers; inputs
 //                 before the segment start come from the (old) tail.
@@ -49,7 +49,8 @@ template <int K>
 __global__ void __launch_bounds__(kThreads)
     conv_kernel(const bf16* __restrict__ x, int64_t ldx, const int32_t* __restrict__ cu, int64_t C,
                 const float* __restrict__ w, const float* __restrict__ bias, bool silu, const bf16* gate, int64_t ldg,
-                const float* __restrict__ tail, bf16* y, int64_t ldy) {
+                const float* __restrict__ tail, bf16* y, int64_t ldy, const float* __restrict__ xbias,
+                const float* __restrict__ gbias) {
   const int64_t ch = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   const int b = blockIdx.z;
   const int64_t start = cu[b];
@@ -62,6 +63,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
   for (int i = 0; i < K; ++i) wk[i] = w[ch * K + i];
   const float bv = bias ? bias[ch] : 0.0f;
+  const float xb = xbias ? xbias[ch] : 0.0f, gb = gbias ? gbias[ch] : 0.0f;
   const float* tl = tail + int64_t(b) * (K - 1) * C + ch;
 
   // win[i] = input at time t - (K-1) + i for the row t being computed (time relative to the segment;
@@ -70,17 +72,17 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
   for (int i = 0; i < K - 1; ++i) {
     const int s = t0 - (K - 1) + i;
-    win[i] = s >= 0 ? __bfloat162float(x[(start + s) * ldx + ch]) : tl[int64_t(K - 1 + s) * C];
+    win[i] = s >= 0 ? __bfloat162float(x[(start + s) * ldx + ch]) + xb : tl[int64_t(K - 1 + s) * C];
   }
   for (int t = t0; t < t1; ++t) {
     const int64_t row = start + t;
-    win[K - 1] = __bfloat162float(x[row * ldx + ch]);
+    win[K - 1] = __bfloat162float(x[row * ldx + ch]) + xb;
     float acc = bv;  // bias first, then taps oldest to newest: the CPU op's order
 #pragma unroll
     for (int i = 0; i < K; ++i) acc += wk[i] * win[i];
     if (silu) acc = acc / (1.0f + expf(-acc));
     // gate[row, ch] is read only by this thread, before it writes y[row, ch]: y may alias gate.
-    if (gate) acc *= __bfloat162float(gate[row * ldg + ch]);
+    if (gate) acc *= __bfloat162float(gate[row * ldg + ch]) + gb;
     y[row * ldy + ch] = __float2bfloat16(acc);
 #pragma unroll
     for (int i = 0; i < K - 1; ++i) win[i] = win[i + 1];
@@ -92,24 +94,54 @@ __global__ void __launch_bounds__(kThreads)
 // reads every old row before it is overwritten.
 __global__ void __launch_bounds__(kThreads)
     tail_kernel(const bf16* __restrict__ x, int64_t ldx, const int32_t* __restrict__ cu, int64_t C, int K,
-                float* __restrict__ tail) {
+                float* __restrict__ tail, const float* __restrict__ xbias) {
   const int64_t ch = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   const int b = blockIdx.y;
   const int64_t start = cu[b];
   const int len = cu[b + 1] - cu[b];
   if (ch >= C || len <= 0) return;
   float* tl = tail + int64_t(b) * (K - 1) * C + ch;
+  const float xb = xbias ? xbias[ch] : 0.0f;
   for (int i = 0; i < K - 1; ++i) {
     const int s = len - (K - 1) + i;
-    tl[int64_t(i) * C] = s >= 0 ? __bfloat162float(x[(start + s) * ldx + ch]) : tl[int64_t(i + len) * C];
+    tl[int64_t(i) * C] = s >= 0 ? __bfloat162float(x[(start + s) * ldx + ch]) + xb : tl[int64_t(i + len) * C];
   }
+}
+
+// The decode form (max_len <= 1: every sequence has at most one row): conv_kernel and tail_kernel in one
+// launch. Thread (sequence b, channel ch): the window is the old tail plus the row; y from it (the same
+// sums in the same order as conv_kernel), then the tail shifted by one. It reads its own tail entries
+// before writing them and x / gate before y, so y may alias gate as in conv_kernel.
+template <int K>
+__global__ void __launch_bounds__(kThreads)
+    step_kernel(const bf16* __restrict__ x, int64_t ldx, const int32_t* __restrict__ cu, int64_t C,
+                const float* __restrict__ w, const float* __restrict__ bias, bool silu, const bf16* gate, int64_t ldg,
+                float* __restrict__ tail, bf16* y, int64_t ldy, const float* __restrict__ xbias,
+                const float* __restrict__ gbias) {
+  const int64_t ch = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  const int b = blockIdx.y;
+  const int64_t row = cu[b];
+  if (ch >= C || cu[b + 1] == row) return;
+  float* tl = tail + int64_t(b) * (K - 1) * C + ch;
+  float win[K];
+#pragma unroll
+  for (int i = 0; i < K - 1; ++i) win[i] = tl[int64_t(i) * C];
+  win[K - 1] = __bfloat162float(x[row * ldx + ch]) + (xbias ? xbias[ch] : 0.0f);
+  float acc = bias ? bias[ch] : 0.0f;
+#pragma unroll
+  for (int i = 0; i < K; ++i) acc += w[ch * K + i] * win[i];
+  if (silu) acc = acc / (1.0f + expf(-acc));
+  if (gate) acc *= __bfloat162float(gate[row * ldg + ch]) + (gbias ? gbias[ch] : 0.0f);
+  y[row * ldy + ch] = __float2bfloat16(acc);
+#pragma unroll
+  for (int i = 0; i < K - 1; ++i) tl[int64_t(i) * C] = win[i + 1];
 }
 
 }  // namespace
 
 void causal_conv1d_cuda(const bf16* x, int64_t ldx, const int32_t* cu_seqlens, int B, int max_len, int64_t C,
                         const float* w, int K, const float* bias, bool silu, const bf16* gate, int64_t ldg, float* tail,
-                        bf16* y, int64_t ldy, cudaStream_t stream) {
+                        bf16* y, int64_t ldy, cudaStream_t stream, const float* xbias, const float* gbias) {
   JRT_CHECK(K >= 1 && K <= kMaxK, "causal_conv1d_cuda: kernel size {} outside [1, {}]", K, kMaxK);
   JRT_CHECK(B >= 0 && B <= 65535, "causal_conv1d_cuda: batch of {} sequences (at most 65535)", B);
   JRT_CHECK(max_len >= 0 && C >= 0, "causal_conv1d_cuda: bad max_len {} / C {}", max_len, C);
@@ -117,14 +149,22 @@ void causal_conv1d_cuda(const bf16* x, int64_t ldx, const int32_t* cu_seqlens, i
   const int64_t ctiles = (C + kThreads - 1) / kThreads, ttiles = (max_len + kRows - 1) / kRows;
   JRT_CHECK(ttiles <= 65535 && ctiles <= 0x7fffffff, "causal_conv1d_cuda: max_len {} / C {} too large for the grid",
             max_len, C);
+  if (max_len == 1) {  // a decode step: one launch
+    with_k(K, [&](auto k) {
+      step_kernel<decltype(k)::value><<<dim3(unsigned(ctiles), unsigned(B)), kThreads, 0, stream>>>(
+          x, ldx, cu_seqlens, C, w, bias, silu, gate, ldg, tail, y, ldy, xbias, gbias);
+    });
+    JRT_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
   const dim3 grid{unsigned(ctiles), unsigned(ttiles), unsigned(B)};
   with_k(K, [&](auto k) {
     conv_kernel<decltype(k)::value>
-        <<<grid, kThreads, 0, stream>>>(x, ldx, cu_seqlens, C, w, bias, silu, gate, ldg, tail, y, ldy);
+        <<<grid, kThreads, 0, stream>>>(x, ldx, cu_seqlens, C, w, bias, silu, gate, ldg, tail, y, ldy, xbias, gbias);
   });
   JRT_CUDA_CHECK(cudaGetLastError());
   if (K == 1) return;  // no tail
-  tail_kernel<<<dim3(unsigned(ctiles), unsigned(B)), kThreads, 0, stream>>>(x, ldx, cu_seqlens, C, K, tail);
+  tail_kernel<<<dim3(unsigned(ctiles), unsigned(B)), kThreads, 0, stream>>>(x, ldx, cu_seqlens, C, K, tail, xbias);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -88,10 +88,13 @@ void attention_decode_cuda(const bf16* qkv, int64_t ldqkv, const int32_t* pos, i
 //   y = (silu ? silu(c) : c) * (gate ? gate[t, ch] : 1)     (bf16, row stride ldy)
 // then tail <- the last K-1 inputs (from x and the old tail for short segments). w [C, K] fp32,
 // bias [C] fp32 or null, gate bf16 (row stride ldg) or null. Serves prefill and decode (length-1
-// segments). max_len: longest segment (host side).
+// segments). max_len: longest segment (host side). xbias / gbias [C] fp32 (or null) are added to x and
+// gate as they are read (the input projection's bias, so that it needs no launch of its own; the tail
+// keeps the biased inputs, as the conv sees them).
 void causal_conv1d_cuda(const bf16* x, int64_t ldx, const int32_t* cu_seqlens, int B, int max_len, int64_t C,
-                        const float* w, int K, const float* bias, bool silu, const bf16* gate, int64_t ldg,
-                        float* tail, bf16* y, int64_t ldy, cudaStream_t stream);
+                        const float* w, int K, const float* bias, bool silu, const bf16* gate, int64_t ldg, float* tail,
+                        bf16* y, int64_t ldy, cudaStream_t stream, const float* xbias = nullptr,
+                        const float* gbias = nullptr);
 
 // ---- Mamba selective scan (ops/selective_scan.cu) -------------------------------------------------
 // Per sequence b, channel c, state n (h [B, di, ns] fp32, continued and updated in place):

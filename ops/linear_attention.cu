@@ -411,10 +411,35 @@ __global__ void __launch_bounds__(NT) chunk_kernel(LaCudaArgs a, int seg_len, in
                 blockIdx.x == 0);
 }
 
-// grid B*H, block 256 = 64 state columns x 4 feature groups (each thread updates rows f = g, g+4, ...
-// of its columns and keeps a partial readout; the groups are summed in shared memory). Features in
-// shared memory, fp32.
+// grid B*H, block 256: state column pairs x feature-row groups (each thread updates rows f = grp,
+// grp + groups, ... of its column pair and keeps a partial readout; the groups are summed in shared
+// memory). Features in shared memory, fp32: warp 0 builds f(q), warp 1 f(k), five features per lane.
+// Bandwidth-bound by design: the state is read and written once. The first rows of each thread's state
+// are loaded before the feature build, so the CTA has loads in flight while its prologue runs (a CTA
+// lives a few microseconds; with the loads only after the features, its bytes in flight sat idle for
+// the prologue's length).
 constexpr int kDecThreads = 256, kDecMaxDv = 256;
+struct DecPairs {
+  uint8_t i[F], j[F];
+};
+constexpr DecPairs make_dec_pairs() {
+  DecPairs t{};
+  int f = 33;  // the canonical order of the pair features x_i x_j, i < j
+  for (int i = 0; i < 16; ++i)
+    for (int j = i + 1; j < 16; ++j, ++f) t.i[f] = uint8_t(i), t.j[f] = uint8_t(j);
+  return t;
+}
+__constant__ DecPairs c_dec_pairs = make_dec_pairs();
+
+// Feature f of x (fp32; the same products in the same order as ops/linear_attention.cpp's feature map).
+__device__ __forceinline__ float dec_feature(const float (&xv)[16], int f) {
+  if (f == 0) return 1.0f;
+  if (f < 17) return 0.5f * xv[f - 1];
+  if (f < 33) return xv[f - 17] * xv[f - 17] * 0.17677669529663687f;
+  if (f < 153) return 0.25f * xv[c_dec_pairs.i[f]] * xv[c_dec_pairs.j[f]];
+  return 0.0f;
+}
+
 __global__ void __launch_bounds__(kDecThreads)
     decode_step_kernel(const bf16* q, const bf16* k, const bf16* v, bf16* y, float* S, float* z, int H, int dv,
                        const float* gamma, const float* dt, float eps) {
@@ -422,22 +447,30 @@ __global__ void __launch_bounds__(kDecThreads)
   const int bh = blockIdx.x, h = bh % H;
   float* Sb = S + int64_t(bh) * F * dv;
   float* zb = z + int64_t(bh) * F;
-  if (threadIdx.x < 2) {
-    // Two threads build the two feature vectors in fp32 from the 16 inputs.
-    const bf16* x = (threadIdx.x == 0 ? q : k) + int64_t(bh) * 16;
-    float* out = threadIdx.x == 0 ? fq : fk;
+  // Each thread owns column pairs (8-byte state accesses): 32 pair-columns x 8 row groups for d_v <= 64,
+  // else 64 x 4 (d_v = 112: 56 of 64 pair-columns busy, one pass, where single columns took two).
+  const int pairs = dv / 2, cols = pairs <= 32 ? 32 : 64, groups = int(blockDim.x) / cols;
+  const int col = threadIdx.x % cols, grp = threadIdx.x / cols;
+  // Groups of kU state rows: every load of the group is issued before the first store. Interleaved, the
+  // compiler cannot prove row f + groups (offset f * dv + e, dv a run-time value) does not alias the store
+  // to row f, and keeps one load in flight per thread. Same order of sums as before.
+  constexpr int kU = 8;
+  float2 pre[kU];  // the first group of the first column pair, loaded before the features
+#pragma unroll
+  for (int u = 0; u < kU; ++u) {
+    const int f = grp + u * groups;
+    pre[u] = col < pairs && f < 153 ? *reinterpret_cast<const float2*>(Sb + int64_t(f) * dv + 2 * col)
+                                    : make_float2(0.0f, 0.0f);
+  }
+  if (threadIdx.x < 64) {
+    const bf16* x = (threadIdx.x < 32 ? q : k) + int64_t(bh) * 16;
+    float* out = threadIdx.x < 32 ? fq : fk;
     float xv[16];
 #pragma unroll
     for (int i = 0; i < 16; ++i) xv[i] = __bfloat162float(x[i]);
-    out[0] = 1.0f;
+    const int lane = threadIdx.x % 32;
 #pragma unroll
-    for (int i = 0; i < 16; ++i) out[1 + i] = 0.5f * xv[i], out[17 + i] = xv[i] * xv[i] * 0.17677669529663687f;
-#pragma unroll
-    for (int i = 0; i < 15; ++i)
-#pragma unroll
-      for (int j = i + 1; j < 16; ++j) out[33 + i * (31 - i) / 2 + (j - i - 1)] = 0.25f * xv[i] * xv[j];
-#pragma unroll
-    for (int f = 153; f < F; ++f) out[f] = 0.0f;
+    for (int r = 0; r < F / 32; ++r) out[lane + 32 * r] = dec_feature(xv, lane + 32 * r);
   }
   __syncthreads();
   // z update and the denominator f(q).z (update first: the token attends to itself).
@@ -451,24 +484,21 @@ __global__ void __launch_bounds__(kDecThreads)
   if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = d;
   const float g = gamma ? gamma[h] : 1.0f;
   const bf16* vb = v + int64_t(bh) * dv;
-  // Each thread owns column pairs (8-byte state accesses): 32 pair-columns x 8 row groups for d_v <= 64,
-  // else 64 x 4 (d_v = 112: 56 of 64 pair-columns busy, one pass, where single columns took two).
-  const int pairs = dv / 2, cols = pairs <= 32 ? 32 : 64, groups = int(blockDim.x) / cols;
-  const int col = threadIdx.x % cols, grp = threadIdx.x / cols;
   for (int p = col; p < pairs; p += cols) {
     const int e = 2 * p;
     const float2 ve = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(vb + e));
     float2 num = make_float2(0.0f, 0.0f);
-    // Groups of kU state rows: every load of the group is issued before the first store. Interleaved,
-    // the compiler cannot prove row f + groups (offset f * dv + e, dv a run-time value) does not alias the
-    // store to row f, and keeps one load in flight per thread. Same order of sums as before.
-    constexpr int kU = 8;
     for (int f0 = grp; f0 < 153; f0 += kU * groups) {
       float2 sv[kU];
+      if (p == col && f0 == grp) {
 #pragma unroll
-      for (int u = 0; u < kU; ++u) {
-        const int f = f0 + u * groups;
-        sv[u] = f < 153 ? *reinterpret_cast<const float2*>(Sb + int64_t(f) * dv + e) : make_float2(0.0f, 0.0f);
+        for (int u = 0; u < kU; ++u) sv[u] = pre[u];
+      } else {
+#pragma unroll
+        for (int u = 0; u < kU; ++u) {
+          const int f = f0 + u * groups;
+          sv[u] = f < 153 ? *reinterpret_cast<const float2*>(Sb + int64_t(f) * dv + e) : make_float2(0.0f, 0.0f);
+        }
       }
 #pragma unroll
       for (int u = 0; u < kU; ++u) {
@@ -1374,7 +1404,8 @@ __device__ void run_segment(Smem& sm, const LaCudaArgs& a, int start, int beg, i
 //              (see canon()), then the outputs.
 //   update warps 4-7 (state rows d 32 mh .. + 31, features 80 nf .. + 79: 80 fp32 registers):
 //     phase 1: the bf16 state copy, F(K) (a quarter each) transposed into shared memory;
-//     phase 2: S^T += V^T F(K); warp 4 adds the chunk's Gram sums.
+//     phase 2: S^T += V^T F(K); warps 4-6 add a third each of the chunk's Gram sums (gram_part: one
+//              warp doing all of them kept the other seven waiting at the next chunk's barrier).
 // The two roles run separate loops with the same barriers (two per chunk), so the state registers are
 // never live in the readout warps' code. State-only passes: all 8 warps build F(K), the update warps
 // update.
@@ -1448,6 +1479,50 @@ __device__ __forceinline__ void split_gram(Smem& sm, int first, int step) {
     const bf16 hi = __float2bfloat16_rn(x);
     sm.z2h[0][j * LDZ + i] = hi;
     sm.z2h[1][j * LDZ + i] = __float2bfloat16_rn(x - __bfloat162float(hi));
+  }
+}
+
+// Part `part` of the chunk's Gram sums (one warp each; k: the chunk's K tile), added to the running ones:
+// 0 and 1 the columns [8 part, 8 part + 8) of Z2 += K^T K, 2 Z1 += K^T 1 and Z0 += the valid rows. With
+// kSplit a Z2 part also writes the bf16 hi / lo operands of the entries it updated (its own registers: no
+// other warp touches them), so no warp waits for another between the sums and the split.
+template <bool kSplit>
+__device__ __forceinline__ void gram_part(Smem& sm, const bf16* k, int part, int lane, int valid) {
+  const int g = lane / 4, c4 = lane % 4;
+  float zt[4] = {};
+  if (part < 2) {
+#pragma unroll
+    for (int ks = 0; ks < C / 16; ++ks) {
+      uint32_t ka[4], kb[4];
+      ldsm_at(ka, k + 16 * ks * LDX, LDX, lane);
+      ldsm_bt(kb, k + 16 * ks * LDX, LDX, lane);
+      if (part == 0)
+        mma(zt, ka, kb[0], kb[1]);
+      else
+        mma(zt, ka, kb[2], kb[3]);
+    }
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int i = g + 8 * (e / 2), j = 8 * part + 2 * c4 + (e % 2);
+      const float x = sm.z2[i * 16 + j] + zt[e];
+      sm.z2[i * 16 + j] = x;
+      if (kSplit) {
+        const float xs = x * (1.0f / 32.0f);
+        const bf16 hi = __float2bfloat16_rn(xs);
+        sm.z2h[0][j * LDZ + i] = hi;
+        sm.z2h[1][j * LDZ + i] = __float2bfloat16_rn(xs - __bfloat162float(hi));
+      }
+    }
+  } else {
+    const uint32_t ones = pack_bf2(g == 0 ? 1.0f : 0.0f, g == 0 ? 1.0f : 0.0f);
+#pragma unroll
+    for (int ks = 0; ks < C / 16; ++ks) {
+      uint32_t ka[4];
+      ldsm_at(ka, k + 16 * ks * LDX, LDX, lane);
+      mma(zt, ka, ones, ones);
+    }
+    if (c4 == 0) sm.z1[g] += zt[0], sm.z1[g + 8] += zt[2];
+    if (lane == 0) sm.z0 += float(valid);
   }
 }
 
@@ -1603,9 +1678,10 @@ __device__ void readout_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, 
         const int64_t row = int64_t(start) + t0 + r;
         const float scale = (a.dt ? a.dt[row * a.H + h] : 1.0f) / ((hr ? den1 : den0) + a.eps);
         bf16* orow = a.o + row * ldo + int64_t(h) * a.dv + col0 + 2 * c4;
+        const bool full = col0 + DS <= a.dv;  // warp-uniform: no per-column check on a whole slice
 #pragma unroll
         for (int n = 0; n < 8; ++n)
-          if (col0 + 8 * n + 2 * c4 < a.dv)
+          if (full || col0 + 8 * n + 2 * c4 < a.dv)
             *reinterpret_cast<uint32_t*>(orow + 8 * n) = pack_bf2(o[n][2 * hr] * scale, o[n][2 * hr + 1] * scale);
       }
     }
@@ -1658,11 +1734,8 @@ __device__ void update_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, i
         }
       }
     }
-    if (u == 0) {  // the chunk's Gram sums, added to the running ones; then their bf16 hi / lo operands
-      chunk_gram(sm, sm.k[buf], lane, valid);
-      __syncwarp();
-      if (kOut) split_gram(sm, lane, 32);
-    }
+    // The chunk's Gram sums, added to the running ones (and their bf16 hi / lo operands), in three parts.
+    if (u < 3) gram_part<kOut>(sm, sm.k[buf], u, lane, valid);
   }
   if (ends.S_out)
     each_state(st, col0 + 32 * mh, 80 * nf, lane, [&](float& x, int d, int p) {

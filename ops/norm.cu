@@ -32,11 +32,15 @@ __global__ void norm_kernel(const float* x, int64_t ldx, const int32_t* rows, co
   const float* xr = x + (rows ? int64_t(rows[n]) : n) * ldx;
   bf16* yr = y + n * ldy;
   const int nt = int(blockDim.x), id = int(d);
-  float v[kPer];
+  // The weights (and bias) are loaded with the row, before the reductions: issued after them, their
+  // load latency came on top of the two block sums.
+  float v[kPer], wv[kPer], bv[kPer];
 #pragma unroll
   for (int u = 0; u < kPer; ++u) {
     const int i = int(threadIdx.x) + u * nt;
     v[u] = i < id ? xr[i] : 0.0f;
+    wv[u] = i < id ? w[i] : 0.0f;
+    bv[u] = b && i < id ? b[i] : 0.0f;
   }
   float mean = 0.0f;
   if (!rms) {
@@ -57,8 +61,8 @@ __global__ void norm_kernel(const float* x, int64_t ldx, const int32_t* rows, co
   for (int u = 0; u < kPer; ++u) {
     const int i = int(threadIdx.x) + u * nt;
     if (i < id) {
-      float o = (v[u] - mean) * inv * w[i];
-      if (b) o += b[i];
+      float o = (v[u] - mean) * inv * wv[u];
+      if (b) o += bv[u];
       yr[i] = __float2bfloat16(o);
     }
   }

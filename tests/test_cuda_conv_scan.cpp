@@ -71,10 +71,30 @@ struct ConvRig {
   bool bias, silu, gate;
   std::vector<float> w, b, tail;  // CPU weights, bias, tails [B, K-1, C]
   cuda::DeviceBuffer<float> dw, db, dtail;
+  // The input projection's bias [2C] (x then gate), added by the GPU op as it reads (xbias / gbias).
+  std::vector<float> ib;
+  cuda::DeviceBuffer<float> dib;
+  void with_input_bias(std::mt19937& rng) {
+    std::normal_distribution<float> n(0.0f, 1.0f);
+    ib.resize(size_t(2 * C));
+    for (auto& e : ib) e = n(rng);
+    dib = cuda::DeviceBuffer<float>(ib.size());
+    dib.upload(ib.data(), ib.size());
+  }
 
   ConvRig(int K_, int64_t C_, int B_, bool bias_, bool silu_, bool gate_, std::mt19937& rng)
-      : K(K_), C(C_), B(B_), bias(bias_), silu(silu_), gate(gate_), w(size_t(C * K)), b(size_t(C)),
-        tail(size_t(B) * (K - 1) * C), dw(w.size()), db(b.size()), dtail(tail.size()) {
+      : K(K_),
+        C(C_),
+        B(B_),
+        bias(bias_),
+        silu(silu_),
+        gate(gate_),
+        w(size_t(C * K)),
+        b(size_t(C)),
+        tail(size_t(B) * (K - 1) * C),
+        dw(w.size()),
+        db(b.size()),
+        dtail(tail.size()) {
     std::normal_distribution<float> n(0.0f, 1.0f);
     for (auto& e : w) e = 0.5f * n(rng);
     for (auto& e : b) e = 0.5f * n(rng);
@@ -84,7 +104,7 @@ struct ConvRig {
 
   std::string shape(const std::vector<int>& lens) const {
     return "K=" + std::to_string(K) + " C=" + std::to_string(C) + " L=" + join(lens) + (bias ? " bias" : "") +
-           (silu ? " silu" : "") + (gate ? " gate" : "");
+           (silu ? " silu" : "") + (gate ? " gate" : "") + (ib.empty() ? "" : " in_bias");
   }
 
   // One call over segments `lens` with fresh inputs; compares y and the updated tails.
@@ -97,6 +117,9 @@ struct ConvRig {
     std::vector<float> u(size_t(T * ldu));
     for (auto& e : u) e = n(rng);
     const std::vector<uint16_t> ub = to_bf16(u);
+    if (!ib.empty())  // the CPU sees the biased projection, in fp32
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t c = 0; c < 2 * C; ++c) u[size_t(t * ldu + c)] += ib[size_t(c)];
 
     // CPU: the mixers' sequence of ops.
     std::vector<float> yref(size_t(T * C));
@@ -118,8 +141,9 @@ struct ConvRig {
     cuda::DeviceBuffer<uint16_t> du(ub.size()), dy(size_t(T * C));
     cuda::DeviceBuffer<int32_t> dcu(cu.size());
     du.upload(ub.data(), ub.size()), dcu.upload(cu.data(), cu.size());
-    ops::cuda::causal_conv1d_cuda(bf(du), ldu, dcu.get(), B, max_len, C, dw.get(), K, bias ? db.get() : nullptr,
-                                  silu, gate ? bf(du) + C : nullptr, ldu, dtail.get(), bf_mut(dy), C, nullptr);
+    ops::cuda::causal_conv1d_cuda(bf(du), ldu, dcu.get(), B, max_len, C, dw.get(), K, bias ? db.get() : nullptr, silu,
+                                  gate ? bf(du) + C : nullptr, ldu, dtail.get(), bf_mut(dy), C, nullptr,
+                                  ib.empty() ? nullptr : dib.get(), ib.empty() ? nullptr : dib.get() + C);
     JRT_CUDA_CHECK(cudaDeviceSynchronize());
     const std::vector<float> y = download_bf16(dy, size_t(T * C)), tg = download_f32(dtail, tail.size());
     op_report(op, shape(lens), op_error(y, yref), kOutNmse, kOutRel);
@@ -171,6 +195,23 @@ TEST(CudaConvScan, ConvDecodeContinuesPrefill) {
     for (int i = 0; i < 4; ++i) rig.step({1, 1, 1}, rng, "causal_conv1d.decode");
     rig.step({2, 0, 1}, rng, "causal_conv1d.decode");
     for (int i = 0; i < 2; ++i) rig.step({1, 1, 1}, rng, "causal_conv1d.decode");
+    rig.step({0, 1, 0}, rng, "causal_conv1d.decode");  // one-launch step form with idle slots
+    rig.step({1, 1, 1}, rng, "causal_conv1d.decode");
+  }
+  // The one-launch step form at K = 2 (one tail row) and K = 1 (no tail).
+  for (int K : {1, 2}) {
+    ConvRig rig(K, 64, 2, true, true, true, rng);
+    rig.step({3, 1}, rng, "causal_conv1d.prefill");
+    for (int i = 0; i < 3; ++i) rig.step({1, 1}, rng, "causal_conv1d.decode");
+  }
+  // BaseConv's input-projection bias folded into the reads (x and gate), through prefill and decode.
+  for (int64_t C : {100, 1536}) {
+    ConvRig rig(3, C, 3, false, true, true, rng);
+    rig.with_input_bias(rng);
+    rig.step({5, 1, 17}, rng, "causal_conv1d.prefill");
+    for (int i = 0; i < 3; ++i) rig.step({1, 1, 1}, rng, "causal_conv1d.decode");
+    rig.step({2, 0, 1}, rng, "causal_conv1d.decode");
+    rig.step({0, 1, 1}, rng, "causal_conv1d.decode");
   }
 }
 
