@@ -44,6 +44,19 @@ void with_k(int K, F&& f) {
   dispatch_ge<1, 2, 3, 4, 5, 6, 7, 8>(K, std::forward<F>(f));
 }
 
+// One output of the conv from its window win (oldest first): the bias, then the taps oldest to newest (the
+// CPU op's order), SiLU, the gate (g: the gate element or null, gb: its bias).
+template <int K>
+__device__ __forceinline__ float conv_point(const float (&wk)[K], const float (&win)[K], float bv, bool silu,
+                                            const bf16* g, float gb) {
+  float acc = bv;
+#pragma unroll
+  for (int i = 0; i < K; ++i) acc += wk[i] * win[i];
+  if (silu) acc = acc / (1.0f + expf(-acc));
+  if (g) acc *= __bfloat162float(*g) + gb;
+  return acc;
+}
+
 // x, gate, y [T, C]; tail [B, K-1, C]. Thread: channel ch, rows [t0, t0 + kRows) of sequence b.
 template <int K>
 __global__ void __launch_bounds__(kThreads)
@@ -77,13 +90,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int t = t0; t < t1; ++t) {
     const int64_t row = start + t;
     win[K - 1] = __bfloat162float(x[row * ldx + ch]) + xb;
-    float acc = bv;  // bias first, then taps oldest to newest: the CPU op's order
-#pragma unroll
-    for (int i = 0; i < K; ++i) acc += wk[i] * win[i];
-    if (silu) acc = acc / (1.0f + expf(-acc));
     // gate[row, ch] is read only by this thread, before it writes y[row, ch]: y may alias gate.
-    if (gate) acc *= __bfloat162float(gate[row * ldg + ch]) + gb;
-    y[row * ldy + ch] = __float2bfloat16(acc);
+    y[row * ldy + ch] = __float2bfloat16(conv_point(wk, win, bv, silu, gate ? gate + row * ldg + ch : nullptr, gb));
 #pragma unroll
     for (int i = 0; i < K - 1; ++i) win[i] = win[i + 1];
   }
@@ -123,15 +131,14 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t row = cu[b];
   if (ch >= C || cu[b + 1] == row) return;
   float* tl = tail + int64_t(b) * (K - 1) * C + ch;
-  float win[K];
+  float wk[K], win[K];
+#pragma unroll
+  for (int i = 0; i < K; ++i) wk[i] = w[ch * K + i];
 #pragma unroll
   for (int i = 0; i < K - 1; ++i) win[i] = tl[int64_t(i) * C];
   win[K - 1] = __bfloat162float(x[row * ldx + ch]) + (xbias ? xbias[ch] : 0.0f);
-  float acc = bias ? bias[ch] : 0.0f;
-#pragma unroll
-  for (int i = 0; i < K; ++i) acc += w[ch * K + i] * win[i];
-  if (silu) acc = acc / (1.0f + expf(-acc));
-  if (gate) acc *= __bfloat162float(gate[row * ldg + ch]) + (gbias ? gbias[ch] : 0.0f);
+  const float acc = conv_point(wk, win, bias ? bias[ch] : 0.0f, silu, gate ? gate + row * ldg + ch : nullptr,
+                               gbias ? gbias[ch] : 0.0f);
   y[row * ldy + ch] = __float2bfloat16(acc);
 #pragma unroll
   for (int i = 0; i < K - 1; ++i) tl[int64_t(i) * C] = win[i + 1];

@@ -419,14 +419,21 @@ __global__ void __launch_bounds__(NT) chunk_kernel(LaCudaArgs a, int seg_len, in
 // lives a few microseconds; with the loads only after the features, its bytes in flight sat idle for
 // the prologue's length).
 constexpr int kDecThreads = 256, kDecMaxDv = 256;
+// The canonical order of the 120 pair features x_i x_j (i < j) at 33 .. 152: feature pair_index(i, j),
+// and back (pair_i / pair_j, compile time).
+constexpr int pair_index(int i, int j) { return 33 + i * (31 - i) / 2 + (j - i - 1); }  // i < j
+constexpr int pair_i(int f) {
+  int p = f - 33, i = 0;
+  while (p >= 15 - i) p -= 15 - i, ++i;
+  return i;
+}
+constexpr int pair_j(int f) { return f - pair_index(pair_i(f), pair_i(f) + 1) + pair_i(f) + 1; }
 struct DecPairs {
   uint8_t i[F], j[F];
 };
 constexpr DecPairs make_dec_pairs() {
   DecPairs t{};
-  int f = 33;  // the canonical order of the pair features x_i x_j, i < j
-  for (int i = 0; i < 16; ++i)
-    for (int j = i + 1; j < 16; ++j, ++f) t.i[f] = uint8_t(i), t.j[f] = uint8_t(j);
+  for (int f = 33; f < 153; ++f) t.i[f] = uint8_t(pair_i(f)), t.j[f] = uint8_t(pair_j(f));
   return t;
 }
 __constant__ DecPairs c_dec_pairs = make_dec_pairs();
@@ -668,17 +675,8 @@ __device__ void issue_loads(Sm& sm, int buf, const LaCudaArgs& a, int64_t row0, 
   issue_loads_to<RowTiles>(sm.q[buf], sm.k[buf], sm.v[buf], a, row0, valid, h, col0, want_q);
 }
 
-// The canonical feature f (compile time) of x: [1, x/2, x_i^2/sqrt(32), x_i x_j/4 (i < j), 0 padding].
-constexpr int pair_i(int f) {
-  int p = f - 33, i = 0;
-  while (p >= 15 - i) p -= 15 - i, ++i;
-  return i;
-}
-constexpr int pair_j(int f) {
-  int p = f - 33, i = 0;
-  while (p >= 15 - i) p -= 15 - i, ++i;
-  return i + 1 + p;
-}
+// The canonical feature f (compile time) of x: [1, x/2, x_i^2/sqrt(32), x_i x_j/4 (i < j), 0 padding]
+// (pair_i / pair_j above).
 // Feature f (compile time) of two tokens at once, from xh = x / 2 as bf16 pairs (token t low, t + 1 high).
 // The pair features xh_i xh_j = x_i x_j / 4 round once (the product of two bf16 is exact in the multiply);
 // the squares x_i^2 / sqrt(32) = xh_i^2 / sqrt(2) go through fp32, as in row_features.
@@ -750,8 +748,6 @@ __device__ __forceinline__ void build_pair(Smem& sm, const bf16* tile, bf16* ft,
   sm.den[Q][t + 1] = d1;
 }
 
-constexpr int pair_index(int i, int j) { return 33 + i * (31 - i) / 2 + (j - i - 1); }  // i < j
-
 // The Gram sums (Z0, Z1, Z2 in shared memory) from / to the canonical z [160] (null z_in: zero). Z2 is
 // kept whole (both triangles); the canonical pair feature reads its upper triangle.
 template <class Sm>
@@ -795,17 +791,30 @@ __device__ __forceinline__ float out_scale(const Sm& sm, const LaCudaArgs& a, in
   const float den = sm.den[0][r] + sm.den[1][r] + sm.den[2][r] + sm.den[3][r] + den_intra;
   return (a.dt ? a.dt[row * a.H + h] : 1.0f) / (den + a.eps);
 }
-// Adds one chunk's Gram tiles (rows g, g + 8: zt[0..1] = K^T K, zt[2] column 0 = K^T 1) and its row count
-// to the running sums in shared memory.
+// Adds part `part` of one chunk's Gram tiles to the running sums in shared memory (rows g, g + 8 of the
+// m16n8 tile zt): parts 0 and 1 the columns [8 part, 8 part + 8) of Z2 += K^T K, part 2 Z1 += K^T 1 (column
+// 0) and Z0 += the chunk's row count. fn(i, j, x) sees each updated Z2 entry x = Z2[i][j].
+template <class Sm, class Fn>
+__device__ __forceinline__ void add_gram_part(Sm& sm, const float (&zt)[4], int part, int lane, int valid, Fn&& fn) {
+  const int g = lane / 4, c4 = lane % 4;
+  if (part < 2) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int i = g + 8 * (e / 2), j = 8 * part + 2 * c4 + (e % 2);
+      const float x = sm.z2[i * 16 + j] + zt[e];
+      sm.z2[i * 16 + j] = x;
+      fn(i, j, x);
+    }
+  } else {
+    if (c4 == 0) sm.z1[g] += zt[0], sm.z1[g + 8] += zt[2];
+    if (lane == 0) sm.z0 += float(valid);
+  }
+}
+// All three parts (zt[0..1] = K^T K, zt[2] column 0 = K^T 1).
 template <class Sm>
 __device__ __forceinline__ void add_gram(Sm& sm, const float (&zt)[3][4], int lane, int valid) {
-  const int g = lane / 4, c4 = lane % 4;
 #pragma unroll
-  for (int n = 0; n < 2; ++n)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) sm.z2[(g + 8 * (e / 2)) * 16 + 8 * n + 2 * c4 + (e % 2)] += zt[n][e];
-  if (c4 == 0) sm.z1[g] += zt[2][0], sm.z1[g + 8] += zt[2][2];
-  if (lane == 0) sm.z0 += float(valid);
+  for (int part = 0; part < 3; ++part) add_gram_part(sm, zt[part], part, lane, valid, [](int, int, float) {});
 }
 
 // The Taylor weights of query block rg (A fragment qa) against key block j <= rg (16 keys from kblk):
@@ -1471,15 +1480,16 @@ __device__ __forceinline__ uint32_t hmul2u(uint32_t x, uint32_t y) {
   return *reinterpret_cast<uint32_t*>(&r);
 }
 
-// The bf16 hi / lo operands of Z2 / 32 from the fp32 Gram sums, entries [first, 256) step `step`.
+// The bf16 hi / lo operands of Z2[i][j] / 32 (z2 = Z2[i][j], fp32), stored transposed [j][i].
+__device__ __forceinline__ void split_entry(Smem& sm, int i, int j, float z2) {
+  const float x = z2 * (1.0f / 32.0f);
+  const bf16 hi = __float2bfloat16_rn(x);
+  sm.z2h[0][j * LDZ + i] = hi;
+  sm.z2h[1][j * LDZ + i] = __float2bfloat16_rn(x - __bfloat162float(hi));
+}
+// Entries [first, 256) step `step` of them from the Gram sums in shared memory.
 __device__ __forceinline__ void split_gram(Smem& sm, int first, int step) {
-  for (int e = first; e < 256; e += step) {
-    const int i = e / 16, j = e % 16;
-    const float x = sm.z2[e] * (1.0f / 32.0f);
-    const bf16 hi = __float2bfloat16_rn(x);
-    sm.z2h[0][j * LDZ + i] = hi;
-    sm.z2h[1][j * LDZ + i] = __float2bfloat16_rn(x - __bfloat162float(hi));
-  }
+  for (int e = first; e < 256; e += step) split_entry(sm, e / 16, e % 16, sm.z2[e]);
 }
 
 // Part `part` of the chunk's Gram sums (one warp each; k: the chunk's K tile), added to the running ones:
@@ -1488,7 +1498,7 @@ __device__ __forceinline__ void split_gram(Smem& sm, int first, int step) {
 // other warp touches them), so no warp waits for another between the sums and the split.
 template <bool kSplit>
 __device__ __forceinline__ void gram_part(Smem& sm, const bf16* k, int part, int lane, int valid) {
-  const int g = lane / 4, c4 = lane % 4;
+  const int g = lane / 4;
   float zt[4] = {};
   if (part < 2) {
 #pragma unroll
@@ -1501,18 +1511,6 @@ __device__ __forceinline__ void gram_part(Smem& sm, const bf16* k, int part, int
       else
         mma(zt, ka, kb[2], kb[3]);
     }
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int i = g + 8 * (e / 2), j = 8 * part + 2 * c4 + (e % 2);
-      const float x = sm.z2[i * 16 + j] + zt[e];
-      sm.z2[i * 16 + j] = x;
-      if (kSplit) {
-        const float xs = x * (1.0f / 32.0f);
-        const bf16 hi = __float2bfloat16_rn(xs);
-        sm.z2h[0][j * LDZ + i] = hi;
-        sm.z2h[1][j * LDZ + i] = __float2bfloat16_rn(xs - __bfloat162float(hi));
-      }
-    }
   } else {
     const uint32_t ones = pack_bf2(g == 0 ? 1.0f : 0.0f, g == 0 ? 1.0f : 0.0f);
 #pragma unroll
@@ -1521,9 +1519,10 @@ __device__ __forceinline__ void gram_part(Smem& sm, const bf16* k, int part, int
       ldsm_at(ka, k + 16 * ks * LDX, LDX, lane);
       mma(zt, ka, ones, ones);
     }
-    if (c4 == 0) sm.z1[g] += zt[0], sm.z1[g + 8] += zt[2];
-    if (lane == 0) sm.z0 += float(valid);
   }
+  add_gram_part(sm, zt, part, lane, valid, [&](int i, int j, float x) {
+    if (kSplit) split_entry(sm, i, j, x);
+  });
 }
 
 // Positions [P0, P0 + N) of F(K) for keys (t, t + 1) into the transposed buffer (one bf16 pair per store;
@@ -1628,6 +1627,7 @@ template <bool kOut>
 __device__ void readout_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, int end, int h, int col0) {
   const int rg = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c4 = lane % 4;
   const int ldo = int(a.ldo ? a.ldo : int64_t(a.H) * a.dv);
+  const bool full = col0 + DS <= a.dv;  // a whole 64-column slice: no per-column check on the stores
   const uint32_t cst = pack_bf2(c4 == 0 ? 1.0f : 0.0f, 0.0f), sel = c4 < 2 ? 0x5410u : 0x7632u;
   int buf = 0;
   for (int t0 = beg; t0 < end; t0 += C, buf ^= 1) {
@@ -1678,7 +1678,6 @@ __device__ void readout_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, 
         const int64_t row = int64_t(start) + t0 + r;
         const float scale = (a.dt ? a.dt[row * a.H + h] : 1.0f) / ((hr ? den1 : den0) + a.eps);
         bf16* orow = a.o + row * ldo + int64_t(h) * a.dv + col0 + 2 * c4;
-        const bool full = col0 + DS <= a.dv;  // warp-uniform: no per-column check on a whole slice
 #pragma unroll
         for (int n = 0; n < 8; ++n)
           if (full || col0 + 8 * n + 2 * c4 < a.dv)
