@@ -4,7 +4,8 @@
 //
 // Numerics (same order of operations as the CPU model): residual stream r fp32 [T, d]; norms read r and
 // write bf16; every projection is a bf16 GEMM with fp32 accumulation (bf16 result, or fp32 for dt and
-// for the output projections, which cuBLAS adds straight into r with beta = 1); recurrent states (LA S/z
+// for the output projections, which the GEMM adds straight into r; biases are added by the GEMM's epilogue
+// on the skinny decode path, by a bias kernel after cuBLAS otherwise); recurrent states (LA S/z
 // in the 160-feature layout, conv tails, SSM h) fp32; KV caches bf16.
 #include "models/gpu_model.h"
 
@@ -203,14 +204,12 @@ struct GpuModel::Impl {
   // x W^T into a bf16 buffer (+ bias).
   void proj(const bf16* x, int64_t ldx, const DeviceBuffer<bf16>& W, const DeviceBuffer<float>& b, int64_t N,
             int64_t in, int64_t out, bf16* y, int64_t ldy) const {
-    oc::linear_bf16(x, ldx, W.get(), N, in, out, y, ldy, stream);
-    if (b.get()) oc::add_bias_bf16(y, ldy, b.get(), N, out, stream);
+    oc::linear_bf16(x, ldx, W.get(), N, in, out, y, ldy, stream, b.get());
   }
   // r += x W^T (+ bias): the block's residual add.
   void residual(const bf16* x, int64_t in, const DeviceBuffer<bf16>& W, const DeviceBuffer<float>& b, int64_t N,
                 float* r) const {
-    oc::linear_f32(x, in, W.get(), N, in, d, r, d, true, stream);
-    if (b.get()) oc::add_bias_f32(r, d, b.get(), N, d, stream);
+    oc::linear_f32(x, in, W.get(), N, in, d, r, d, true, stream, b.get());
   }
 
   // Linear-attention arguments over the work buffers: q, k [T, H*16] (w.q, w.k), v [T, H*hd] (w.a),

@@ -4,6 +4,7 @@
 #include <cfloat>
 
 #include "core/cuda_util.h"
+#include "ops/cuda_common.cuh"
 #include "ops/cuda_ops.h"
 #include "ops/cuda_train_ops.h"
 
@@ -14,6 +15,7 @@ __device__ __forceinline__ float silu_f(float x) { return x / (1.0f + expf(-x));
 // u [N, 2F] -> y [N, F]; grid (N, column tiles of 1024), four columns per thread (no 64-bit divisions:
 // this runs once per layer in every decode step).
 __global__ void swiglu_kernel(const bf16* u, int64_t F, bf16* y) {
+  pdl_launch_dependents();
   const int64_t n = blockIdx.x;
   const bf16* un = u + n * 2 * F;
   bf16* yn = y + n * F;

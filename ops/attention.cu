@@ -254,6 +254,7 @@ __global__ void __launch_bounds__(kDecWarps * 32)
     decode_kernel(const bf16* __restrict__ qkv, int64_t ldqkv, const int32_t* __restrict__ pos, int H, int hd,
                   int64_t left_window, float qscale, bf16* kc, bf16* vc, int64_t C, bf16* __restrict__ o,
                   int64_t ldo) {
+  pdl_launch_dependents();
   const int h = blockIdx.x, b = blockIdx.y;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int np = hd >> 1, hd8 = (hd + 7) & ~7, ks = hd8 + 4, pp = hd8 >> 1;

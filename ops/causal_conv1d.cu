@@ -27,6 +27,7 @@
 #include <type_traits>
 
 #include "core/cuda_util.h"
+#include "ops/cuda_common.cuh"
 #include "ops/cuda_ops.h"
 #include "ops/cuda_train_ops.h"
 #include "ops/dispatch.h"
@@ -126,6 +127,7 @@ __global__ void __launch_bounds__(kThreads)
                 const float* __restrict__ w, const float* __restrict__ bias, bool silu, const bf16* gate, int64_t ldg,
                 float* __restrict__ tail, bf16* y, int64_t ldy, const float* __restrict__ xbias,
                 const float* __restrict__ gbias) {
+  pdl_launch_dependents();
   const int64_t ch = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   const int b = blockIdx.y;
   const int64_t row = cu[b];

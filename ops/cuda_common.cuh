@@ -18,4 +18,14 @@ __device__ __forceinline__ int find_seq(const int32_t* __restrict__ cu, int B, i
   return lo;
 }
 
+// Lets a kernel launched after this one with programmatic dependent launch (the skinny decode GEMM,
+// ops/linear_skinny.cu) start now: it fetches its weights while this kernel runs and waits
+// (griddepcontrol.wait) for this kernel's completion before it reads anything this kernel writes. Called
+// first thing by the kernels that precede a GEMM in a decode step; a no-op for kernels launched normally.
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
 }  // namespace jrt::ops::cuda

@@ -23,12 +23,25 @@ using bf16 = __nv_bfloat16;
 // ---- GEMM (ops/linear.cu) -------------------------------------------------------------------------
 // A cuBLAS handle bound to this thread, with a fixed workspace so calls can be graph-captured.
 cublasHandle_t blas_handle();
-// y[N, out] = x[N, in] W[out, in]^T: bf16 operands, fp32 accumulation, bf16 result.
+// y[N, out] = x[N, in] W[out, in]^T (+ bias[out], fp32, when given): bf16 operands, fp32 accumulation, bf16
+// result. Up to skinny_gemm_preferred_rows() rows on sm_90 run the skinny kernel (ops/linear_skinny.cu, bias
+// fused), else cuBLAS.
 void linear_bf16(const bf16* x, int64_t ldx, const bf16* W, int64_t N, int64_t in, int64_t out, bf16* y, int64_t ldy,
-                 cudaStream_t stream);
-// Same product with an fp32 result; accumulate = true adds it to y (y += x W^T: the residual add).
+                 cudaStream_t stream, const float* bias = nullptr);
+// Same product with an fp32 result; accumulate = true adds it to y (y += x W^T + bias: the residual add).
 void linear_f32(const bf16* x, int64_t ldx, const bf16* W, int64_t N, int64_t in, int64_t out, float* y, int64_t ldy,
-                bool accumulate, cudaStream_t stream);
+                bool accumulate, cudaStream_t stream, const float* bias = nullptr);
+// The skinny decode GEMM itself (ops/linear_skinny.cu): y[M, N] (+)= x[M, K] W[N, K]^T (+ bias) for
+// M <= 128, bf16 or fp32 result. Returns false, doing nothing, where it does not apply (no sm_90 device,
+// M > 128, K % 8, N % 4, unaligned rows, or JRT_SKINNY_GEMM=0 in the environment). split > 0 forces the
+// cluster size (benchmarks); 0 takes skinny_gemm_split's. JRT_PDL=0 turns programmatic dependent launch off.
+bool skinny_gemm(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K, int64_t N, void* y, int64_t ldy,
+                 bool out_f32, bool accumulate, const float* bias, cudaStream_t stream, int split = 0);
+bool skinny_gemm_available();
+// The cluster size (K split) for an N x K weight on this device.
+int skinny_gemm_split(int64_t N, int64_t K);
+// Up to how many rows linear_bf16 / linear_f32 use the skinny kernel (32; JRT_SKINNY_MAX_M overrides).
+int64_t skinny_gemm_preferred_rows();
 // y[n, :] += bias (bf16 rows or fp32 rows).
 void add_bias_bf16(bf16* y, int64_t ldy, const float* bias, int64_t N, int64_t C, cudaStream_t stream);
 void add_bias_f32(float* y, int64_t ldy, const float* bias, int64_t N, int64_t C, cudaStream_t stream);

@@ -49,13 +49,21 @@ static void gemm(const bf16* x, int64_t ldx, const bf16* W, int64_t N, int64_t i
 }
 
 void linear_bf16(const bf16* x, int64_t ldx, const bf16* W, int64_t N, int64_t in, int64_t out, bf16* y, int64_t ldy,
-                 cudaStream_t stream) {
+                 cudaStream_t stream, const float* bias) {
+  if (N <= 0 || out <= 0) return;
+  if (N <= skinny_gemm_preferred_rows() && skinny_gemm(x, ldx, W, N, in, out, y, ldy, false, false, bias, stream))
+    return;
   gemm(x, ldx, W, N, in, out, y, ldy, CUDA_R_16BF, 0.0f, stream);
+  if (bias) add_bias_bf16(y, ldy, bias, N, out, stream);
 }
 
 void linear_f32(const bf16* x, int64_t ldx, const bf16* W, int64_t N, int64_t in, int64_t out, float* y, int64_t ldy,
-                bool accumulate, cudaStream_t stream) {
+                bool accumulate, cudaStream_t stream, const float* bias) {
+  if (N <= 0 || out <= 0) return;
+  if (N <= skinny_gemm_preferred_rows() && skinny_gemm(x, ldx, W, N, in, out, y, ldy, true, accumulate, bias, stream))
+    return;
   gemm(x, ldx, W, N, in, out, y, ldy, CUDA_R_32F, accumulate ? 1.0f : 0.0f, stream);
+  if (bias) add_bias_f32(y, ldy, bias, N, out, stream);
 }
 
 // y [N, C] (row stride ldy) += bias [C]; grid (N, column tiles of 1024), four columns per thread.

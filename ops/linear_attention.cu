@@ -24,6 +24,7 @@
 #include <utility>
 
 #include "core/cuda_util.h"
+#include "ops/cuda_common.cuh"
 #include "ops/linear_attention_cuda.h"
 #include "ops/mma.cuh"
 
@@ -450,6 +451,7 @@ __device__ __forceinline__ float dec_feature(const float (&xv)[16], int f) {
 __global__ void __launch_bounds__(kDecThreads)
     decode_step_kernel(const bf16* q, const bf16* k, const bf16* v, bf16* y, float* S, float* z, int H, int dv,
                        const float* gamma, const float* dt, float eps) {
+  cuda::pdl_launch_dependents();
   __shared__ float fq[F], fk[F], red[8], part[8][kDecMaxDv];
   const int bh = blockIdx.x, h = bh % H;
   float* Sb = S + int64_t(bh) * F * dv;

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "core/cuda_util.h"
+#include "ops/cuda_common.cuh"
 #include "ops/cuda_ops.h"
 #include "ops/cuda_train_ops.h"
 
@@ -27,6 +28,7 @@ __device__ float block_sum(float v, float* sh) {
 template <int kPer>
 __global__ void norm_kernel(const float* x, int64_t ldx, const int32_t* rows, const float* w, const float* b, bool rms,
                             float eps, int64_t d, bf16* y, int64_t ldy) {
+  pdl_launch_dependents();
   __shared__ float sh[32];
   const int64_t n = blockIdx.x;
   const float* xr = x + (rows ? int64_t(rows[n]) : n) * ldx;

@@ -101,6 +101,58 @@ TEST_F(CudaOps, Linear) {
   }
 }
 
+// The skinny decode GEMM (ops/linear_skinny.cu) against the CPU op, called directly so that a shape cannot
+// slip through to cuBLAS: batch rows from 1 to 128 (every BM instantiation, partial ones), W tiles cut by N
+// (N % 128 != 0), a K tail (K % 64 != 0), x with a row stride above K, every epilogue (bf16 + bias, fp32,
+// fp32 accumulate + bias), K splits from 1 to 8 (the cluster reduction). Tolerances as for the cuBLAS rows
+// above: bf16 result NMSE <= 1e-5 / max-rel <= 1e-2 (one rounding); fp32 results differ from the CPU only by
+// summation order. The result must also be bitwise the same on a second run (fixed reduction order).
+TEST_F(CudaOps, SkinnyGemm) {
+  if (!ops::cuda::skinny_gemm_available()) GTEST_SKIP() << "no sm_90 device (skinny GEMM)";
+  struct Case {
+    int64_t M, K, N, ldx;
+  };
+  for (Case c : {Case{1, 64, 128, 64}, Case{5, 200, 100, 256}, Case{16, 1792, 1792, 1792}, Case{33, 520, 4, 520},
+                 Case{64, 3584, 1792, 3600}, Case{100, 1792, 640, 1792}, Case{128, 1792, 7168, 1792},
+                 Case{128, 3584, 1792, 3584}, Case{128, 8, 260, 8}, Case{9, 7168, 256, 7168}}) {
+    auto xs = rnd(size_t(c.M * c.ldx), 1.0f, 11), W = rnd(size_t(c.N * c.K), 0.05f, 12), b = rnd(size_t(c.N), 0.5f, 13),
+         r0 = rnd(size_t(c.M * c.N), 1.0f, 14);
+    std::vector<float> x(size_t(c.M * c.K));
+    for (int64_t i = 0; i < c.M; ++i)
+      for (int64_t k = 0; k < c.K; ++k) x[size_t(i * c.K + k)] = xs[size_t(i * c.ldx + k)];
+    std::vector<float> ref(size_t(c.M * c.N)), ref0(size_t(c.M * c.N));
+    ops::linear_fwd(x.data(), c.M, c.K, W.data(), b.data(), c.N, ref.data());
+    ops::linear_fwd(x.data(), c.M, c.K, W.data(), nullptr, c.N, ref0.data());
+    auto dx = up(xs), dW = up(W);
+    auto db = upf(b);
+    const std::string shape =
+        fmt::format("M={} K={} N={} ldx={} S={}", c.M, c.K, c.N, c.ldx, ops::cuda::skinny_gemm_split(c.N, c.K));
+    DeviceBuffer<bf16> y(ref.size());
+    ASSERT_TRUE(ops::cuda::skinny_gemm(dx.get(), c.ldx, dW.get(), c.M, c.K, c.N, y.get(), c.N, false, false, db.get(),
+                                       nullptr));
+    const auto y1 = down(y);
+    op_report("skinny_bf16+bias", shape, op_error(y1, ref), 1e-5, 1e-2);
+    ASSERT_TRUE(ops::cuda::skinny_gemm(dx.get(), c.ldx, dW.get(), c.M, c.K, c.N, y.get(), c.N, false, false, db.get(),
+                                       nullptr));
+    EXPECT_EQ(down(y), y1) << shape << ": a second run differs";
+    DeviceBuffer<float> yf(ref.size());
+    ASSERT_TRUE(
+        ops::cuda::skinny_gemm(dx.get(), c.ldx, dW.get(), c.M, c.K, c.N, yf.get(), c.N, true, false, nullptr, nullptr));
+    op_report("skinny_f32", shape, op_error(downf(yf), ref0), 1e-9, 1e-5);
+    auto dr = upf(r0);
+    ASSERT_TRUE(
+        ops::cuda::skinny_gemm(dx.get(), c.ldx, dW.get(), c.M, c.K, c.N, dr.get(), c.N, true, true, db.get(), nullptr));
+    std::vector<float> ref2(ref);
+    for (size_t i = 0; i < ref2.size(); ++i) ref2[i] += r0[i];
+    op_report("skinny_f32_accumulate", shape, op_error(downf(dr), ref2), 1e-9, 1e-5);
+  }
+  // Where it does not apply it must say so and leave y alone (the caller then uses cuBLAS).
+  DeviceBuffer<bf16> x(129 * 64), W(64 * 64), y(129 * 64);
+  EXPECT_FALSE(ops::cuda::skinny_gemm(x.get(), 64, W.get(), 129, 64, 64, y.get(), 64, false, false, nullptr, nullptr));
+  EXPECT_FALSE(ops::cuda::skinny_gemm(x.get(), 64, W.get(), 4, 60, 64, y.get(), 64, false, false, nullptr, nullptr));
+  EXPECT_FALSE(ops::cuda::skinny_gemm(x.get(), 64, W.get(), 4, 64, 62, y.get(), 64, false, false, nullptr, nullptr));
+}
+
 TEST_F(CudaOps, Norms) {
   for (int64_t d : {64, 100, 1024, 2048}) {
     for (bool rms : {true, false}) {

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${1:-build/cuda}
 cmake -S . -B "$B" -G Ninja -DJRT_CUDA=ON -DCMAKE_BUILD_TYPE=Release > /dev/null
-ninja -C "$B" jrt bench_cuda_generate bench_cuda_prefill $(cd tests && ls test_cuda_*.cpp | sed 's/\.cpp$//')
+ninja -C "$B" jrt bench_cuda_generate bench_cuda_prefill bench_cuda_gemm $(cd tests && ls test_cuda_*.cpp | sed 's/\.cpp$//')
 rm -rf .devbin .devlibs && mkdir -p .devbin .devlibs .devpack
 cp "$B/jrt" .devbin/
 find "$B/tests" "$B/bench" -maxdepth 1 -type f -executable \( -name 'test_cuda_*' -o -name 'bench_cuda_*' \) \
@@ -17,5 +17,5 @@ for l in libfmt.so.9 libpcre2-8.so.0 libzip.so.4 libgfortran.so.5 libquadmath.so
 done
 cp -L "$(ldd "$B/jrt" | awk '/libopenblas/ {print $3}')" .devlibs/
 tar -cJf .devpack/libs.tar.xz -C .devlibs .
-tar -cJf .devpack/bin.tar.xz -C .devbin .
+XZ_OPT=${XZ_OPT:--9 -T2} tar -cJf .devpack/bin.tar.xz -C .devbin .
 ls -la .devpack
