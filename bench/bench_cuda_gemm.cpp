@@ -4,7 +4,7 @@
 // HBM as in a decode step), median of 15 replays; prints us per product, the weight read rate (TB/s) and the
 // speed-up. The default shapes are the projections of the Based-1.3B decode step (d = 1792).
 //   bench_cuda_gemm [--batches 1,16,128] [--shapes NxK,...] [--out bf16|f32acc] [--splits 0,2,4,8 (cluster
-//   sizes to try; 0 = the kernel's choice)]
+//   sizes to try; 0 = the kernel's choice)] [--variants default,rows64,twopersm (kernel-lab tilings for M > 32)]
 #include <algorithm>
 #include <cstdio>
 #include <random>
@@ -59,7 +59,7 @@ double graph_us(int R, cudaStream_t st, Fn&& fn) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string batches = "1,16,128", shapes, out = "both", splits = "0";
+  std::string batches = "1,16,128", shapes, out = "both", splits = "0", variants = "default";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--batches")
@@ -70,6 +70,8 @@ int main(int argc, char** argv) {
       out = v;
     else if (k == "--splits")
       splits = v;
+    else if (k == "--variants")
+      variants = v;
 
     else {
       std::fprintf(stderr, "bench_cuda_gemm: unknown flag %s\n", argv[i]);
@@ -93,8 +95,8 @@ int main(int argc, char** argv) {
   JRT_CUDA_CHECK(cudaStreamCreate(&st));
   cublasHandle_t h = ops::cuda::blas_handle();
   JRT_CUBLAS_CHECK(cublasSetStream(h, st));
-  std::printf("%-15s %6s %6s %6s %3s %-7s | %9s %7s | %9s %7s | %6s\n", "shape", "M", "N", "K", "S", "out", "skinny us",
-              "TB/s", "cuBLAS us", "TB/s", "x");
+  std::printf("%-15s %6s %6s %6s %3s %-8s %-7s | %9s %7s | %9s %7s | %6s\n", "shape", "M", "N", "K", "S", "tiling",
+              "out", "skinny us", "TB/s", "cuBLAS us", "TB/s", "x");
   for (const Shape& s : list) {
     const size_t wn = size_t(s.N * s.K);
     const int R = int(std::max<size_t>(4, (size_t(256) << 20) / (wn * 2) + 1));
@@ -121,17 +123,26 @@ int main(int argc, char** argv) {
                                         &beta, y, f32 ? CUDA_R_32F : CUDA_R_16BF, int(s.N), CUBLAS_COMPUTE_32F,
                                         CUBLAS_GEMM_DEFAULT));
         });
-        for (const auto& sp : bench::split_csv(splits)) {
-          const int split = std::stoi(sp);
-          const double ts = graph_us(R, st, [&](int r) {
-            ops::cuda::skinny_gemm(x.get(), s.K, W.get() + size_t(r) * wn, M, s.K, s.N, y, s.N, f32, f32, nullptr, st,
-                                   split);
-          });
-          const double bytes = double(wn) * 2;
-          std::printf("%-15s %6lld %6lld %6lld %3d %-7s | %9.2f %7.2f | %9.2f %7.2f | %6.2f\n", s.what, (long long)M,
-                      (long long)s.N, (long long)s.K, split ? split : ops::cuda::skinny_gemm_split(s.N, s.K),
-                      f32 ? "f32acc" : "bf16", ts, bytes / ts * 1e-6, tc, bytes / tc * 1e-6, tc / ts);
-        }
+        for (const auto& vn : bench::split_csv(variants))
+          for (const auto& sp : bench::split_csv(splits)) {
+            const int split = std::stoi(sp);
+            const auto var = vn == "rows64"     ? ops::cuda::SkinnyVariant::kRows64
+                             : vn == "twopersm" ? ops::cuda::SkinnyVariant::kTwoPerSm
+                                                : ops::cuda::SkinnyVariant::kDefault;
+            const bool lab = M > 32 && var != ops::cuda::SkinnyVariant::kDefault;
+            const int rows = lab && var == ops::cuda::SkinnyVariant::kRows64 ? 64 : 128;
+            const int per_sm = lab && var == ops::cuda::SkinnyVariant::kTwoPerSm ? 2 : 1;
+            const double ts = graph_us(R, st, [&](int r) {
+              ops::cuda::skinny_gemm(x.get(), s.K, W.get() + size_t(r) * wn, M, s.K, s.N, y, s.N, f32, f32, nullptr, st,
+                                     split, var);
+            });
+            const double bytes = double(wn) * 2;
+            std::printf("%-15s %6lld %6lld %6lld %3d %-8s %-7s | %9.2f %7.2f | %9.2f %7.2f | %6.2f\n", s.what,
+                        (long long)M, (long long)s.N, (long long)s.K,
+                        split ? split : ops::cuda::skinny_gemm_split(s.N, s.K, rows, per_sm),
+                        lab ? vn.c_str() : "default", f32 ? "f32acc" : "bf16", ts, bytes / ts * 1e-6, tc,
+                        bytes / tc * 1e-6, tc / ts);
+          }
       }
     }
   }

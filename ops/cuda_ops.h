@@ -35,11 +35,16 @@ void linear_f32(const bf16* x, int64_t ldx, const bf16* W, int64_t N, int64_t in
 // M <= 128, bf16 or fp32 result. Returns false, doing nothing, where it does not apply (no sm_90 device,
 // M > 128, K % 8, N % 4, unaligned rows, or JRT_SKINNY_GEMM=0 in the environment). split > 0 forces the
 // cluster size (benchmarks); 0 takes skinny_gemm_split's. JRT_PDL=0 turns programmatic dependent launch off.
+// variant picks a kernel-lab tiling for M > 32 (benchmarks and tests; smaller M always run the default):
+// 64 weight rows per CTA, or 128 rows with two CTAs per SM (fewer stages each).
+enum class SkinnyVariant { kDefault, kRows64, kTwoPerSm };
 bool skinny_gemm(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K, int64_t N, void* y, int64_t ldy,
-                 bool out_f32, bool accumulate, const float* bias, cudaStream_t stream, int split = 0);
+                 bool out_f32, bool accumulate, const float* bias, cudaStream_t stream, int split = 0,
+                 SkinnyVariant variant = SkinnyVariant::kDefault);
 bool skinny_gemm_available();
-// The cluster size (K split) for an N x K weight on this device.
-int skinny_gemm_split(int64_t N, int64_t K);
+// The cluster size (K split) for an N x K weight on this device, for CTAs of rows_per_cta weight rows
+// with ctas_per_sm resident per SM (the default kernel: 128, 1).
+int skinny_gemm_split(int64_t N, int64_t K, int rows_per_cta = 128, int ctas_per_sm = 1);
 // Up to how many rows linear_bf16 / linear_f32 use the skinny kernel (32; JRT_SKINNY_MAX_M overrides).
 int64_t skinny_gemm_preferred_rows();
 // y[n, :] += bias (bf16 rows or fp32 rows).

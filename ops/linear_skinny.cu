@@ -39,14 +39,16 @@ namespace cg = cooperative_groups;
 constexpr int kBK = 64;       // K per stage: 8 core matrices of 16 bytes
 constexpr int kMaxSplit = 8;  // portable cluster size
 
-// BM: batch rows (wgmma's N); NWG warpgroups of m64 cover kBN = 64 NWG weight rows. Only NWG = 2 is launched:
-// 256 weight rows per CTA (half the x traffic per weight byte) measured slower on every shape (dev/README.md).
-template <int BM, int NWG>
+// BM: batch rows (wgmma's N); NWG warpgroups of m64 cover kBN = 64 NWG weight rows; MINB CTAs per SM (the
+// stages share ~200 KB). The default is NWG = 2, MINB = 1; 256 weight rows per CTA (half the x traffic per
+// weight byte) measured slower on every shape (dev/README.md). NWG = 1 and MINB = 2 are the kernel-lab
+// variants for 64 / 128 rows (SkinnyVariant), not yet measured.
+template <int BM, int NWG, int MINB = 1>
 struct Cfg {
   static constexpr int kBN = 64 * NWG, kThreads = 128 * NWG;
   static constexpr int kRedLd = kBN + 4;  // fp32 partial tile row stride (bank spread, 16-byte rows)
   static constexpr int kWBytes = kBN * kBK * 2, kXBytes = BM * kBK * 2, kStage = kWBytes + kXBytes;
-  static constexpr int kStages = std::min(8, (200 * 1024) / kStage);
+  static constexpr int kStages = std::max(2, std::min(8, (200 * 1024) / MINB / kStage));
   static constexpr int kBar = kStages * kStage;  // the stages' mbarriers follow the tiles
   // + 1024: the tiles start at the first 1024-byte boundary (the 128-byte swizzle's atom).
   static constexpr int kSmem = kBar + 8 * kStages + 1024;
@@ -166,11 +168,11 @@ __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, i
 // Grid (N tiles, S), cluster (1, S, 1): CTA (t, s) multiplies W rows [BN t, BN t + BN) by the batch over
 // k-blocks [s nkb / S, (s + 1) nkb / S). TMA zero-fills what lies outside W [N, K] and x [M, K] (the tail
 // tile, the K tail, the batch rows past M), so the MMA loop has no edge cases.
-template <int BM, int NWG>
-__global__ void __launch_bounds__(128 * NWG, 1)
+template <int BM, int NWG, int MINB>
+__global__ void __launch_bounds__(128 * NWG, MINB)
     skinny_kernel(const __grid_constant__ CUtensorMap tw, const __grid_constant__ CUtensorMap tx, SkinnyArgs a) {
 #ifdef JRT_SKINNY
-  using C = Cfg<BM, NWG>;
+  using C = Cfg<BM, NWG, MINB>;
   constexpr int kBN = C::kBN, kThreads = C::kThreads, kRedLd = C::kRedLd;
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
@@ -347,15 +349,16 @@ bool make_map(CUtensorMap& m, const bf16* p, int64_t rows, int64_t cols, int64_t
                      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <int BM, int NWG>
+template <int BM, int NWG, int MINB = 1>
 bool launch(const bf16* x, int64_t ldx, const bf16* W, int64_t K, const SkinnyArgs& a, int split, cudaStream_t stream) {
-  using C = Cfg<BM, NWG>;
+  using C = Cfg<BM, NWG, MINB>;
   constexpr int kBN = C::kBN;
   static std::once_flag once;
   std::call_once(once, [] {
-    JRT_CUDA_CHECK(cudaFuncSetAttribute(skinny_kernel<BM, NWG>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem));
+    JRT_CUDA_CHECK(
+        cudaFuncSetAttribute(skinny_kernel<BM, NWG, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem));
   });
-  if (split <= 0) split = skinny_gemm_split(a.N, K);
+  if (split <= 0) split = skinny_gemm_split(a.N, K, kBN, MINB);
   split = int(std::min<int64_t>({split, kMaxSplit, a.nkb}));
   CUtensorMap tw, tx;
   if (!make_map(tw, W, a.N, K, K, kBN) || !make_map(tx, x, a.M, K, ldx, BM)) return false;
@@ -375,7 +378,7 @@ bool launch(const bf16* x, int64_t ldx, const bf16* W, int64_t K, const SkinnyAr
   attr[1].val.programmaticStreamSerializationAllowed = pdl_enabled() ? 1 : 0;
   cfg.attrs = attr;
   cfg.numAttrs = 2;
-  JRT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, skinny_kernel<BM, NWG>, tw, tx, a));
+  JRT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, skinny_kernel<BM, NWG, MINB>, tw, tx, a));
   return true;
 }
 
@@ -389,15 +392,16 @@ int64_t skinny_gemm_preferred_rows() { return device().max_m; }
 
 // The largest power of two (<= 8, <= the k-blocks) with tiles x S CTAs fitting the SMs in one wave; cluster
 // sizes of 3, 5, .. measured slower (they pack the GPCs worse).
-int skinny_gemm_split(int64_t N, int64_t K) {
-  const int64_t tiles = (N + 127) / 128, nkb = (K + kBK - 1) / kBK;
+int skinny_gemm_split(int64_t N, int64_t K, int rows_per_cta, int ctas_per_sm) {
+  const int64_t tiles = (N + rows_per_cta - 1) / rows_per_cta, nkb = (K + kBK - 1) / kBK;
   int s = 1;
-  while (s * 2 <= kMaxSplit && s * 2 <= nkb && tiles * s * 2 <= device().nsm) s *= 2;
+  while (s * 2 <= kMaxSplit && s * 2 <= nkb && tiles * s * 2 <= int64_t(device().nsm) * ctas_per_sm) s *= 2;
   return s;
 }
 
 bool skinny_gemm(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K, int64_t N, void* y, int64_t ldy,
-                 bool out_f32, bool accumulate, const float* bias, cudaStream_t stream, int split) {
+                 bool out_f32, bool accumulate, const float* bias, cudaStream_t stream, int split,
+                 SkinnyVariant variant) {
   if (M < 1 || M > 128 || K < 1 || N < 1 || !device().enabled) return false;
   if (K % 8 || N % 4 || ldx % 8 || ldy % 4 || K > (int64_t(1) << 30) || N > (int64_t(1) << 30)) return false;
   if (!aligned16(x) || !aligned16(W) || !aligned16(y) || (bias && !aligned16(bias))) return false;
@@ -405,6 +409,14 @@ bool skinny_gemm(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K
   if (M <= 8) return launch<8, 2>(x, ldx, W, K, a, split, stream);
   if (M <= 16) return launch<16, 2>(x, ldx, W, K, a, split, stream);
   if (M <= 32) return launch<32, 2>(x, ldx, W, K, a, split, stream);
+  if (variant == SkinnyVariant::kRows64) {
+    if (M <= 64) return launch<64, 1>(x, ldx, W, K, a, split, stream);
+    return launch<128, 1>(x, ldx, W, K, a, split, stream);
+  }
+  if (variant == SkinnyVariant::kTwoPerSm) {
+    if (M <= 64) return launch<64, 2, 2>(x, ldx, W, K, a, split, stream);
+    return launch<128, 2, 2>(x, ldx, W, K, a, split, stream);
+  }
   if (M <= 64) return launch<64, 2>(x, ldx, W, K, a, split, stream);
   return launch<128, 2>(x, ldx, W, K, a, split, stream);
 }

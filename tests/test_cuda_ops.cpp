@@ -104,9 +104,9 @@ TEST_F(CudaOps, Linear) {
 // The skinny decode GEMM (ops/linear_skinny.cu) against the CPU op, called directly so that a shape cannot
 // slip through to cuBLAS: batch rows from 1 to 128 (every BM instantiation, partial ones), W tiles cut by N
 // (N % 128 != 0), a K tail (K % 64 != 0), x with a row stride above K, every epilogue (bf16 + bias, fp32,
-// fp32 accumulate + bias), K splits from 1 to 8 (the cluster reduction). Tolerances as for the cuBLAS rows
-// above: bf16 result NMSE <= 1e-5 / max-rel <= 1e-2 (one rounding); fp32 results differ from the CPU only by
-// summation order. The result must also be bitwise the same on a second run (fixed reduction order).
+// fp32 accumulate + bias), K splits from 1 to 8 (the cluster reduction), and for M > 32 the two kernel-lab
+// tilings (SkinnyVariant). Tolerances as for the cuBLAS rows above: bf16 result NMSE <= 1e-5 / max-rel <= 1e-2
+// (one rounding); fp32 results differ from the CPU only by summation order. The result must also be bitwise the same on a second run (fixed reduction order).
 TEST_F(CudaOps, SkinnyGemm) {
   if (!ops::cuda::skinny_gemm_available()) GTEST_SKIP() << "no sm_90 device (skinny GEMM)";
   struct Case {
@@ -135,6 +135,14 @@ TEST_F(CudaOps, SkinnyGemm) {
     ASSERT_TRUE(ops::cuda::skinny_gemm(dx.get(), c.ldx, dW.get(), c.M, c.K, c.N, y.get(), c.N, false, false, db.get(),
                                        nullptr));
     EXPECT_EQ(down(y), y1) << shape << ": a second run differs";
+    // The kernel-lab tilings for M > 32 (64 weight rows per CTA; two CTAs per SM) on the same inputs.
+    if (c.M > 32)
+      for (auto v : {ops::cuda::SkinnyVariant::kRows64, ops::cuda::SkinnyVariant::kTwoPerSm}) {
+        ASSERT_TRUE(ops::cuda::skinny_gemm(dx.get(), c.ldx, dW.get(), c.M, c.K, c.N, y.get(), c.N, false, false,
+                                           db.get(), nullptr, 0, v));
+        op_report(v == ops::cuda::SkinnyVariant::kRows64 ? "skinny_bf16+bias rows64" : "skinny_bf16+bias 2/SM", shape,
+                  op_error(down(y), ref), 1e-5, 1e-2);
+      }
     DeviceBuffer<float> yf(ref.size());
     ASSERT_TRUE(
         ops::cuda::skinny_gemm(dx.get(), c.ldx, dW.get(), c.M, c.K, c.N, yf.get(), c.N, true, false, nullptr, nullptr));
