@@ -23,8 +23,8 @@
 #include <cudaTypedefs.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
-#include <mutex>
 
 #include "core/cuda_util.h"
 #include "core/error.h"
@@ -353,11 +353,16 @@ template <int BM, int NWG, int MINB = 1>
 bool launch(const bf16* x, int64_t ldx, const bf16* W, int64_t K, const SkinnyArgs& a, int split, cudaStream_t stream) {
   using C = Cfg<BM, NWG, MINB>;
   constexpr int kBN = C::kBN;
-  static std::once_flag once;
-  std::call_once(once, [] {
+  // The shared memory limit is raised once per device (the attribute belongs to the device's context).
+  static std::atomic<uint64_t> raised{0};
+  int dev = 0;
+  JRT_CUDA_CHECK(cudaGetDevice(&dev));
+  const uint64_t bit = uint64_t(1) << (dev & 63);
+  if (!(raised.load(std::memory_order_acquire) & bit)) {
     JRT_CUDA_CHECK(
         cudaFuncSetAttribute(skinny_kernel<BM, NWG, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem));
-  });
+    raised.fetch_or(bit, std::memory_order_release);
+  }
   if (split <= 0) split = skinny_gemm_split(a.N, K, kBN, MINB);
   split = int(std::min<int64_t>({split, kMaxSplit, a.nkb}));
   CUtensorMap tw, tx;
