@@ -16,6 +16,7 @@
 #ifdef JRT_HAVE_CUDA
 #include <cublas_v2.h>
 
+#include "bench/bench_cuda_util.h"
 #include "core/cuda_util.h"
 #include "ops/cuda_ops.h"
 
@@ -37,23 +38,9 @@ double graph_us(int R, cudaStream_t st, Fn&& fn) {
   for (int r = 0; r < R; ++r) fn(r);
   JRT_CUDA_CHECK(cudaStreamEndCapture(st, &g));
   JRT_CUDA_CHECK(cudaGraphInstantiate(&ge, g, 0));
-  cudaEvent_t a, b;
-  cudaEventCreate(&a), cudaEventCreate(&b);
-  for (int i = 0; i < 3; ++i) cudaGraphLaunch(ge, st);
-  std::vector<float> t;
-  for (int i = 0; i < 15; ++i) {
-    cudaEventRecord(a, st);
-    cudaGraphLaunch(ge, st);
-    cudaEventRecord(b, st);
-    cudaEventSynchronize(b);
-    float ms;
-    cudaEventElapsedTime(&ms, a, b);
-    t.push_back(ms);
-  }
-  std::sort(t.begin(), t.end());
-  cudaEventDestroy(a), cudaEventDestroy(b);
+  const double ms = bench::median_event_ms(st, 3, 15, [&] { cudaGraphLaunch(ge, st); });
   cudaGraphExecDestroy(ge), cudaGraphDestroy(g);
-  return 1e3 * t[t.size() / 2] / R;
+  return 1e3 * ms / R;
 }
 
 }  // namespace

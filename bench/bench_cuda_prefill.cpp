@@ -15,6 +15,7 @@
 #include "core/dtype.h"
 
 #ifdef JRT_HAVE_CUDA
+#include "bench/bench_cuda_util.h"
 #include "core/cuda_util.h"
 #include "ops/linear_attention_cuda.h"
 
@@ -24,26 +25,6 @@ static std::vector<int> ints(const std::string& s) {
   std::vector<int> r;
   for (const auto& x : bench::split_csv(s)) r.push_back(std::stoi(x));
   return r;
-}
-
-template <class Fn>
-static double median_ms(Fn&& fn) {
-  cudaEvent_t a, b;
-  cudaEventCreate(&a), cudaEventCreate(&b);
-  for (int i = 0; i < 3; ++i) fn();
-  std::vector<float> t;
-  for (int i = 0; i < 20; ++i) {
-    cudaEventRecord(a);
-    fn();
-    cudaEventRecord(b);
-    cudaEventSynchronize(b);
-    float ms;
-    cudaEventElapsedTime(&ms, a, b);
-    t.push_back(ms);
-  }
-  std::sort(t.begin(), t.end());
-  cudaEventDestroy(a), cudaEventDestroy(b);
-  return t[t.size() / 2];
 }
 
 int main(int argc, char** argv) {
@@ -103,7 +84,7 @@ int main(int argc, char** argv) {
       a.B = B, a.H = H, a.dv = dv, a.max_len = N;
       a.segment_len = seg;
       cuda::DeviceBuffer<char> ws(ops::la_prefill_cuda_workspace(a));
-      const double based_ms = median_ms([&] { ops::la_prefill_cuda(a, ws.get()); });
+      const double based_ms = bench::median_event_ms(nullptr, 3, 20, [&] { ops::la_prefill_cuda(a, ws.get()); });
       const double th = double(B) * N * H;
       const double flop = th * 80128.0, bytes = th * 320.0;
       const double floor_ms = std::max(flop / 776e12, bytes / 4.28e12) * 1e3;
@@ -127,7 +108,7 @@ int main(int argc, char** argv) {
       ops::LaCudaArgs d = a;
       d.S0 = S.get(), d.z0 = z.get();
       cuda::DeviceBuffer<char> ws2(std::max(ops::la_prefill_cuda_workspace(d), ops::la_accumulate_cuda_workspace(e)));
-      const double jrt_ms = median_ms([&] {
+      const double jrt_ms = bench::median_event_ms(nullptr, 3, 20, [&] {
         cudaMemsetAsync(S.get(), 0, S.size() * sizeof(float));
         cudaMemsetAsync(z.get(), 0, z.size() * sizeof(float));
         ops::la_accumulate_state_cuda(e, ws2.get());

@@ -10,7 +10,7 @@
 //     or fp32 accumulate into the residual);
 //   - a TMA pipeline of up to 8 stages (W tile 128 x 64, x tile BM x 64, both K-major with the 128-byte
 //     swizzle; one mbarrier per stage; W with an L2 evict-first hint). The first version of this kernel
-//     (dev/skinny_gemm_v1_cpasync.cu) fed wgmma with cp.async and streamed only ~18 GB/s per SM;
+//     (dev/skinny_gemm_v1_cpasync.cu in commit f24899e) fed wgmma with cp.async and streamed only ~18 GB/s per SM;
 //   - programmatic dependent launch: the weight tiles of the first stages are requested before
 //     griddepcontrol.wait, i.e. while the kernel before it (norm, conv, ...) still runs.
 // Measured on the H200 (docs/perf.md): faster than cuBLAS up to 32 rows on all but the widest projections

@@ -22,7 +22,6 @@ template <bool kInverse>
 __global__ void rotary_kernel(bf16* __restrict__ x, int64_t ld, const int32_t* __restrict__ cu,
                               const int32_t* __restrict__ pos0, int B, int64_t T, int heads, int hd,
                               const float* __restrict__ inv_freq, int nf) {
-  pdl_launch_dependents();
   const int64_t total = T * heads * nf;
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
     const int i = int(e % nf);
