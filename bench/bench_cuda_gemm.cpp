@@ -3,8 +3,10 @@
 // graph of R back-to-back products, each on its own copy of W (R copies >= 256 MB, so the weight comes from
 // HBM as in a decode step), median of 15 replays; prints us per product, the weight read rate (TB/s) and the
 // speed-up. The default shapes are the projections of the Based-1.3B decode step (d = 1792).
-//   bench_cuda_gemm [--batches 1,16,128] [--shapes NxK,...] [--out bf16|f32acc] [--splits 0,2,4,8 (cluster
+//   bench_cuda_gemm [--batches 1,16,128] [--shapes NxK,...] [--out bf16|f32acc|swiglu] [--splits 0,2,4,8 (cluster
 //   sizes to try; 0 = the kernel's choice)] [--variants default,rows64,twopersm (kernel-lab tilings for M > 32)]
+// --out swiglu times the MLP's first layer with bias as the model runs it: the skinny GEMM with SwiGLU in its
+// epilogue (N = 2F weight rows, F outputs) against cuBLAS + the bias kernel + the SwiGLU kernel.
 #include <algorithm>
 #include <cstdio>
 #include <random>
@@ -100,6 +102,30 @@ int main(int argc, char** argv) {
       cuda::DeviceBuffer<float> yf(size_t(M * s.N));
       JRT_CUDA_CHECK(cudaMemset(x.get(), 0, x.size() * 2));
       JRT_CUDA_CHECK(cudaMemset(yf.get(), 0, yf.size() * 4));
+      if (out == "swiglu") {
+        const int64_t F = s.N / 2;
+        cuda::DeviceBuffer<float> bias(size_t(s.N));
+        cuda::DeviceBuffer<bf16> act(size_t(M * F));
+        JRT_CUDA_CHECK(cudaMemset(bias.get(), 0, bias.size() * 4));
+        const float alpha = 1.0f, beta = 0.0f;
+        const double tc = graph_us(R, st, [&](int r) {
+          JRT_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(s.N), int(M), int(s.K), &alpha,
+                                        W.get() + size_t(r) * wn, CUDA_R_16BF, int(s.K), x.get(), CUDA_R_16BF, int(s.K),
+                                        &beta, yb.get(), CUDA_R_16BF, int(s.N), CUBLAS_COMPUTE_32F,
+                                        CUBLAS_GEMM_DEFAULT));
+          ops::cuda::add_bias_bf16(yb.get(), s.N, bias.get(), M, s.N, st);
+          ops::cuda::swiglu_cuda(yb.get(), M, F, act.get(), st);
+        });
+        const double ts = graph_us(R, st, [&](int r) {
+          ops::cuda::skinny_gemm_act(x.get(), s.K, W.get() + size_t(r) * wn, M, s.K, F, act.get(), F, bias.get(),
+                                     ops::cuda::Activation::kSwiGlu, st);
+        });
+        const double bytes = double(wn) * 2;
+        std::printf("%-15s %6lld %6lld %6lld %3d %-8s %-7s | %9.2f %7.2f | %9.2f %7.2f | %6.2f\n", s.what, (long long)M,
+                    (long long)s.N, (long long)s.K, ops::cuda::skinny_gemm_split(F, s.K, 64), "default", "swiglu", ts,
+                    bytes / ts * 1e-6, tc, bytes / tc * 1e-6, tc / ts);
+        continue;
+      }
       for (int f32 = 0; f32 < 2; ++f32) {
         if ((out == "bf16" && f32) || (out == "f32acc" && !f32)) continue;
         void* y = f32 ? static_cast<void*>(yf.get()) : static_cast<void*>(yb.get());

@@ -363,13 +363,11 @@ struct GpuModel::Impl {
     }
     if (L.mlp) {
       norm(L.n2, r, nullptr, T, h);
-      const int64_t rows = L.gated ? 2 * L.F : L.F;
-      proj(h, d, L.fc1, L.fb1, T, d, rows, w.u.get(), rows);
-      if (L.gated)
-        oc::swiglu_cuda(w.u.get(), T, L.F, w.a.get(), stream);
-      else
-        oc::gelu_cuda(w.u.get(), T * L.F, L.gelu_tanh, stream);
-      residual(L.gated ? w.a.get() : w.u.get(), L.F, L.fc2, L.fb2, T, r);
+      // fc1 and its activation: one kernel at decode batch sizes (the skinny GEMM's epilogue).
+      const auto act =
+          L.gated ? oc::Activation::kSwiGlu : (L.gelu_tanh ? oc::Activation::kGeluTanh : oc::Activation::kGeluErf);
+      oc::linear_act_bf16(h, d, L.fc1.get(), T, d, L.F, w.a.get(), L.F, act, w.u.get(), stream, L.fb1.get());
+      residual(w.a.get(), L.F, L.fc2, L.fb2, T, r);
     }
   }
 

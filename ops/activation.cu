@@ -15,6 +15,7 @@ __device__ __forceinline__ float silu_f(float x) { return x / (1.0f + expf(-x));
 // u [N, 2F] -> y [N, F]; grid (N, column tiles of 1024), four columns per thread (no 64-bit divisions:
 // this runs once per layer in every decode step).
 __global__ void swiglu_kernel(const bf16* u, int64_t F, bf16* y) {
+  pdl_wait();
   pdl_launch_dependents();
   const int64_t n = blockIdx.x;
   const bf16* un = u + n * 2 * F;
@@ -51,6 +52,8 @@ __global__ void gated_silu_kernel(const bf16* a, int64_t lda, const bf16* g, int
 // One CTA (1024 threads) per row: logits [N, V] -> out [N] (first index of the maximum; NaN never wins).
 // Eight loads in flight per thread before the compares: at batch 1 a single CTA reads the whole row.
 __global__ void __launch_bounds__(1024) argmax_kernel(const float* logits, int64_t V, int32_t* out) {
+  pdl_wait();
+  pdl_launch_dependents();
   const float* row = logits + int64_t(blockIdx.x) * V;
   float best = -FLT_MAX;
   int32_t bi = 0x7fffffff;
@@ -84,7 +87,7 @@ static unsigned blocks(int64_t n) { return unsigned((n + 255) / 256); }
 
 void swiglu_cuda(const bf16* u, int64_t N, int64_t F, bf16* y, cudaStream_t stream) {
   if (N * F == 0) return;
-  swiglu_kernel<<<dim3(unsigned(N), unsigned((F + 1023) / 1024)), 256, 0, stream>>>(u, F, y);
+  launch_pdl(swiglu_kernel, dim3(unsigned(N), unsigned((F + 1023) / 1024)), 256, 0, stream, u, F, y);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -104,7 +107,7 @@ void gated_silu_cuda(const bf16* a, int64_t lda, const bf16* g, int64_t ldg, int
 void argmax_cuda(const float* logits, int64_t N, int64_t V, int32_t* out, cudaStream_t stream) {
   if (N <= 0) return;
   JRT_CHECK(V < (int64_t(1) << 31), "argmax_cuda: {} columns", V);
-  argmax_kernel<<<unsigned(N), 1024, 0, stream>>>(logits, V, out);
+  launch_pdl(argmax_kernel, unsigned(N), 1024, 0, stream, logits, V, out);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

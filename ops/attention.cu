@@ -254,6 +254,7 @@ __global__ void __launch_bounds__(kDecWarps * 32)
     decode_kernel(const bf16* __restrict__ qkv, int64_t ldqkv, const int32_t* __restrict__ pos, int H, int hd,
                   int64_t left_window, float qscale, bf16* kc, bf16* vc, int64_t C, bf16* __restrict__ o,
                   int64_t ldo) {
+  pdl_wait();
   pdl_launch_dependents();
   const int h = blockIdx.x, b = blockIdx.y;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -465,11 +466,11 @@ void attention_decode_cuda(const bf16* qkv, int64_t ldqkv, const int32_t* pos, i
   const dim3 grid{unsigned(H), unsigned(B)};
   const float qscale = scale * kLog2e;
   if (hd <= 64)
-    decode_kernel<1><<<grid, kDecWarps * 32, 0, stream>>>(qkv, ldqkv, pos, H, hd, left_window, qscale, kc, vc, C, o,
-                                                          ldo);
+    launch_pdl(decode_kernel<1>, grid, kDecWarps * 32, 0, stream, qkv, ldqkv, pos, H, hd, left_window, qscale, kc, vc,
+               C, o, ldo);
   else
-    decode_kernel<2><<<grid, kDecWarps * 32, 0, stream>>>(qkv, ldqkv, pos, H, hd, left_window, qscale, kc, vc, C, o,
-                                                          ldo);
+    launch_pdl(decode_kernel<2>, grid, kDecWarps * 32, 0, stream, qkv, ldqkv, pos, H, hd, left_window, qscale, kc, vc,
+               C, o, ldo);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -127,6 +127,7 @@ __global__ void __launch_bounds__(kThreads)
                 const float* __restrict__ w, const float* __restrict__ bias, bool silu, const bf16* gate, int64_t ldg,
                 float* __restrict__ tail, bf16* y, int64_t ldy, const float* __restrict__ xbias,
                 const float* __restrict__ gbias) {
+  pdl_wait();
   pdl_launch_dependents();
   const int64_t ch = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   const int b = blockIdx.y;
@@ -160,8 +161,8 @@ void causal_conv1d_cuda(const bf16* x, int64_t ldx, const int32_t* cu_seqlens, i
             max_len, C);
   if (max_len == 1) {  // a decode step: one launch
     with_k(K, [&](auto k) {
-      step_kernel<decltype(k)::value><<<dim3(unsigned(ctiles), unsigned(B)), kThreads, 0, stream>>>(
-          x, ldx, cu_seqlens, C, w, bias, silu, gate, ldg, tail, y, ldy, xbias, gbias);
+      launch_pdl(step_kernel<decltype(k)::value>, dim3(unsigned(ctiles), unsigned(B)), kThreads, 0, stream, x, ldx,
+                 cu_seqlens, C, w, bias, silu, gate, ldg, tail, y, ldy, xbias, gbias);
     });
     JRT_CUDA_CHECK(cudaGetLastError());
     return;

@@ -1,6 +1,11 @@
 // ops/cuda_common.cuh — device helpers shared by the GPU ops (included by .cu files only).
 #pragma once
+#include <cuda_runtime.h>
+
 #include <cstdint>
+#include <utility>
+
+#include "core/cuda_util.h"
 
 namespace jrt::ops::cuda {
 
@@ -19,13 +24,49 @@ __device__ __forceinline__ int find_seq(const int32_t* __restrict__ cu, int B, i
 }
 
 // Lets a kernel launched after this one with programmatic dependent launch (the skinny decode GEMM,
-// ops/linear_skinny.cu) start now: it fetches its weights while this kernel runs and waits
-// (griddepcontrol.wait) for this kernel's completion before it reads anything this kernel writes. Called
-// first thing by the kernels that precede a GEMM in a decode step; a no-op for kernels launched normally.
+// ops/linear_skinny.cu, and the kernels launched with launch_pdl below) start now: the GEMM fetches its
+// weights while this kernel runs, and each waits (griddepcontrol.wait) for this kernel's completion before
+// it reads anything this kernel writes. The decode step's kernels call it right after their pdl_wait (not
+// before: then a chain of kernels could become resident, each waiting on the one before); a no-op where
+// no dependent launch follows.
 __device__ __forceinline__ void pdl_launch_dependents() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 #endif
+}
+
+// The other half: a kernel launched with launch_pdl may start while the kernel before it is still running, so
+// it calls this before its first read of anything an earlier kernel writes and before its first write of
+// anything an earlier kernel reads (only constant inputs, such as weights, may be loaded above it). It waits
+// for the previous kernel's completion and memory flush; since that kernel did the same, every earlier
+// kernel of the stream is complete too. A no-op for kernels launched normally.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
+// Whether launch_pdl may use programmatic dependent launch: an sm_90 device and neither JRT_PDL=0 nor
+// JRT_PDL=gemm (the skinny GEMM's alone) in the environment (ops/linear_skinny.cu).
+bool pdl_enabled();
+
+// kernel<<<grid, block, smem, stream>>>(args...) with programmatic dependent launch allowed (where
+// pdl_enabled()): the kernel's CTAs may become resident once the previous kernel has triggered
+// (pdl_launch_dependents), hiding the launch gap of the decode step's small kernels. The kernel must call
+// pdl_wait() as above.
+template <class... P, class... A>
+void launch_pdl(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, A&&... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = pdl_enabled() ? 1 : 0;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  JRT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...));
 }
 
 }  // namespace jrt::ops::cuda

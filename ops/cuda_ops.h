@@ -24,8 +24,8 @@ using bf16 = __nv_bfloat16;
 // A cuBLAS handle bound to this thread, with a fixed workspace so calls can be graph-captured.
 cublasHandle_t blas_handle();
 // y[N, out] = x[N, in] W[out, in]^T (+ bias[out], fp32, when given): bf16 operands, fp32 accumulation, bf16
-// result. Up to skinny_gemm_preferred_rows() rows on sm_90 run the skinny kernel (ops/linear_skinny.cu, bias
-// fused), else cuBLAS.
+// result. Decode-sized products on sm_90 run the skinny kernel where it is the faster (skinny_gemm_linear;
+// ops/linear_skinny.cu, bias fused), else cuBLAS.
 void linear_bf16(const bf16* x, int64_t ldx, const bf16* W, int64_t N, int64_t in, int64_t out, bf16* y, int64_t ldy,
                  cudaStream_t stream, const float* bias = nullptr);
 // Same product with an fp32 result; accumulate = true adds it to y (y += x W^T + bias: the residual add).
@@ -35,18 +35,38 @@ void linear_f32(const bf16* x, int64_t ldx, const bf16* W, int64_t N, int64_t in
 // M <= 128, bf16 or fp32 result. Returns false, doing nothing, where it does not apply (no sm_90 device,
 // M > 128, K % 8, N % 4, unaligned rows, or JRT_SKINNY_GEMM=0 in the environment). split > 0 forces the
 // cluster size (benchmarks); 0 takes skinny_gemm_split's. JRT_PDL=0 turns programmatic dependent launch off.
-// variant picks a kernel-lab tiling for M > 32 (benchmarks and tests; smaller M always run the default):
-// 64 weight rows per CTA, or 128 rows with two CTAs per SM (fewer stages each).
+// variant picks the tiling for M > 32 (smaller M always run the default): 64 weight rows per CTA (taken by
+// skinny_gemm_linear on narrow outputs), or 128 rows with two CTAs per SM (fewer stages each; kernel lab).
 enum class SkinnyVariant { kDefault, kRows64, kTwoPerSm };
 bool skinny_gemm(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K, int64_t N, void* y, int64_t ldy,
                  bool out_f32, bool accumulate, const float* bias, cudaStream_t stream, int split = 0,
                  SkinnyVariant variant = SkinnyVariant::kDefault);
 bool skinny_gemm_available();
+// Activations fused into a GEMM's epilogue (the same formulas as ops/activation.h).
+enum class Activation { kNone, kSwiGlu, kGeluErf, kGeluTanh };
+// The skinny GEMM with the MLP activation applied before its only rounding: y[M, N] (bf16) =
+// act(x W^T + bias). kSwiGlu: W [2N, K] and bias [2N] hold the values then the gates (as swiglu_cuda's u),
+// y = value * silu(gate). Same conditions and return value as skinny_gemm.
+bool skinny_gemm_act(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K, int64_t N, bf16* y, int64_t ldy,
+                     const float* bias, Activation act, cudaStream_t stream, int split = 0);
+// The MLP's first layer and activation: y[N, out] = act(x W^T + bias), W [out or 2 out, in] as above. The
+// skinny kernel does it in one launch where it applies (N <= skinny_gemm_act_preferred_rows()); otherwise
+// linear_bf16 writes the pre-activation to u (only SwiGLU needs it: [N, 2 out] bf16; GELU works in place
+// on y) and the activation kernel follows, as before the fusion.
+void linear_act_bf16(const bf16* x, int64_t ldx, const bf16* W, int64_t N, int64_t in, int64_t out, bf16* y,
+                     int64_t ldy, Activation act, bf16* u, cudaStream_t stream, const float* bias = nullptr);
 // The cluster size (K split) for an N x K weight on this device, for CTAs of rows_per_cta weight rows
 // with ctas_per_sm resident per SM (the default kernel: 128, 1).
 int skinny_gemm_split(int64_t N, int64_t K, int rows_per_cta = 128, int ctas_per_sm = 1);
-// Up to how many rows linear_bf16 / linear_f32 use the skinny kernel (32; JRT_SKINNY_MAX_M overrides).
-int64_t skinny_gemm_preferred_rows();
+// The linear layers' choice: runs the skinny kernel (returning true) where it measured faster than cuBLAS
+// on the H200 — up to 32 rows; up to 64 rows for outputs <= 2048 wide and up to 128 rows for outputs <= 512
+// wide, with 64 weight rows per CTA — else returns false. JRT_SKINNY_MAX_M=n replaces the rule by "up to n
+// rows, default tiling" (benchmarks).
+bool skinny_gemm_linear(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K, int64_t N, void* y,
+                        int64_t ldy, bool out_f32, bool accumulate, const float* bias, cudaStream_t stream);
+// Up to how many rows linear_act_bf16 fuses the activation (64; 0 without an sm_90 device;
+// JRT_SKINNY_ACT_MAX_M overrides).
+int64_t skinny_gemm_act_preferred_rows();
 // y[n, :] += bias (bf16 rows or fp32 rows).
 void add_bias_bf16(bf16* y, int64_t ldy, const float* bias, int64_t N, int64_t C, cudaStream_t stream);
 void add_bias_f32(float* y, int64_t ldy, const float* bias, int64_t N, int64_t C, cudaStream_t stream);

@@ -1,6 +1,7 @@
 // ops/embedding.cu — the token-embedding gather on the GPU (bf16 table -> fp32 residual rows) and its
 // training backward (scatter-add into the fp32 table gradient, in a fixed order).
 #include "core/cuda_util.h"
+#include "ops/cuda_common.cuh"
 #include "ops/cuda_ops.h"
 #include "ops/cuda_train_ops.h"
 
@@ -8,6 +9,8 @@ namespace jrt::ops::cuda {
 
 // grid (N), block 256: out [N, d] fp32 = table[ids[n], :].
 __global__ void embedding_kernel(const int32_t* ids, const bf16* table, int64_t d, float* out) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t n = blockIdx.x;
   const bf16* src = table + int64_t(ids[n]) * d;
   float* dst = out + n * d;
@@ -16,7 +19,7 @@ __global__ void embedding_kernel(const int32_t* ids, const bf16* table, int64_t 
 
 void embedding_cuda(const int32_t* ids, const bf16* table, int64_t N, int64_t d, float* out, cudaStream_t stream) {
   if (N <= 0) return;
-  embedding_kernel<<<unsigned(N), 256, 0, stream>>>(ids, table, d, out);
+  launch_pdl(embedding_kernel, unsigned(N), 256, 0, stream, ids, table, d, out);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -1,11 +1,14 @@
 // ops/linear.cu — GPU GEMMs of the linear layers through cuBLAS (bf16 operands, fp32 accumulation),
 // and the bias adds. The handle is per thread with a fixed workspace so the calls can be captured
-// in a CUDA graph (cuBLAS must not allocate during capture).
+// in a CUDA graph (cuBLAS must not allocate during capture). linear_act_bf16: the MLP's first layer with
+// its activation (fused in the skinny kernel's epilogue where it applies).
 #include <cublas_v2.h>
 
 #include <algorithm>
 
 #include "core/cuda_util.h"
+#include "core/error.h"
+#include "ops/cuda_common.cuh"
 #include "ops/cuda_ops.h"
 #include "ops/cuda_train_ops.h"
 
@@ -51,8 +54,7 @@ static void gemm(const bf16* x, int64_t ldx, const bf16* W, int64_t N, int64_t i
 void linear_bf16(const bf16* x, int64_t ldx, const bf16* W, int64_t N, int64_t in, int64_t out, bf16* y, int64_t ldy,
                  cudaStream_t stream, const float* bias) {
   if (N <= 0 || out <= 0) return;
-  if (N <= skinny_gemm_preferred_rows() && skinny_gemm(x, ldx, W, N, in, out, y, ldy, false, false, bias, stream))
-    return;
+  if (skinny_gemm_linear(x, ldx, W, N, in, out, y, ldy, false, false, bias, stream)) return;
   gemm(x, ldx, W, N, in, out, y, ldy, CUDA_R_16BF, 0.0f, stream);
   if (bias) add_bias_bf16(y, ldy, bias, N, out, stream);
 }
@@ -60,15 +62,40 @@ void linear_bf16(const bf16* x, int64_t ldx, const bf16* W, int64_t N, int64_t i
 void linear_f32(const bf16* x, int64_t ldx, const bf16* W, int64_t N, int64_t in, int64_t out, float* y, int64_t ldy,
                 bool accumulate, cudaStream_t stream, const float* bias) {
   if (N <= 0 || out <= 0) return;
-  if (N <= skinny_gemm_preferred_rows() && skinny_gemm(x, ldx, W, N, in, out, y, ldy, true, accumulate, bias, stream))
-    return;
+  if (skinny_gemm_linear(x, ldx, W, N, in, out, y, ldy, true, accumulate, bias, stream)) return;
   gemm(x, ldx, W, N, in, out, y, ldy, CUDA_R_32F, accumulate ? 1.0f : 0.0f, stream);
   if (bias) add_bias_f32(y, ldy, bias, N, out, stream);
+}
+
+void linear_act_bf16(const bf16* x, int64_t ldx, const bf16* W, int64_t N, int64_t in, int64_t out, bf16* y,
+                     int64_t ldy, Activation act, bf16* u, cudaStream_t stream, const float* bias) {
+  if (N <= 0 || out <= 0) return;
+  if (N <= skinny_gemm_act_preferred_rows() && skinny_gemm_act(x, ldx, W, N, in, out, y, ldy, bias, act, stream))
+    return;
+  switch (act) {
+    case Activation::kSwiGlu:
+      JRT_CHECK(u, "linear_act_bf16: SwiGLU needs the [N, 2 out] pre-activation buffer");
+      JRT_CHECK(ldy == out, "linear_act_bf16: SwiGLU writes dense rows (ldy {} != {})", ldy, out);
+      linear_bf16(x, ldx, W, N, in, 2 * out, u, 2 * out, stream, bias);
+      swiglu_cuda(u, N, out, y, stream);
+      return;
+    case Activation::kGeluErf:
+    case Activation::kGeluTanh:
+      JRT_CHECK(ldy == out, "linear_act_bf16: GELU works on dense rows (ldy {} != {})", ldy, out);
+      linear_bf16(x, ldx, W, N, in, out, y, ldy, stream, bias);
+      gelu_cuda(y, N * out, act == Activation::kGeluTanh, stream);
+      return;
+    case Activation::kNone:
+      linear_bf16(x, ldx, W, N, in, out, y, ldy, stream, bias);
+      return;
+  }
 }
 
 // y [N, C] (row stride ldy) += bias [C]; grid (N, column tiles of 1024), four columns per thread.
 template <class T>
 __global__ void add_bias_kernel(T* y, int64_t ldy, const float* bias, int64_t C) {
+  pdl_wait();
+  pdl_launch_dependents();
   T* row = y + int64_t(blockIdx.x) * ldy;
 #pragma unroll
   for (int r = 0; r < 4; ++r) {
@@ -80,12 +107,12 @@ static dim3 bias_grid(int64_t N, int64_t C) { return dim3(unsigned(N), unsigned(
 
 void add_bias_bf16(bf16* y, int64_t ldy, const float* bias, int64_t N, int64_t C, cudaStream_t stream) {
   if (N * C == 0) return;
-  add_bias_kernel<bf16><<<bias_grid(N, C), 256, 0, stream>>>(y, ldy, bias, C);
+  launch_pdl(add_bias_kernel<bf16>, bias_grid(N, C), 256, 0, stream, y, ldy, bias, C);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 void add_bias_f32(float* y, int64_t ldy, const float* bias, int64_t N, int64_t C, cudaStream_t stream) {
   if (N * C == 0) return;
-  add_bias_kernel<float><<<bias_grid(N, C), 256, 0, stream>>>(y, ldy, bias, C);
+  launch_pdl(add_bias_kernel<float>, bias_grid(N, C), 256, 0, stream, y, ldy, bias, C);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -451,6 +451,7 @@ __device__ __forceinline__ float dec_feature(const float (&xv)[16], int f) {
 __global__ void __launch_bounds__(kDecThreads)
     decode_step_kernel(const bf16* q, const bf16* k, const bf16* v, bf16* y, float* S, float* z, int H, int dv,
                        const float* gamma, const float* dt, float eps) {
+  cuda::pdl_wait();
   cuda::pdl_launch_dependents();
   __shared__ float fq[F], fk[F], red[8], part[8][kDecMaxDv];
   const int bh = blockIdx.x, h = bh % H;
@@ -1983,7 +1984,8 @@ void la_decode_step_cuda(const __nv_bfloat16* q, const __nv_bfloat16* k, const _
   JRT_CHECK(B > 0 && H > 0 && dv > 0, "la_decode_step_cuda: empty batch");
   JRT_CHECK(dv <= kDecMaxDv && dv % 2 == 0, "la_decode_step_cuda: d_v {} is not supported (even, <= {})", dv,
             kDecMaxDv);
-  decode_step_kernel<<<B * H, kDecThreads, 0, stream>>>(q, k, v, y, S, z, H, dv, gamma, dt, eps);
+  cuda::launch_pdl(decode_step_kernel, unsigned(B * H), kDecThreads, 0, stream, q, k, v, y, S, z, H, dv, gamma, dt,
+                   eps);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

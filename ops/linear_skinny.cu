@@ -13,9 +13,11 @@
 //     (dev/skinny_gemm_v1_cpasync.cu in commit f24899e) fed wgmma with cp.async and streamed only ~18 GB/s per SM;
 //   - programmatic dependent launch: the weight tiles of the first stages are requested before
 //     griddepcontrol.wait, i.e. while the kernel before it (norm, conv, ...) still runs.
+//   - the MLP activation in the epilogue (skinny_gemm_act): GELU, or SwiGLU with each CTA pairing 64 value
+//     rows with the 64 gate rows F further (two TMA boxes per stage), so fc1's output never reaches memory.
 // Measured on the H200 (docs/perf.md): faster than cuBLAS up to 32 rows on all but the widest projections
-// (up to 1.9x on small weights, 1.3x on the 3584 -> 1792 ones), slower at 64 and 128 rows, where the linear
-// layers keep cuBLAS (skinny_gemm_preferred_rows).
+// (up to 1.9x on small weights, 1.3x on the 3584 -> 1792 ones); at 64 and 128 rows only on narrow outputs,
+// with 64 weight rows per CTA (skinny_gemm_linear holds the rule).
 // Shapes: x [M, K] row stride ldx, W [N, K] dense, y [M, N] row stride ldy; K % 8 == 0, N % 4 == 0 and
 // 16-byte aligned rows are required (skinny_gemm returns false otherwise and the caller uses cuBLAS).
 #include <cooperative_groups.h>
@@ -25,9 +27,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <string>
 
 #include "core/cuda_util.h"
 #include "core/error.h"
+#include "ops/cuda_common.cuh"
 #include "ops/cuda_ops.h"
 
 namespace jrt::ops::cuda {
@@ -41,8 +45,8 @@ constexpr int kMaxSplit = 8;  // portable cluster size
 
 // BM: batch rows (wgmma's N); NWG warpgroups of m64 cover kBN = 64 NWG weight rows; MINB CTAs per SM (the
 // stages share ~200 KB). The default is NWG = 2, MINB = 1; 256 weight rows per CTA (half the x traffic per
-// weight byte) measured slower on every shape (dev/README.md). NWG = 1 and MINB = 2 are the kernel-lab
-// variants for 64 / 128 rows (SkinnyVariant), not yet measured.
+// weight byte) measured slower on every shape (dev/README.md). NWG = 1 and MINB = 2 are the variants for 64 /
+// 128 rows (SkinnyVariant); NWG = 1 wins on outputs up to 2048 wide at 64 rows, MINB = 2 never clearly.
 template <int BM, int NWG, int MINB = 1>
 struct Cfg {
   static constexpr int kBN = 64 * NWG, kThreads = 128 * NWG;
@@ -58,12 +62,13 @@ struct Cfg {
 };
 
 struct SkinnyArgs {
-  int M, N;
+  int M, N;  // N: output columns (with kGlu the weight has 2 N rows: values, then gates)
   void* y;
   int64_t ldy;
   const float* bias;
   int out_f32, accumulate;
   int nkb;  // k-blocks of kBK
+  int act;  // Activation applied before the store (kGeluErf / kGeluTanh; SwiGLU is the kGlu kernel)
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -71,6 +76,15 @@ struct SkinnyArgs {
 #endif
 
 #ifdef JRT_SKINNY
+__device__ __forceinline__ float silu_f(float x) { return x / (1.0f + expf(-x)); }
+// The same formulas as ops/activation.h's (and gelu_cuda's), on the fp32 sum before its only rounding.
+__device__ __forceinline__ float act_f(float v, int act) {
+  if (act == int(Activation::kGeluErf)) return 0.5f * v * (1.0f + erff(v * 0.7071067811865476f));
+  if (act == int(Activation::kGeluTanh))
+    return 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+  return v;
+}
+
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
@@ -168,18 +182,23 @@ __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, i
 // Grid (N tiles, S), cluster (1, S, 1): CTA (t, s) multiplies W rows [BN t, BN t + BN) by the batch over
 // k-blocks [s nkb / S, (s + 1) nkb / S). TMA zero-fills what lies outside W [N, K] and x [M, K] (the tail
 // tile, the K tail, the batch rows past M), so the MMA loop has no edge cases.
-template <int BM, int NWG, int MINB>
+// kGlu (SwiGLU fused, NWG = 2): CTA t loads value rows [64 t, 64 t + 64) for warpgroup 0 and the gate rows
+// N + the same for warpgroup 1 (two 64-row boxes per stage), so output column n = 64 t + o has its value in
+// partial-tile row o and its gate in row 64 + o; y = value * silu(gate). No weight reordering is needed.
+template <int BM, int NWG, int MINB, bool kGlu>
 __global__ void __launch_bounds__(128 * NWG, MINB)
     skinny_kernel(const __grid_constant__ CUtensorMap tw, const __grid_constant__ CUtensorMap tx, SkinnyArgs a) {
 #ifdef JRT_SKINNY
+  static_assert(!kGlu || NWG == 2, "the fused SwiGLU pairs two 64-row warpgroups");
   using C = Cfg<BM, NWG, MINB>;
   constexpr int kBN = C::kBN, kThreads = C::kThreads, kRedLd = C::kRedLd;
+  constexpr int kOutN = kGlu ? 64 : kBN;  // output columns per CTA
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
   cg::cluster_group cluster = cg::this_cluster();
   const int S = int(cluster.num_blocks()), rank = int(cluster.block_rank());
   const int tid = threadIdx.x, wg = tid >> 7;
-  const int n0 = blockIdx.x * kBN;
+  const int n0 = blockIdx.x * kOutN;
   const int kb0 = int(int64_t(rank) * a.nkb / S), kb1 = int(int64_t(rank + 1) * a.nkb / S), nk = kb1 - kb0;
   const uint32_t base = smem_addr(smem), bars = base + C::kBar;
 
@@ -190,12 +209,20 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
   __syncthreads();
   uint64_t evict_first = 0;
   const int pro = min(C::kStages, nk);
+  auto load_w = [&](uint32_t dst, int kb, uint32_t bar) {
+    if constexpr (kGlu) {
+      tma_load(dst, &tw, kb * kBK, n0, bar, evict_first);
+      tma_load(dst + C::kWBytes / 2, &tw, kb * kBK, a.N + n0, bar, evict_first);
+    } else {
+      tma_load(dst, &tw, kb * kBK, n0, bar, evict_first);
+    }
+  };
   if (tid == 0) {
     asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(evict_first));
     // The weights do not depend on the previous kernel: request them before waiting for it.
     for (int s = 0; s < pro; ++s) {
       mbar_expect(bars + 8 * s, C::kStage);
-      tma_load(base + s * C::kStage, &tw, (kb0 + s) * kBK, n0, bars + 8 * s, evict_first);
+      load_w(base + s * C::kStage, kb0 + s, bars + 8 * s);
     }
   }
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
@@ -225,7 +252,7 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
       const int ps = (i - 1) % C::kStages;
       const uint32_t pst = base + uint32_t(ps * C::kStage);
       mbar_expect(bars + 8 * ps, C::kStage);
-      tma_load(pst, &tw, kb * kBK, n0, bars + 8 * ps, evict_first);
+      load_w(pst, kb, bars + 8 * ps);
       tma_load(pst + C::kWBytes, &tx, kb * kBK, 0, bars + 8 * ps);
     }
   }
@@ -250,12 +277,12 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
   cluster.sync();
 
   // Rank r finishes float4s [r per, (r + 1) per) of the valid (mrows x nrows) tile.
-  const int nrows = min(kBN, a.N - n0), mrows = min(BM, a.M);
+  const int nrows = min(kOutN, a.N - n0), mrows = min(BM, a.M);
   const int q4 = nrows / 4, total = mrows * q4, per = (total + S - 1) / S;
   const int e1 = min(total, (rank + 1) * per);
-  for (int idx = rank * per + tid; idx < e1; idx += kThreads) {
-    const int b = idx / q4, o = (idx - b * q4) * 4;
-    // All S loads in flight before the first add (distributed shared memory latency), summed in rank order.
+  // The S partial float4s at row b, column o of the tile, all loaded before the first add (distributed
+  // shared memory latency), summed in rank order.
+  auto reduce = [&](int b, int o) {
     float4 part[kMaxSplit];
 #pragma unroll
     for (int r = 0; r < kMaxSplit; ++r)
@@ -269,13 +296,34 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
         sum.z += part[r].z;
         sum.w += part[r].w;
       }
-    const int n = n0 + o;
+    return sum;
+  };
+  auto add_bias = [&](float4& v, int n) {
     if (a.bias) {
       const float4 bb = *reinterpret_cast<const float4*>(a.bias + n);
-      sum.x += bb.x;
-      sum.y += bb.y;
-      sum.z += bb.z;
-      sum.w += bb.w;
+      v.x += bb.x;
+      v.y += bb.y;
+      v.z += bb.z;
+      v.w += bb.w;
+    }
+  };
+  for (int idx = rank * per + tid; idx < e1; idx += kThreads) {
+    const int b = idx / q4, o = (idx - b * q4) * 4;
+    const int n = n0 + o;
+    float4 sum = reduce(b, o);
+    add_bias(sum, n);
+    if constexpr (kGlu) {
+      float4 gate = reduce(b, 64 + o);
+      add_bias(gate, a.N + n);
+      sum.x *= silu_f(gate.x);
+      sum.y *= silu_f(gate.y);
+      sum.z *= silu_f(gate.z);
+      sum.w *= silu_f(gate.w);
+    } else if (a.act) {
+      sum.x = act_f(sum.x, a.act);
+      sum.y = act_f(sum.y, a.act);
+      sum.z = act_f(sum.z, a.act);
+      sum.w = act_f(sum.w, a.act);
     }
     if (a.out_f32) {
       float4* p = reinterpret_cast<float4*>(static_cast<float*>(a.y) + int64_t(b) * a.ldy + n);
@@ -304,9 +352,15 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
 struct Device {
   int sm_major = 0, nsm = 0;
   bool enabled = false, pdl = true;
-  // The linear layers take this kernel up to 32 rows: at 64 and 128 rows cuBLAS is faster on most of the
-  // Based-1.3B shapes (docs/perf.md, bench_cuda_gemm). JRT_SKINNY_MAX_M overrides it (benchmarks).
+  bool pdl_small = true;  // the small kernels' launch_pdl (JRT_PDL=gemm: the GEMM's only, for A/B runs)
+  // The linear layers' policy (skinny_gemm_linear): measured per shape on the H200 (docs/perf.md,
+  // bench_cuda_gemm). JRT_SKINNY_MAX_M=n replaces it by "every product of up to n rows" (benchmarks);
+  // JRT_SKINNY_ACT_MAX_M=n sets how many rows the fused MLP activation takes (0: never fused).
   int64_t max_m = 32;
+  bool max_m_forced = false;
+  int64_t act_max_m = 64;
+  // JRT_SKINNY_VARIANT=rows64|twopersm: the tiling the linear layers use above 32 rows (kernel lab).
+  SkinnyVariant variant = SkinnyVariant::kDefault;
 };
 const Device& device() {
   static const Device d = [] {
@@ -317,14 +371,19 @@ const Device& device() {
     JRT_CUDA_CHECK(cudaDeviceGetAttribute(&r.nsm, cudaDevAttrMultiProcessorCount, dev));
     const char* env = std::getenv("JRT_SKINNY_GEMM");
     r.enabled = r.sm_major == 9 && !(env && env[0] == '0');
-    if (const char* m = std::getenv("JRT_SKINNY_MAX_M")) r.max_m = std::atoll(m);
+    if (const char* m = std::getenv("JRT_SKINNY_MAX_M")) r.max_m = std::atoll(m), r.max_m_forced = true;
+    if (const char* m = std::getenv("JRT_SKINNY_ACT_MAX_M")) r.act_max_m = std::atoll(m);
     const char* pdl = std::getenv("JRT_PDL");
-    r.pdl = !(pdl && pdl[0] == '0');
+    r.pdl = r.sm_major >= 9 && !(pdl && pdl[0] == '0');
+    r.pdl_small = r.pdl && !(pdl && std::string(pdl) == "gemm");
+    if (const char* v = std::getenv("JRT_SKINNY_VARIANT")) {
+      const std::string n = v;
+      r.variant = n == "rows64" ? SkinnyVariant::kRows64 : n == "twopersm" ? SkinnyVariant::kTwoPerSm : r.variant;
+    }
     return r;
   }();
   return d;
 }
-bool pdl_enabled() { return device().pdl; }
 
 // cuTensorMapEncodeTiled from the driver, without linking libcuda.
 PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
@@ -349,10 +408,11 @@ bool make_map(CUtensorMap& m, const bf16* p, int64_t rows, int64_t cols, int64_t
                      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <int BM, int NWG, int MINB = 1>
+template <int BM, int NWG, int MINB = 1, bool kGlu = false>
 bool launch(const bf16* x, int64_t ldx, const bf16* W, int64_t K, const SkinnyArgs& a, int split, cudaStream_t stream) {
   using C = Cfg<BM, NWG, MINB>;
-  constexpr int kBN = C::kBN;
+  constexpr int kBN = C::kBN, kOutN = kGlu ? 64 : kBN;
+  auto* kern = skinny_kernel<BM, NWG, MINB, kGlu>;
   // The shared memory limit is raised once per device (the attribute belongs to the device's context).
   static std::atomic<uint64_t> raised{0};
   int dev = 0;
@@ -360,15 +420,17 @@ bool launch(const bf16* x, int64_t ldx, const bf16* W, int64_t K, const SkinnyAr
   const uint64_t bit = uint64_t(1) << (dev & 63);
   if (!(raised.load(std::memory_order_acquire) & bit)) {
     JRT_CUDA_CHECK(
-        cudaFuncSetAttribute(skinny_kernel<BM, NWG, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem));
+        cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem));
     raised.fetch_or(bit, std::memory_order_release);
   }
-  if (split <= 0) split = skinny_gemm_split(a.N, K, kBN, MINB);
+  // (a fused SwiGLU CTA reads 128 weight rows for 64 output columns: the same tiles x S as 2 N rows)
+  if (split <= 0) split = skinny_gemm_split(a.N, K, kOutN, MINB);
   split = int(std::min<int64_t>({split, kMaxSplit, a.nkb}));
   CUtensorMap tw, tx;
-  if (!make_map(tw, W, a.N, K, K, kBN) || !make_map(tx, x, a.M, K, ldx, BM)) return false;
+  if (!make_map(tw, W, kGlu ? 2 * int64_t(a.N) : a.N, K, K, kGlu ? 64 : kBN) || !make_map(tx, x, a.M, K, ldx, BM))
+    return false;
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned((a.N + kBN - 1) / kBN), unsigned(split), 1);
+  cfg.gridDim = dim3(unsigned((a.N + kOutN - 1) / kOutN), unsigned(split), 1);
   cfg.blockDim = dim3(C::kThreads, 1, 1);
   cfg.dynamicSmemBytes = C::kSmem;
   cfg.stream = stream;
@@ -380,10 +442,10 @@ bool launch(const bf16* x, int64_t ldx, const bf16* W, int64_t K, const SkinnyAr
   // It may start while the kernel before it finishes: it waits (griddepcontrol.wait) before reading
   // anything that kernel wrote.
   attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[1].val.programmaticStreamSerializationAllowed = pdl_enabled() ? 1 : 0;
+  attr[1].val.programmaticStreamSerializationAllowed = device().pdl ? 1 : 0;
   cfg.attrs = attr;
   cfg.numAttrs = 2;
-  JRT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, skinny_kernel<BM, NWG, MINB>, tw, tx, a));
+  JRT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kern, tw, tx, a));
   return true;
 }
 
@@ -391,9 +453,11 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 
 
 }  // namespace
 
+bool pdl_enabled() { return device().pdl_small; }
+
 bool skinny_gemm_available() { return device().enabled; }
 
-int64_t skinny_gemm_preferred_rows() { return device().max_m; }
+int64_t skinny_gemm_act_preferred_rows() { return device().enabled ? device().act_max_m : 0; }
 
 // The largest power of two (<= 8, <= the k-blocks) with tiles x S CTAs fitting the SMs in one wave; cluster
 // sizes of 3, 5, .. measured slower (they pack the GPCs worse).
@@ -410,10 +474,11 @@ bool skinny_gemm(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K
   if (M < 1 || M > 128 || K < 1 || N < 1 || !device().enabled) return false;
   if (K % 8 || N % 4 || ldx % 8 || ldy % 4 || K > (int64_t(1) << 30) || N > (int64_t(1) << 30)) return false;
   if (!aligned16(x) || !aligned16(W) || !aligned16(y) || (bias && !aligned16(bias))) return false;
-  SkinnyArgs a{int(M), int(N), y, ldy, bias, out_f32 ? 1 : 0, accumulate ? 1 : 0, int((K + kBK - 1) / kBK)};
+  SkinnyArgs a{int(M), int(N), y, ldy, bias, out_f32 ? 1 : 0, accumulate ? 1 : 0, int((K + kBK - 1) / kBK), 0};
   if (M <= 8) return launch<8, 2>(x, ldx, W, K, a, split, stream);
   if (M <= 16) return launch<16, 2>(x, ldx, W, K, a, split, stream);
   if (M <= 32) return launch<32, 2>(x, ldx, W, K, a, split, stream);
+  if (variant == SkinnyVariant::kDefault) variant = device().variant;
   if (variant == SkinnyVariant::kRows64) {
     if (M <= 64) return launch<64, 1>(x, ldx, W, K, a, split, stream);
     return launch<128, 1>(x, ldx, W, K, a, split, stream);
@@ -424,6 +489,46 @@ bool skinny_gemm(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K
   }
   if (M <= 64) return launch<64, 2>(x, ldx, W, K, a, split, stream);
   return launch<128, 2>(x, ldx, W, K, a, split, stream);
+}
+
+
+bool skinny_gemm_act(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K, int64_t N, bf16* y, int64_t ldy,
+                     const float* bias, Activation act, cudaStream_t stream, int split) {
+  if (M < 1 || M > 128 || K < 1 || N < 1 || !device().enabled) return false;
+  if (K % 8 || N % 4 || ldx % 8 || ldy % 4 || K > (int64_t(1) << 30) || N > (int64_t(1) << 29)) return false;
+  if (!aligned16(x) || !aligned16(W) || !aligned16(y) || (bias && !aligned16(bias))) return false;
+  SkinnyArgs a{int(M), int(N), y, ldy, bias, 0, 0, int((K + kBK - 1) / kBK), int(act)};
+  if (act != Activation::kSwiGlu) {
+    if (M <= 8) return launch<8, 2>(x, ldx, W, K, a, split, stream);
+    if (M <= 16) return launch<16, 2>(x, ldx, W, K, a, split, stream);
+    if (M <= 32) return launch<32, 2>(x, ldx, W, K, a, split, stream);
+    if (M <= 64) return launch<64, 2>(x, ldx, W, K, a, split, stream);
+    return launch<128, 2>(x, ldx, W, K, a, split, stream);
+  }
+  a.act = 0;
+  if (M <= 8) return launch<8, 2, 1, true>(x, ldx, W, K, a, split, stream);
+  if (M <= 16) return launch<16, 2, 1, true>(x, ldx, W, K, a, split, stream);
+  if (M <= 32) return launch<32, 2, 1, true>(x, ldx, W, K, a, split, stream);
+  if (M <= 64) return launch<64, 2, 1, true>(x, ldx, W, K, a, split, stream);
+  return launch<128, 2, 1, true>(x, ldx, W, K, a, split, stream);
+}
+
+}  // namespace jrt::ops::cuda
+
+namespace jrt::ops::cuda {
+
+// The skinny kernel wins over cuBLAS (H200, bench_cuda_gemm, f32 += output, us): up to 32 rows on all but
+// the widest products; at 64 rows with 64 weight rows per CTA on outputs up to 2048 wide (3584 -> 1792:
+// 7.5 vs 8.4, 1792 -> 256: 3.2 vs 5.1; 1792 -> 1792: 5.7 vs 5.5, even) but not on wide ones (1792 -> 7168:
+// 12.1 vs 9.8); at 128 rows only on narrow outputs (1792 -> 256: 4.1 vs 5.1).
+bool skinny_gemm_linear(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K, int64_t N, void* y,
+                        int64_t ldy, bool out_f32, bool accumulate, const float* bias, cudaStream_t stream) {
+  const Device& d = device();
+  if (d.max_m_forced) return M <= d.max_m && skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream);
+  if (M <= 32) return skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream);
+  if ((M <= 64 && N <= 2048) || (M <= 128 && N <= 512))
+    return skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream, 0, SkinnyVariant::kRows64);
+  return false;
 }
 
 }  // namespace jrt::ops::cuda

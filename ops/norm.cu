@@ -28,21 +28,26 @@ __device__ float block_sum(float v, float* sh) {
 template <int kPer>
 __global__ void norm_kernel(const float* x, int64_t ldx, const int32_t* rows, const float* w, const float* b, bool rms,
                             float eps, int64_t d, bf16* y, int64_t ldy) {
-  pdl_launch_dependents();
   __shared__ float sh[32];
   const int64_t n = blockIdx.x;
-  const float* xr = x + (rows ? int64_t(rows[n]) : n) * ldx;
-  bf16* yr = y + n * ldy;
   const int nt = int(blockDim.x), id = int(d);
-  // The weights (and bias) are loaded with the row, before the reductions: issued after them, their
-  // load latency came on top of the two block sums.
+  // The weights (and bias) are loaded before the row, ahead of the reductions (issued after them, their
+  // latency came on top of the two block sums), and ahead of pdl_wait: they are constants.
   float v[kPer], wv[kPer], bv[kPer];
 #pragma unroll
   for (int u = 0; u < kPer; ++u) {
     const int i = int(threadIdx.x) + u * nt;
-    v[u] = i < id ? xr[i] : 0.0f;
     wv[u] = i < id ? w[i] : 0.0f;
     bv[u] = b && i < id ? b[i] : 0.0f;
+  }
+  pdl_wait();
+  pdl_launch_dependents();
+  const float* xr = x + (rows ? int64_t(rows[n]) : n) * ldx;
+  bf16* yr = y + n * ldy;
+#pragma unroll
+  for (int u = 0; u < kPer; ++u) {
+    const int i = int(threadIdx.x) + u * nt;
+    v[u] = i < id ? xr[i] : 0.0f;
   }
   float mean = 0.0f;
   if (!rms) {
@@ -73,6 +78,8 @@ __global__ void norm_kernel(const float* x, int64_t ldx, const int32_t* rows, co
 // Rows wider than the register form: three passes over the (cached) row.
 __global__ void norm_wide_kernel(const float* x, int64_t ldx, const int32_t* rows, const float* w, const float* b,
                                  bool rms, float eps, int64_t d, bf16* y, int64_t ldy) {
+  pdl_wait();
+  pdl_launch_dependents();
   __shared__ float sh[32];
   const int64_t n = blockIdx.x;
   const float* xr = x + (rows ? int64_t(rows[n]) : n) * ldx;
@@ -101,13 +108,13 @@ void norm_cuda(const float* x, int64_t ldx, const int32_t* rows, const float* w,
   if (N <= 0) return;
   const float* bb = rms ? nullptr : b;
   if (d <= 256 * 2)
-    norm_kernel<2><<<unsigned(N), 256, 0, stream>>>(x, ldx, rows, w, bb, rms, eps, d, y, ldy);
+    launch_pdl(norm_kernel<2>, unsigned(N), 256, 0, stream, x, ldx, rows, w, bb, rms, eps, d, y, ldy);
   else if (d <= 512 * 4)
-    norm_kernel<4><<<unsigned(N), 512, 0, stream>>>(x, ldx, rows, w, bb, rms, eps, d, y, ldy);
+    launch_pdl(norm_kernel<4>, unsigned(N), 512, 0, stream, x, ldx, rows, w, bb, rms, eps, d, y, ldy);
   else if (d <= 1024 * 8)
-    norm_kernel<8><<<unsigned(N), 1024, 0, stream>>>(x, ldx, rows, w, bb, rms, eps, d, y, ldy);
+    launch_pdl(norm_kernel<8>, unsigned(N), 1024, 0, stream, x, ldx, rows, w, bb, rms, eps, d, y, ldy);
   else
-    norm_wide_kernel<<<unsigned(N), 1024, 0, stream>>>(x, ldx, rows, w, bb, rms, eps, d, y, ldy);
+    launch_pdl(norm_wide_kernel, unsigned(N), 1024, 0, stream, x, ldx, rows, w, bb, rms, eps, d, y, ldy);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -22,6 +22,8 @@ template <bool kInverse>
 __global__ void rotary_kernel(bf16* __restrict__ x, int64_t ld, const int32_t* __restrict__ cu,
                               const int32_t* __restrict__ pos0, int B, int64_t T, int heads, int hd,
                               const float* __restrict__ inv_freq, int nf) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t total = T * heads * nf;
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
     const int i = int(e % nf);
@@ -52,8 +54,8 @@ void launch_rotary(const char* what, bf16* x, int64_t ld, const int32_t* cu_seql
   const int64_t total = T * heads * nf;
   // Grid-stride loop: cap the grid, each thread then handles a few elements.
   const int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, int64_t(1) << 16);
-  rotary_kernel<kInverse>
-      <<<unsigned(blocks), kThreads, 0, stream>>>(x, ld, cu_seqlens, pos0, B, T, heads, hd, inv_freq, nf);
+  launch_pdl(rotary_kernel<kInverse>, unsigned(blocks), kThreads, 0, stream, x, ld, cu_seqlens, pos0, B, T, heads, hd,
+             inv_freq, nf);
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

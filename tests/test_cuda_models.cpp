@@ -173,9 +173,13 @@ TEST(GpuModelBatch, VarlenPrefillMatchesSingles) {
       auto l = gpu_forward(*g1, {s});
       singles.insert(singles.end(), l.begin(), l.end());
     }
-    // Same kernels on the same rows; only the grid split may change the summation order.
-    test::op_report(std::string("model.varlen[") + fam + "]", "lens 37,90,1", test::op_error(packed, singles), 1e-5,
-                    1e-2);
+    // Same math on the same rows, but not the same kernels: the singles of 1 and 37 rows take the skinny
+    // GEMM with the MLP activation in its epilogue (fc1's output is never rounded to bf16), the packed 128
+    // rows cuBLAS and the rounded pre-activation. One bf16 rounding per MLP layer apart (measured NMSE
+    // 3.0e-5 on Based, 1.5e-5 on JRT, 0 on Mamba, which has no MLP); rows mixed up between slots would be
+    // O(1) apart.
+    test::op_report(std::string("model.varlen[") + fam + "]", "lens 37,90,1", test::op_error(packed, singles), 2e-4,
+                    5e-2);
     ASSERT_EQ(packed.size(), size_t(128 * V));
   }
   auto m = Model::load(fixture("attn"));

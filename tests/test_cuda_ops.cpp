@@ -79,7 +79,9 @@ TEST_F(CudaOps, Linear) {
   struct Case {
     int64_t N, in, out;
   };
-  for (Case c : {Case{1, 64, 64}, Case{7, 100, 33}, Case{128, 1024, 2048}, Case{300, 2048, 50280}}) {
+  // (50 x 3584 -> 1792 and 100 x 1792 -> 256 take the skinny kernel's 64-row tiling on sm_90: skinny_gemm_linear)
+  for (Case c : {Case{1, 64, 64}, Case{7, 100, 33}, Case{50, 3584, 1792}, Case{100, 1792, 256}, Case{128, 1024, 2048},
+                 Case{300, 2048, 50280}}) {
     auto x = rnd(size_t(c.N * c.in), 1.0f, 1), W = rnd(size_t(c.out * c.in), 0.05f, 2),
          b = rnd(size_t(c.out), 0.5f, 3), r0 = rnd(size_t(c.N * c.out), 1.0f, 4);
     std::vector<float> ref(size_t(c.N * c.out));
@@ -159,6 +161,52 @@ TEST_F(CudaOps, SkinnyGemm) {
   EXPECT_FALSE(ops::cuda::skinny_gemm(x.get(), 64, W.get(), 129, 64, 64, y.get(), 64, false, false, nullptr, nullptr));
   EXPECT_FALSE(ops::cuda::skinny_gemm(x.get(), 64, W.get(), 4, 60, 64, y.get(), 64, false, false, nullptr, nullptr));
   EXPECT_FALSE(ops::cuda::skinny_gemm(x.get(), 64, W.get(), 4, 64, 62, y.get(), 64, false, false, nullptr, nullptr));
+}
+
+// The MLP's first layer with its activation fused in the skinny GEMM's epilogue (skinny_gemm_act), and the
+// op the model calls (linear_act_bf16), against the CPU linear + activation in fp32. SwiGLU CTAs pair value
+// rows with gate rows N apart, so the cases cut F both at and off multiples of 64 (a value box then runs
+// into the gate rows, whose outputs must be dropped; the gate box of the last tile runs past 2F and is zero
+// filled), with and without bias, every batch tile (1 .. 128 rows) and K tails. Tolerance as for the
+// other bf16 results: the fused form rounds once (NMSE <= 1e-5, max-rel <= 1e-2). Past
+// skinny_gemm_act_preferred_rows() linear_act_bf16 takes cuBLAS, a rounded pre-activation and the activation
+// kernel: two more roundings, NMSE <= 2e-5.
+TEST_F(CudaOps, SkinnyGemmActivation) {
+  using ops::cuda::Activation;
+  struct Case {
+    int64_t M, K, F;
+    bool bias;
+  };
+  for (Case c : {Case{1, 1792, 3584, true}, Case{7, 200, 100, true}, Case{16, 64, 64, false}, Case{32, 520, 260, true},
+                 Case{64, 1792, 1000, false}, Case{128, 1792, 3584, true}, Case{100, 96, 36, true}}) {
+    for (Activation act : {Activation::kSwiGlu, Activation::kGeluErf, Activation::kGeluTanh}) {
+      const bool glu = act == Activation::kSwiGlu;
+      const int64_t rows = glu ? 2 * c.F : c.F;
+      auto x = rnd(size_t(c.M * c.K), 1.0f, 21), W = rnd(size_t(rows * c.K), 0.05f, 22),
+           b = rnd(size_t(rows), 0.5f, 23);
+      std::vector<float> u(size_t(c.M * rows)), ref(size_t(c.M * c.F));
+      ops::linear_fwd(x.data(), c.M, c.K, W.data(), c.bias ? b.data() : nullptr, rows, u.data());
+      if (glu)
+        ops::swiglu_fwd(u.data(), c.M, c.F, ref.data());
+      else
+        ops::gelu_fwd(u.data(), int64_t(u.size()), ref.data(), act == Activation::kGeluTanh);
+      auto dx = up(x), dW = up(W);
+      auto db = upf(b);
+      const float* bias = c.bias ? db.get() : nullptr;
+      const char* name = glu ? "swiglu" : act == Activation::kGeluTanh ? "gelu_tanh" : "gelu_erf";
+      const std::string shape = fmt::format("M={} K={} F={} bias={}", c.M, c.K, c.F, c.bias ? 1 : 0);
+      DeviceBuffer<bf16> y(ref.size()), du(u.size());
+      ASSERT_TRUE(ops::cuda::skinny_gemm_act(dx.get(), c.K, dW.get(), c.M, c.K, c.F, y.get(), c.F, bias, act, nullptr));
+      const auto y1 = down(y);
+      op_report(fmt::format("skinny_{}", name), shape, op_error(y1, ref), 1e-5, 1e-2);
+      ASSERT_TRUE(ops::cuda::skinny_gemm_act(dx.get(), c.K, dW.get(), c.M, c.K, c.F, y.get(), c.F, bias, act, nullptr));
+      EXPECT_EQ(down(y), y1) << shape << ": a second run differs";
+      ops::cuda::linear_act_bf16(dx.get(), c.K, dW.get(), c.M, c.K, c.F, y.get(), c.F, act, du.get(), nullptr, bias);
+      const bool fused = c.M <= ops::cuda::skinny_gemm_act_preferred_rows();
+      op_report(fmt::format("linear_{}{}", name, fused ? "" : "[cuBLAS]"), shape, op_error(down(y), ref),
+                fused ? 1e-5 : 2e-5, 1e-2);
+    }
+  }
 }
 
 TEST_F(CudaOps, Norms) {
