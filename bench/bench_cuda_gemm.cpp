@@ -4,7 +4,7 @@
 // HBM as in a decode step), median of 15 replays; prints us per product, the weight read rate (TB/s) and the
 // speed-up. The default shapes are the projections of the Based-1.3B decode step (d = 1792).
 //   bench_cuda_gemm [--batches 1,16,128] [--shapes NxK,...] [--out bf16|f32acc|swiglu] [--splits 0,2,4,8 (cluster
-//   sizes to try; 0 = the kernel's choice)] [--variants default,rows64,twopersm (kernel-lab tilings for M > 32)]
+//   sizes to try; 0 = the kernel's choice)] [--variants default,rows64,twopersm,batchsplit (tilings for M > 32)]
 // --out swiglu times the MLP's first layer with bias as the model runs it: the skinny GEMM with SwiGLU in its
 // epilogue (N = 2F weight rows, F outputs) against cuBLAS + the bias kernel + the SwiGLU kernel.
 #include <algorithm>
@@ -139,12 +139,15 @@ int main(int argc, char** argv) {
         for (const auto& vn : bench::split_csv(variants))
           for (const auto& sp : bench::split_csv(splits)) {
             const int split = std::stoi(sp);
-            const auto var = vn == "rows64"     ? ops::cuda::SkinnyVariant::kRows64
-                             : vn == "twopersm" ? ops::cuda::SkinnyVariant::kTwoPerSm
-                                                : ops::cuda::SkinnyVariant::kDefault;
-            const bool lab = M > 32 && var != ops::cuda::SkinnyVariant::kDefault;
-            const int rows = lab && var == ops::cuda::SkinnyVariant::kRows64 ? 64 : 128;
-            const int per_sm = lab && var == ops::cuda::SkinnyVariant::kTwoPerSm ? 2 : 1;
+            using V = ops::cuda::SkinnyVariant;
+            const auto var = vn == "rows64"       ? V::kRows64
+                             : vn == "twopersm"   ? V::kTwoPerSm
+                             : vn == "batchsplit" ? V::kBatchSplit
+                                                  : V::kDefault;
+            const bool lab = M > 32 && var != V::kDefault;
+            const int rows = lab && var == V::kRows64 ? 64 : 128;
+            const int per_sm = lab && (var == V::kTwoPerSm || var == V::kBatchSplit) ? 2 : 1;
+            const int64_t mtiles = lab && var == V::kBatchSplit ? (M + 63) / 64 : 1;
             const double ts = graph_us(R, st, [&](int r) {
               ops::cuda::skinny_gemm(x.get(), s.K, W.get() + size_t(r) * wn, M, s.K, s.N, y, s.N, f32, f32, nullptr, st,
                                      split, var);
@@ -152,7 +155,7 @@ int main(int argc, char** argv) {
             const double bytes = double(wn) * 2;
             std::printf("%-15s %6lld %6lld %6lld %3d %-8s %-7s | %9.2f %7.2f | %9.2f %7.2f | %6.2f\n", s.what,
                         (long long)M, (long long)s.N, (long long)s.K,
-                        split ? split : ops::cuda::skinny_gemm_split(s.N, s.K, rows, per_sm),
+                        split ? split : ops::cuda::skinny_gemm_split(s.N * mtiles, s.K, rows, per_sm),
                         lab ? vn.c_str() : "default", f32 ? "f32acc" : "bf16", ts, bytes / ts * 1e-6, tc,
                         bytes / tc * 1e-6, tc / ts);
           }

@@ -36,8 +36,10 @@ void linear_f32(const bf16* x, int64_t ldx, const bf16* W, int64_t N, int64_t in
 // M > 128, K % 8, N % 4, unaligned rows, or JRT_SKINNY_GEMM=0 in the environment). split > 0 forces the
 // cluster size (benchmarks); 0 takes skinny_gemm_split's. JRT_PDL=0 turns programmatic dependent launch off.
 // variant picks the tiling for M > 32 (smaller M always run the default): 64 weight rows per CTA (taken by
-// skinny_gemm_linear on narrow outputs), or 128 rows with two CTAs per SM (fewer stages each; kernel lab).
-enum class SkinnyVariant { kDefault, kRows64, kTwoPerSm };
+// skinny_gemm_linear on narrow outputs), or 128 rows with two CTAs per SM (fewer stages each; kernel lab),
+// or kBatchSplit: the batch cut into tiles of 64 rows, one CTA each per weight tile, two CTAs per SM (the
+// weight tile is read by both batch tiles, the second time from L2; kernel lab, not yet run on a GPU).
+enum class SkinnyVariant { kDefault, kRows64, kTwoPerSm, kBatchSplit };
 bool skinny_gemm(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K, int64_t N, void* y, int64_t ldy,
                  bool out_f32, bool accumulate, const float* bias, cudaStream_t stream, int split = 0,
                  SkinnyVariant variant = SkinnyVariant::kDefault);

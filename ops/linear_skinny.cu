@@ -198,7 +198,7 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
   cg::cluster_group cluster = cg::this_cluster();
   const int S = int(cluster.num_blocks()), rank = int(cluster.block_rank());
   const int tid = threadIdx.x, wg = tid >> 7;
-  const int n0 = blockIdx.x * kOutN;
+  const int n0 = blockIdx.x * kOutN, m0 = blockIdx.z * BM;  // (batch tiles: SkinnyVariant::kBatchSplit)
   const int kb0 = int(int64_t(rank) * a.nkb / S), kb1 = int(int64_t(rank + 1) * a.nkb / S), nk = kb1 - kb0;
   const uint32_t base = smem_addr(smem), bars = base + C::kBar;
 
@@ -227,7 +227,7 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
   }
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
   if (tid == 0)
-    for (int s = 0; s < pro; ++s) tma_load(base + s * C::kStage + C::kWBytes, &tx, (kb0 + s) * kBK, 0, bars + 8 * s);
+    for (int s = 0; s < pro; ++s) tma_load(base + s * C::kStage + C::kWBytes, &tx, (kb0 + s) * kBK, m0, bars + 8 * s);
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 
   float acc[BM / 2];
@@ -253,7 +253,7 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
       const uint32_t pst = base + uint32_t(ps * C::kStage);
       mbar_expect(bars + 8 * ps, C::kStage);
       load_w(pst, kb, bars + 8 * ps);
-      tma_load(pst + C::kWBytes, &tx, kb * kBK, 0, bars + 8 * ps);
+      tma_load(pst + C::kWBytes, &tx, kb * kBK, m0, bars + 8 * ps);
     }
   }
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
@@ -277,7 +277,7 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
   cluster.sync();
 
   // Rank r finishes float4s [r per, (r + 1) per) of the valid (mrows x nrows) tile.
-  const int nrows = min(kOutN, a.N - n0), mrows = min(BM, a.M);
+  const int nrows = min(kOutN, a.N - n0), mrows = min(BM, a.M - m0);
   const int q4 = nrows / 4, total = mrows * q4, per = (total + S - 1) / S;
   const int e1 = min(total, (rank + 1) * per);
   // The S partial float4s at row b, column o of the tile, all loaded before the first add (distributed
@@ -310,6 +310,7 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
   for (int idx = rank * per + tid; idx < e1; idx += kThreads) {
     const int b = idx / q4, o = (idx - b * q4) * 4;
     const int n = n0 + o;
+    const int64_t row = m0 + b;
     float4 sum = reduce(b, o);
     add_bias(sum, n);
     if constexpr (kGlu) {
@@ -326,7 +327,7 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
       sum.w = act_f(sum.w, a.act);
     }
     if (a.out_f32) {
-      float4* p = reinterpret_cast<float4*>(static_cast<float*>(a.y) + int64_t(b) * a.ldy + n);
+      float4* p = reinterpret_cast<float4*>(static_cast<float*>(a.y) + row * a.ldy + n);
       if (a.accumulate) {
         const float4 old = *p;
         sum.x += old.x;
@@ -340,7 +341,7 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
       uint2 u;
       u.x = *reinterpret_cast<uint32_t*>(&lo);
       u.y = *reinterpret_cast<uint32_t*>(&hi);
-      *reinterpret_cast<uint2*>(static_cast<bf16*>(a.y) + int64_t(b) * a.ldy + n) = u;
+      *reinterpret_cast<uint2*>(static_cast<bf16*>(a.y) + row * a.ldy + n) = u;
     }
   }
   cluster.sync();  // the peers' partial tiles stay alive until every rank has read them
@@ -359,7 +360,7 @@ struct Device {
   int64_t max_m = 32;
   bool max_m_forced = false;
   int64_t act_max_m = 64;
-  // JRT_SKINNY_VARIANT=rows64|twopersm: the tiling the linear layers use above 32 rows (kernel lab).
+  // JRT_SKINNY_VARIANT=rows64|twopersm|batchsplit: the tiling above 32 rows under JRT_SKINNY_MAX_M (lab).
   SkinnyVariant variant = SkinnyVariant::kDefault;
 };
 const Device& device() {
@@ -378,7 +379,10 @@ const Device& device() {
     r.pdl_small = r.pdl && !(pdl && std::string(pdl) == "gemm");
     if (const char* v = std::getenv("JRT_SKINNY_VARIANT")) {
       const std::string n = v;
-      r.variant = n == "rows64" ? SkinnyVariant::kRows64 : n == "twopersm" ? SkinnyVariant::kTwoPerSm : r.variant;
+      r.variant = n == "rows64"       ? SkinnyVariant::kRows64
+                  : n == "twopersm"   ? SkinnyVariant::kTwoPerSm
+                  : n == "batchsplit" ? SkinnyVariant::kBatchSplit
+                                      : r.variant;
     }
     return r;
   }();
@@ -423,14 +427,16 @@ bool launch(const bf16* x, int64_t ldx, const bf16* W, int64_t K, const SkinnyAr
         cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem));
     raised.fetch_or(bit, std::memory_order_release);
   }
+  // Batch tiles of BM rows (one unless kBatchSplit tiles M = 128 by 64) multiply the CTAs per weight tile.
   // (a fused SwiGLU CTA reads 128 weight rows for 64 output columns: the same tiles x S as 2 N rows)
-  if (split <= 0) split = skinny_gemm_split(a.N, K, kOutN, MINB);
+  const int mtiles = (a.M + BM - 1) / BM;
+  if (split <= 0) split = skinny_gemm_split(int64_t(a.N) * mtiles, K, kOutN, MINB);
   split = int(std::min<int64_t>({split, kMaxSplit, a.nkb}));
   CUtensorMap tw, tx;
   if (!make_map(tw, W, kGlu ? 2 * int64_t(a.N) : a.N, K, K, kGlu ? 64 : kBN) || !make_map(tx, x, a.M, K, ldx, BM))
     return false;
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned((a.N + kOutN - 1) / kOutN), unsigned(split), 1);
+  cfg.gridDim = dim3(unsigned((a.N + kOutN - 1) / kOutN), unsigned(split), unsigned(mtiles));
   cfg.blockDim = dim3(C::kThreads, 1, 1);
   cfg.dynamicSmemBytes = C::kSmem;
   cfg.stream = stream;
@@ -487,6 +493,7 @@ bool skinny_gemm(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K
     if (M <= 64) return launch<64, 2, 2>(x, ldx, W, K, a, split, stream);
     return launch<128, 2, 2>(x, ldx, W, K, a, split, stream);
   }
+  if (variant == SkinnyVariant::kBatchSplit) return launch<64, 2, 2>(x, ldx, W, K, a, split, stream);
   if (M <= 64) return launch<64, 2>(x, ldx, W, K, a, split, stream);
   return launch<128, 2>(x, ldx, W, K, a, split, stream);
 }

@@ -106,9 +106,11 @@ TEST_F(CudaOps, Linear) {
 // The skinny decode GEMM (ops/linear_skinny.cu) against the CPU op, called directly so that a shape cannot
 // slip through to cuBLAS: batch rows from 1 to 128 (every BM instantiation, partial ones), W tiles cut by N
 // (N % 128 != 0), a K tail (K % 64 != 0), x with a row stride above K, every epilogue (bf16 + bias, fp32,
-// fp32 accumulate + bias), K splits from 1 to 8 (the cluster reduction), and for M > 32 the two kernel-lab
-// tilings (SkinnyVariant). Tolerances as for the cuBLAS rows above: bf16 result NMSE <= 1e-5 / max-rel <= 1e-2
-// (one rounding); fp32 results differ from the CPU only by summation order. The result must also be bitwise the same on a second run (fixed reduction order).
+// fp32 accumulate + bias), K splits from 1 to 8 (the cluster reduction), and for M > 32 the other tilings
+// (SkinnyVariant: 64 weight rows, two CTAs per SM, batch tiles of 64 rows with M = 100 and 128 cut in two).
+// Tolerances as for the cuBLAS rows above: bf16 result NMSE <= 1e-5 / max-rel <= 1e-2 (one rounding); fp32
+// results differ from the CPU only by summation order. The result must also be bitwise the same on a
+// second run (fixed reduction order).
 TEST_F(CudaOps, SkinnyGemm) {
   if (!ops::cuda::skinny_gemm_available()) GTEST_SKIP() << "no sm_90 device (skinny GEMM)";
   struct Case {
@@ -139,11 +141,21 @@ TEST_F(CudaOps, SkinnyGemm) {
     EXPECT_EQ(down(y), y1) << shape << ": a second run differs";
     // The kernel-lab tilings for M > 32 (64 weight rows per CTA; two CTAs per SM) on the same inputs.
     if (c.M > 32)
-      for (auto v : {ops::cuda::SkinnyVariant::kRows64, ops::cuda::SkinnyVariant::kTwoPerSm}) {
+      for (auto v : {ops::cuda::SkinnyVariant::kRows64, ops::cuda::SkinnyVariant::kTwoPerSm,
+                     ops::cuda::SkinnyVariant::kBatchSplit}) {
         ASSERT_TRUE(ops::cuda::skinny_gemm(dx.get(), c.ldx, dW.get(), c.M, c.K, c.N, y.get(), c.N, false, false,
                                            db.get(), nullptr, 0, v));
-        op_report(v == ops::cuda::SkinnyVariant::kRows64 ? "skinny_bf16+bias rows64" : "skinny_bf16+bias 2/SM", shape,
-                  op_error(down(y), ref), 1e-5, 1e-2);
+        const char* vn = v == ops::cuda::SkinnyVariant::kRows64     ? "rows64"
+                         : v == ops::cuda::SkinnyVariant::kTwoPerSm ? "2/SM"
+                                                                    : "batch split";
+        op_report(fmt::format("skinny_bf16+bias {}", vn), shape, op_error(down(y), ref), 1e-5, 1e-2);
+        // fp32 += into the residual as well: the batch tiles must each write only their own rows.
+        auto dr2 = upf(r0);
+        ASSERT_TRUE(ops::cuda::skinny_gemm(dx.get(), c.ldx, dW.get(), c.M, c.K, c.N, dr2.get(), c.N, true, true,
+                                           db.get(), nullptr, 0, v));
+        std::vector<float> acc(ref);
+        for (size_t i = 0; i < acc.size(); ++i) acc[i] += r0[i];
+        op_report(fmt::format("skinny_f32_accumulate {}", vn), shape, op_error(downf(dr2), acc), 1e-9, 1e-5);
       }
     DeviceBuffer<float> yf(ref.size());
     ASSERT_TRUE(
