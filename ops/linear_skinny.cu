@@ -423,8 +423,7 @@ bool launch(const bf16* x, int64_t ldx, const bf16* W, int64_t K, const SkinnyAr
   JRT_CUDA_CHECK(cudaGetDevice(&dev));
   const uint64_t bit = uint64_t(1) << (dev & 63);
   if (!(raised.load(std::memory_order_acquire) & bit)) {
-    JRT_CUDA_CHECK(
-        cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem));
+    JRT_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem));
     raised.fetch_or(bit, std::memory_order_release);
   }
   // Batch tiles of BM rows (one unless kBatchSplit tiles M = 128 by 64) multiply the CTAs per weight tile.
@@ -498,7 +497,6 @@ bool skinny_gemm(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K
   return launch<128, 2>(x, ldx, W, K, a, split, stream);
 }
 
-
 bool skinny_gemm_act(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K, int64_t N, bf16* y, int64_t ldy,
                      const float* bias, Activation act, cudaStream_t stream, int split) {
   if (M < 1 || M > 128 || K < 1 || N < 1 || !device().enabled) return false;
@@ -519,10 +517,6 @@ bool skinny_gemm_act(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64
   if (M <= 64) return launch<64, 2, 1, true>(x, ldx, W, K, a, split, stream);
   return launch<128, 2, 1, true>(x, ldx, W, K, a, split, stream);
 }
-
-}  // namespace jrt::ops::cuda
-
-namespace jrt::ops::cuda {
 
 // The skinny kernel wins over cuBLAS (H200, bench_cuda_gemm, f32 += output, us): up to 32 rows on all but
 // the widest products; at 64 rows with 64 weight rows per CTA on outputs up to 2048 wide (3584 -> 1792:
