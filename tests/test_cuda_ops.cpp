@@ -181,8 +181,9 @@ TEST_F(CudaOps, SkinnyGemm) {
 // into the gate rows, whose outputs must be dropped; the gate box of the last tile runs past 2F and is zero
 // filled), with and without bias, every batch tile (1 .. 128 rows) and K tails. Tolerance as for the
 // other bf16 results: the fused form rounds once (NMSE <= 1e-5, max-rel <= 1e-2). Past
-// skinny_gemm_act_preferred_rows() linear_act_bf16 takes cuBLAS, a rounded pre-activation and the activation
-// kernel: two more roundings, NMSE <= 2e-5.
+// skinny_gemm_act_preferred_rows() linear_act_bf16 takes cuBLAS, the bias kernel and the activation kernel:
+// the pre-activation is rounded after the GEMM and again after the bias, and SwiGLU reads two of them, so
+// up to five roundings (measured 1.5e-5 on the H200 for SwiGLU at 128 x 1792 -> 2 x 3584): NMSE <= 4e-5.
 TEST_F(CudaOps, SkinnyGemmActivation) {
   using ops::cuda::Activation;
   struct Case {
@@ -216,7 +217,7 @@ TEST_F(CudaOps, SkinnyGemmActivation) {
       ops::cuda::linear_act_bf16(dx.get(), c.K, dW.get(), c.M, c.K, c.F, y.get(), c.F, act, du.get(), nullptr, bias);
       const bool fused = c.M <= ops::cuda::skinny_gemm_act_preferred_rows();
       op_report(fmt::format("linear_{}{}", name, fused ? "" : "[cuBLAS]"), shape, op_error(down(y), ref),
-                fused ? 1e-5 : 2e-5, 1e-2);
+                fused ? 1e-5 : 4e-5, 1e-2);
     }
   }
 }
