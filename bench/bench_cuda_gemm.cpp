@@ -102,17 +102,27 @@ int main(int argc, char** argv) {
       cuda::DeviceBuffer<float> yf(size_t(M * s.N));
       JRT_CUDA_CHECK(cudaMemset(x.get(), 0, x.size() * 2));
       JRT_CUDA_CHECK(cudaMemset(yf.get(), 0, yf.size() * 4));
+      // cuBLAS on weight copy r: y (bf16, or fp32 += with f32) = x W_r^T.
+      auto cublas = [&](int r, void* y, bool f32) {
+        const float alpha = 1.0f, beta = f32 ? 1.0f : 0.0f;
+        JRT_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(s.N), int(M), int(s.K), &alpha,
+                                      W.get() + size_t(r) * wn, CUDA_R_16BF, int(s.K), x.get(), CUDA_R_16BF, int(s.K),
+                                      &beta, y, f32 ? CUDA_R_32F : CUDA_R_16BF, int(s.N), CUBLAS_COMPUTE_32F,
+                                      CUBLAS_GEMM_DEFAULT));
+      };
+      auto row = [&](int S, const char* tiling, const char* kind, double ts, double tc) {
+        const double bytes = double(wn) * 2;
+        std::printf("%-15s %6lld %6lld %6lld %3d %-8s %-7s | %9.2f %7.2f | %9.2f %7.2f | %6.2f\n", s.what, (long long)M,
+                    (long long)s.N, (long long)s.K, S, tiling, kind, ts, bytes / ts * 1e-6, tc, bytes / tc * 1e-6,
+                    tc / ts);
+      };
       if (out == "swiglu") {
         const int64_t F = s.N / 2;
         cuda::DeviceBuffer<float> bias(size_t(s.N));
         cuda::DeviceBuffer<bf16> act(size_t(M * F));
         JRT_CUDA_CHECK(cudaMemset(bias.get(), 0, bias.size() * 4));
-        const float alpha = 1.0f, beta = 0.0f;
         const double tc = graph_us(R, st, [&](int r) {
-          JRT_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(s.N), int(M), int(s.K), &alpha,
-                                        W.get() + size_t(r) * wn, CUDA_R_16BF, int(s.K), x.get(), CUDA_R_16BF, int(s.K),
-                                        &beta, yb.get(), CUDA_R_16BF, int(s.N), CUBLAS_COMPUTE_32F,
-                                        CUBLAS_GEMM_DEFAULT));
+          cublas(r, yb.get(), false);
           ops::cuda::add_bias_bf16(yb.get(), s.N, bias.get(), M, s.N, st);
           ops::cuda::swiglu_cuda(yb.get(), M, F, act.get(), st);
         });
@@ -120,22 +130,13 @@ int main(int argc, char** argv) {
           ops::cuda::skinny_gemm_act(x.get(), s.K, W.get() + size_t(r) * wn, M, s.K, F, act.get(), F, bias.get(),
                                      ops::cuda::Activation::kSwiGlu, st);
         });
-        const double bytes = double(wn) * 2;
-        std::printf("%-15s %6lld %6lld %6lld %3d %-8s %-7s | %9.2f %7.2f | %9.2f %7.2f | %6.2f\n", s.what, (long long)M,
-                    (long long)s.N, (long long)s.K, ops::cuda::skinny_gemm_split(F, s.K, 64), "default", "swiglu", ts,
-                    bytes / ts * 1e-6, tc, bytes / tc * 1e-6, tc / ts);
+        row(ops::cuda::skinny_gemm_split(F, s.K, 64), "default", "swiglu", ts, tc);
         continue;
       }
       for (int f32 = 0; f32 < 2; ++f32) {
         if ((out == "bf16" && f32) || (out == "f32acc" && !f32)) continue;
         void* y = f32 ? static_cast<void*>(yf.get()) : static_cast<void*>(yb.get());
-        const float alpha = 1.0f, beta = f32 ? 1.0f : 0.0f;
-        const double tc = graph_us(R, st, [&](int r) {
-          JRT_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(s.N), int(M), int(s.K), &alpha,
-                                        W.get() + size_t(r) * wn, CUDA_R_16BF, int(s.K), x.get(), CUDA_R_16BF, int(s.K),
-                                        &beta, y, f32 ? CUDA_R_32F : CUDA_R_16BF, int(s.N), CUBLAS_COMPUTE_32F,
-                                        CUBLAS_GEMM_DEFAULT));
-        });
+        const double tc = graph_us(R, st, [&](int r) { cublas(r, y, f32); });
         for (const auto& vn : bench::split_csv(variants))
           for (const auto& sp : bench::split_csv(splits)) {
             const int split = std::stoi(sp);
@@ -152,12 +153,8 @@ int main(int argc, char** argv) {
               ops::cuda::skinny_gemm(x.get(), s.K, W.get() + size_t(r) * wn, M, s.K, s.N, y, s.N, f32, f32, nullptr, st,
                                      split, var);
             });
-            const double bytes = double(wn) * 2;
-            std::printf("%-15s %6lld %6lld %6lld %3d %-8s %-7s | %9.2f %7.2f | %9.2f %7.2f | %6.2f\n", s.what,
-                        (long long)M, (long long)s.N, (long long)s.K,
-                        split ? split : ops::cuda::skinny_gemm_split(s.N * mtiles, s.K, rows, per_sm),
-                        lab ? vn.c_str() : "default", f32 ? "f32acc" : "bf16", ts, bytes / ts * 1e-6, tc,
-                        bytes / tc * 1e-6, tc / ts);
+            row(split ? split : ops::cuda::skinny_gemm_split(s.N * mtiles, s.K, rows, per_sm),
+                lab ? vn.c_str() : "default", f32 ? "f32acc" : "bf16", ts, tc);
           }
       }
     }

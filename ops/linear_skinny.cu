@@ -355,10 +355,9 @@ struct Device {
   bool enabled = false, pdl = true;
   bool pdl_small = true;  // the small kernels' launch_pdl (JRT_PDL=gemm: the GEMM's only, for A/B runs)
   // The linear layers' policy (skinny_gemm_linear): measured per shape on the H200 (docs/perf.md,
-  // bench_cuda_gemm). JRT_SKINNY_MAX_M=n replaces it by "every product of up to n rows" (benchmarks);
-  // JRT_SKINNY_ACT_MAX_M=n sets how many rows the fused MLP activation takes (0: never fused).
-  int64_t max_m = 32;
-  bool max_m_forced = false;
+  // bench_cuda_gemm). JRT_SKINNY_MAX_M=n replaces it by "every product of up to n rows" (benchmarks; -1:
+  // not set); JRT_SKINNY_ACT_MAX_M=n sets how many rows the fused MLP activation takes (0: never fused).
+  int64_t forced_max_m = -1;
   int64_t act_max_m = 64;
   // JRT_SKINNY_VARIANT=rows64|twopersm|batchsplit: the tiling above 32 rows under JRT_SKINNY_MAX_M (lab).
   SkinnyVariant variant = SkinnyVariant::kDefault;
@@ -372,7 +371,7 @@ const Device& device() {
     JRT_CUDA_CHECK(cudaDeviceGetAttribute(&r.nsm, cudaDevAttrMultiProcessorCount, dev));
     const char* env = std::getenv("JRT_SKINNY_GEMM");
     r.enabled = r.sm_major == 9 && !(env && env[0] == '0');
-    if (const char* m = std::getenv("JRT_SKINNY_MAX_M")) r.max_m = std::atoll(m), r.max_m_forced = true;
+    if (const char* m = std::getenv("JRT_SKINNY_MAX_M")) r.forced_max_m = std::max<int64_t>(0, std::atoll(m));
     if (const char* m = std::getenv("JRT_SKINNY_ACT_MAX_M")) r.act_max_m = std::atoll(m);
     const char* pdl = std::getenv("JRT_PDL");
     r.pdl = r.sm_major >= 9 && !(pdl && pdl[0] == '0');
@@ -456,6 +455,26 @@ bool launch(const bf16* x, int64_t ldx, const bf16* W, int64_t K, const SkinnyAr
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
+// What the kernel takes (else the caller uses cuBLAS): an sm_90 device, 1 .. 128 rows, K % 8, N % 4, 16-byte
+// aligned rows; rows_w: the weight's rows (N, or 2 N with the fused SwiGLU).
+bool applies(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K, int64_t N, const void* y, int64_t ldy,
+             const float* bias, int64_t rows_w) {
+  if (M < 1 || M > 128 || K < 1 || N < 1 || !device().enabled) return false;
+  if (K % 8 || N % 4 || ldx % 8 || ldy % 4 || K > (int64_t(1) << 30) || rows_w > (int64_t(1) << 30)) return false;
+  return aligned16(x) && aligned16(W) && aligned16(y) && (!bias || aligned16(bias));
+}
+
+// The default tiling (two warpgroups, one CTA per SM) with the smallest batch tile that holds the M rows.
+template <bool kGlu = false>
+bool launch_rows(const bf16* x, int64_t ldx, const bf16* W, int64_t K, const SkinnyArgs& a, int split,
+                 cudaStream_t stream) {
+  if (a.M <= 8) return launch<8, 2, 1, kGlu>(x, ldx, W, K, a, split, stream);
+  if (a.M <= 16) return launch<16, 2, 1, kGlu>(x, ldx, W, K, a, split, stream);
+  if (a.M <= 32) return launch<32, 2, 1, kGlu>(x, ldx, W, K, a, split, stream);
+  if (a.M <= 64) return launch<64, 2, 1, kGlu>(x, ldx, W, K, a, split, stream);
+  return launch<128, 2, 1, kGlu>(x, ldx, W, K, a, split, stream);
+}
+
 }  // namespace
 
 bool pdl_enabled() { return device().pdl_small; }
@@ -476,14 +495,10 @@ int skinny_gemm_split(int64_t N, int64_t K, int rows_per_cta, int ctas_per_sm) {
 bool skinny_gemm(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K, int64_t N, void* y, int64_t ldy,
                  bool out_f32, bool accumulate, const float* bias, cudaStream_t stream, int split,
                  SkinnyVariant variant) {
-  if (M < 1 || M > 128 || K < 1 || N < 1 || !device().enabled) return false;
-  if (K % 8 || N % 4 || ldx % 8 || ldy % 4 || K > (int64_t(1) << 30) || N > (int64_t(1) << 30)) return false;
-  if (!aligned16(x) || !aligned16(W) || !aligned16(y) || (bias && !aligned16(bias))) return false;
+  if (!applies(x, ldx, W, M, K, N, y, ldy, bias, N)) return false;
   SkinnyArgs a{int(M), int(N), y, ldy, bias, out_f32 ? 1 : 0, accumulate ? 1 : 0, int((K + kBK - 1) / kBK), 0};
-  if (M <= 8) return launch<8, 2>(x, ldx, W, K, a, split, stream);
-  if (M <= 16) return launch<16, 2>(x, ldx, W, K, a, split, stream);
-  if (M <= 32) return launch<32, 2>(x, ldx, W, K, a, split, stream);
   if (variant == SkinnyVariant::kDefault) variant = device().variant;
+  if (M <= 32 || variant == SkinnyVariant::kDefault) return launch_rows(x, ldx, W, K, a, split, stream);
   if (variant == SkinnyVariant::kRows64) {
     if (M <= 64) return launch<64, 1>(x, ldx, W, K, a, split, stream);
     return launch<128, 1>(x, ldx, W, K, a, split, stream);
@@ -492,30 +507,15 @@ bool skinny_gemm(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K
     if (M <= 64) return launch<64, 2, 2>(x, ldx, W, K, a, split, stream);
     return launch<128, 2, 2>(x, ldx, W, K, a, split, stream);
   }
-  if (variant == SkinnyVariant::kBatchSplit) return launch<64, 2, 2>(x, ldx, W, K, a, split, stream);
-  if (M <= 64) return launch<64, 2>(x, ldx, W, K, a, split, stream);
-  return launch<128, 2>(x, ldx, W, K, a, split, stream);
+  return launch<64, 2, 2>(x, ldx, W, K, a, split, stream);  // kBatchSplit
 }
 
 bool skinny_gemm_act(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K, int64_t N, bf16* y, int64_t ldy,
                      const float* bias, Activation act, cudaStream_t stream, int split) {
-  if (M < 1 || M > 128 || K < 1 || N < 1 || !device().enabled) return false;
-  if (K % 8 || N % 4 || ldx % 8 || ldy % 4 || K > (int64_t(1) << 30) || N > (int64_t(1) << 29)) return false;
-  if (!aligned16(x) || !aligned16(W) || !aligned16(y) || (bias && !aligned16(bias))) return false;
-  SkinnyArgs a{int(M), int(N), y, ldy, bias, 0, 0, int((K + kBK - 1) / kBK), int(act)};
-  if (act != Activation::kSwiGlu) {
-    if (M <= 8) return launch<8, 2>(x, ldx, W, K, a, split, stream);
-    if (M <= 16) return launch<16, 2>(x, ldx, W, K, a, split, stream);
-    if (M <= 32) return launch<32, 2>(x, ldx, W, K, a, split, stream);
-    if (M <= 64) return launch<64, 2>(x, ldx, W, K, a, split, stream);
-    return launch<128, 2>(x, ldx, W, K, a, split, stream);
-  }
-  a.act = 0;
-  if (M <= 8) return launch<8, 2, 1, true>(x, ldx, W, K, a, split, stream);
-  if (M <= 16) return launch<16, 2, 1, true>(x, ldx, W, K, a, split, stream);
-  if (M <= 32) return launch<32, 2, 1, true>(x, ldx, W, K, a, split, stream);
-  if (M <= 64) return launch<64, 2, 1, true>(x, ldx, W, K, a, split, stream);
-  return launch<128, 2, 1, true>(x, ldx, W, K, a, split, stream);
+  const bool glu = act == Activation::kSwiGlu;
+  if (!applies(x, ldx, W, M, K, N, y, ldy, bias, glu ? 2 * N : N)) return false;
+  SkinnyArgs a{int(M), int(N), y, ldy, bias, 0, 0, int((K + kBK - 1) / kBK), glu ? 0 : int(act)};
+  return glu ? launch_rows<true>(x, ldx, W, K, a, split, stream) : launch_rows(x, ldx, W, K, a, split, stream);
 }
 
 // The skinny kernel wins over cuBLAS (H200, bench_cuda_gemm, f32 += output, us): up to 32 rows on all but
@@ -525,7 +525,8 @@ bool skinny_gemm_act(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64
 bool skinny_gemm_linear(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K, int64_t N, void* y,
                         int64_t ldy, bool out_f32, bool accumulate, const float* bias, cudaStream_t stream) {
   const Device& d = device();
-  if (d.max_m_forced) return M <= d.max_m && skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream);
+  if (d.forced_max_m >= 0)
+    return M <= d.forced_max_m && skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream);
   if (M <= 32) return skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream);
   if ((M <= 64 && N <= 2048) || (M <= 128 && N <= 512))
     return skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream, 0, SkinnyVariant::kRows64);
