@@ -46,6 +46,53 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
+// mbarrier and bulk-copy (TMA) primitives of sm_90 (the skinny GEMM's pipeline, the linear-attention decode
+// step's state slots); no-ops below sm_90, where their callers are never launched.
+__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
+#endif
+}
+// Makes mbarrier initialisations visible to the async proxy (and the cluster) before first use.
+__device__ __forceinline__ void fence_mbarrier_init() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#endif
+}
+// Arms the barrier's current phase for `bytes` of asynchronous copies (the calling thread's arrival).
+__device__ __forceinline__ void mbar_expect(uint32_t bar, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, int parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "{\n.reg .pred p;\nWAIT:\nmbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n@!p bra WAIT;\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+#endif
+}
+// bytes (a multiple of 16; both addresses 16-byte aligned) from global memory into shared memory, completing
+// on bar.
+__device__ __forceinline__ void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+               "l"(src), "r"(bytes), "r"(bar)
+               : "memory");
+#endif
+}
+// Orders this thread's earlier generic-proxy accesses of shared memory before its later async-proxy ones (a
+// slot read with ld.shared, then refilled by a bulk copy).
+__device__ __forceinline__ void fence_proxy_async() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
 // Whether launch_pdl may use programmatic dependent launch: an sm_90 device and neither JRT_PDL=0 nor
 // JRT_PDL=gemm (the skinny GEMM's alone) in the environment (ops/linear_skinny.cu).
 bool pdl_enabled();

@@ -20,6 +20,10 @@
 #include <mma.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdlib>
+#include <string>
 #include <cstdint>
 #include <utility>
 
@@ -448,6 +452,44 @@ __device__ __forceinline__ float dec_feature(const float (&xv)[16], int f) {
   return 0.0f;
 }
 
+// f(q) into fq and f(k) into fk (fp32) for item bh: warp 0 builds f(q), warp 1 f(k), five features per lane.
+__device__ __forceinline__ void dec_features(const bf16* q, const bf16* k, int64_t bh, float* fq, float* fk) {
+  if (threadIdx.x < 64) {
+    const bf16* x = (threadIdx.x < 32 ? q : k) + bh * 16;
+    float* out = threadIdx.x < 32 ? fq : fk;
+    float xv[16];
+#pragma unroll
+    for (int i = 0; i < 16; ++i) xv[i] = __bfloat162float(x[i]);
+    const int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int r = 0; r < F / 32; ++r) out[lane + 32 * r] = dec_feature(xv, lane + 32 * r);
+  }
+}
+// z += f(k) (the token attends to itself) and each warp's share of f(q).z into red[warp].
+__device__ __forceinline__ void dec_z_den(float* zb, const float* fq, const float* fk, float* red) {
+  float d = 0.0f;
+  for (int f = threadIdx.x; f < F; f += blockDim.x) {
+    const float zf = zb[f] + fk[f];
+    zb[f] = zf;
+    d += fq[f] * zf;
+  }
+  for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = d;
+}
+// y = dt num / (den + eps), num summed over the row groups' partial readouts (after a barrier).
+template <int kMaxDv>
+__device__ __forceinline__ void dec_output(bf16* y, int64_t bh, int dv, int groups, const float (*part)[kMaxDv],
+                                           const float* red, const float* dt, float eps) {
+  float den = 0.0f;
+  for (int w = 0; w < int(blockDim.x / 32); ++w) den += red[w];
+  const float scale = (dt ? dt[bh] : 1.0f) / (den + eps);
+  for (int e = threadIdx.x; e < dv; e += blockDim.x) {
+    float num = 0.0f;
+    for (int gi = 0; gi < groups; ++gi) num += part[gi][e];
+    y[bh * dv + e] = __float2bfloat16(num * scale);
+  }
+}
+
 __global__ void __launch_bounds__(kDecThreads)
     decode_step_kernel(const bf16* q, const bf16* k, const bf16* v, bf16* y, float* S, float* z, int H, int dv,
                        const float* gamma, const float* dt, float eps) {
@@ -456,7 +498,6 @@ __global__ void __launch_bounds__(kDecThreads)
   __shared__ float fq[F], fk[F], red[8], part[8][kDecMaxDv];
   const int bh = blockIdx.x, h = bh % H;
   float* Sb = S + int64_t(bh) * F * dv;
-  float* zb = z + int64_t(bh) * F;
   // Each thread owns column pairs (8-byte state accesses): 32 pair-columns x 8 row groups for d_v <= 64,
   // else 64 x 4 (d_v = 112: 56 of 64 pair-columns busy, one pass, where single columns took two).
   const int pairs = dv / 2, cols = pairs <= 32 ? 32 : 64, groups = int(blockDim.x) / cols;
@@ -472,26 +513,9 @@ __global__ void __launch_bounds__(kDecThreads)
     pre[u] = col < pairs && f < 153 ? *reinterpret_cast<const float2*>(Sb + int64_t(f) * dv + 2 * col)
                                     : make_float2(0.0f, 0.0f);
   }
-  if (threadIdx.x < 64) {
-    const bf16* x = (threadIdx.x < 32 ? q : k) + int64_t(bh) * 16;
-    float* out = threadIdx.x < 32 ? fq : fk;
-    float xv[16];
-#pragma unroll
-    for (int i = 0; i < 16; ++i) xv[i] = __bfloat162float(x[i]);
-    const int lane = threadIdx.x % 32;
-#pragma unroll
-    for (int r = 0; r < F / 32; ++r) out[lane + 32 * r] = dec_feature(xv, lane + 32 * r);
-  }
+  dec_features(q, k, bh, fq, fk);
   __syncthreads();
-  // z update and the denominator f(q).z (update first: the token attends to itself).
-  float d = 0.0f;
-  for (int f = threadIdx.x; f < F; f += blockDim.x) {
-    const float zf = zb[f] + fk[f];
-    zb[f] = zf;
-    d += fq[f] * zf;
-  }
-  for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = d;
+  dec_z_den(z + int64_t(bh) * F, fq, fk, red);
   const float g = gamma ? gamma[h] : 1.0f;
   const bf16* vb = v + int64_t(bh) * dv;
   for (int p = col; p < pairs; p += cols) {
@@ -525,13 +549,73 @@ __global__ void __launch_bounds__(kDecThreads)
     part[grp][e + 1] = num.y;
   }
   __syncthreads();
-  float den = 0.0f;
-  for (int w = 0; w < int(blockDim.x / 32); ++w) den += red[w];
-  const float scale = (dt ? dt[bh] : 1.0f) / (den + eps);
-  for (int e = threadIdx.x; e < dv; e += blockDim.x) {
-    float num = 0.0f;
-    for (int gi = 0; gi < groups; ++gi) num += part[gi][e];
-    y[int64_t(bh) * dv + e] = __float2bfloat16(num * scale);
+  dec_output<kDecMaxDv>(y, bh, dv, groups, part, red, dt, eps);
+}
+
+// v8 of the decode step (dev/README.md): persistent CTAs over the (sequence, head) items, grid-stride. The
+// per-head kernel above reads and writes each state in the same few microseconds of a short-lived CTA, so
+// an SM's read traffic stops while its CTAs compute and store (ncu: DRAM 58% busy at B = 128). Here item
+// n + 1's state [153, dv] (contiguous) arrives by one bulk copy into the other shared-memory slot while
+// item n is updated from its slot and stored; the same products and sums in the same order as above.
+// Shared memory: two slots of 153 dv floats (d_v <= 128: <= 153 KB), one CTA per SM.
+constexpr int kStreamMaxDv = 128;
+__global__ void __launch_bounds__(kDecThreads, 1)
+    decode_stream_kernel(const bf16* q, const bf16* k, const bf16* v, bf16* y, float* S, float* z, int items,
+                         int H, int dv, const float* gamma, const float* dt, float eps) {
+  extern __shared__ __align__(16) float slots[];  // [2][153 dv]
+  __shared__ float fq[F], fk[F], red[8], part[8][kStreamMaxDv];
+  __shared__ __align__(8) uint64_t bars[2];
+  const int slot_floats = 153 * dv;
+  const uint32_t bytes = uint32_t(slot_floats) * 4u, bar0 = cuda::smem_addr(&bars[0]);
+  const int pairs = dv / 2, cols = pairs <= 32 ? 32 : 64, groups = kDecThreads / cols;
+  const int col = threadIdx.x % cols, grp = threadIdx.x / cols;
+  if (threadIdx.x == 0) {
+    cuda::mbar_init(bar0, 1);
+    cuda::mbar_init(bar0 + 8, 1);
+    cuda::fence_mbarrier_init();
+  }
+  __syncthreads();
+  // The states are written by this kernel's previous step, but the kernel right before it may be a prefill
+  // that writes them: nothing is read before the wait.
+  cuda::pdl_wait();
+  cuda::pdl_launch_dependents();
+  auto fetch = [&](int item, int s) {
+    cuda::mbar_expect(bar0 + 8 * s, bytes);
+    cuda::bulk_load(cuda::smem_addr(slots + s * slot_floats), S + int64_t(item) * F * dv, bytes, bar0 + 8 * s);
+  };
+  if (threadIdx.x == 0 && int(blockIdx.x) < items) fetch(int(blockIdx.x), 0);
+  int n = 0;
+  for (int it = int(blockIdx.x); it < items; it += int(gridDim.x), ++n) {
+    const int cur = n & 1;
+    if (threadIdx.x == 0 && it + int(gridDim.x) < items) {
+      cuda::fence_proxy_async();  // the other slot's reads (item n - 1, before the last barrier) come first
+      fetch(it + int(gridDim.x), cur ^ 1);
+    }
+    dec_features(q, k, it, fq, fk);
+    __syncthreads();
+    dec_z_den(z + int64_t(it) * F, fq, fk, red);
+    const float g = gamma ? gamma[it % H] : 1.0f;
+    cuda::mbar_wait(bar0 + 8 * cur, (n >> 1) & 1);
+    if (col < pairs) {
+      const int e = 2 * col;
+      const float* Ss = slots + cur * slot_floats + e;
+      float* Sg = S + int64_t(it) * F * dv + e;
+      const float2 ve = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(v + int64_t(it) * dv + e));
+      float2 num = make_float2(0.0f, 0.0f);
+#pragma unroll 8
+      for (int f = grp; f < 153; f += groups) {
+        const float2 sv = *reinterpret_cast<const float2*>(Ss + f * dv);
+        const float2 st = make_float2(g * sv.x + fk[f] * ve.x, g * sv.y + fk[f] * ve.y);
+        *reinterpret_cast<float2*>(Sg + int64_t(f) * dv) = st;
+        num.x += fq[f] * st.x;
+        num.y += fq[f] * st.y;
+      }
+      part[grp][e] = num.x;
+      part[grp][e + 1] = num.y;
+    }
+    __syncthreads();
+    dec_output<kStreamMaxDv>(y, it, dv, groups, part, red, dt, eps);
+    __syncthreads();  // fq, fk, red, part and this item's slot are free again
   }
 }
 
@@ -1978,14 +2062,75 @@ void la_prefill_cuda(const LaCudaArgs& a, void* workspace) {
 void la_prefill_set_kernel(LaPrefillKernel k) { v4::g_kernel = k; }
 bool la_prefill_wgmma_available() { return v4::sm90(); }
 
+namespace {
+struct DecodeChoice {
+  LaDecodeKernel kernel = LaDecodeKernel::kAuto;
+  int max_ctas = 0;
+  bool env_read = false;
+};
+DecodeChoice& decode_choice() {
+  static DecodeChoice c;
+  if (!c.env_read) {
+    c.env_read = true;
+    if (const char* e = std::getenv("JRT_LA_DECODE")) {
+      const std::string n = e;
+      c.kernel = n == "perhead" ? LaDecodeKernel::kPerHead : n == "stream" ? LaDecodeKernel::kStream : c.kernel;
+    }
+  }
+  return c;
+}
+}  // namespace
+
+void la_decode_set_kernel(LaDecodeKernel k, int max_ctas) {
+  decode_choice().kernel = k;
+  decode_choice().max_ctas = max_ctas;
+}
+
 void la_decode_step_cuda(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, __nv_bfloat16* y,
                          float* S, float* z, int B, int H, int dv, const float* gamma, const float* dt, float eps,
                          cudaStream_t stream) {
   JRT_CHECK(B > 0 && H > 0 && dv > 0, "la_decode_step_cuda: empty batch");
   JRT_CHECK(dv <= kDecMaxDv && dv % 2 == 0, "la_decode_step_cuda: d_v {} is not supported (even, <= {})", dv,
             kDecMaxDv);
-  cuda::launch_pdl(decode_step_kernel, unsigned(B * H), kDecThreads, 0, stream, q, k, v, y, S, z, H, dv, gamma, dt,
-                   eps);
+  static int sm_major = -1, nsm = 0;
+  if (sm_major < 0) {
+    int dev = 0;
+    JRT_CUDA_CHECK(cudaGetDevice(&dev));
+    JRT_CUDA_CHECK(cudaDeviceGetAttribute(&sm_major, cudaDevAttrComputeCapabilityMajor, dev));
+    JRT_CUDA_CHECK(cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev));
+  }
+  const DecodeChoice& c = decode_choice();
+  const int items = B * H;
+  // The bulk copy needs 16-byte sizes and addresses (153 dv floats: d_v % 4 == 0; the slot base F dv floats).
+  const bool can_stream = sm_major >= 9 && dv % 4 == 0 && dv <= kStreamMaxDv;
+  const bool stream_it = can_stream && (c.kernel == LaDecodeKernel::kStream ||
+                                        (c.kernel == LaDecodeKernel::kAuto && items >= 2 * nsm));
+  if (stream_it) {
+    const size_t smem = size_t(2) * 153 * size_t(dv) * sizeof(float);
+    // The limit is a property of the device's context: raised once per device.
+    static std::atomic<uint64_t> raised{0};
+    int dev = 0;
+    JRT_CUDA_CHECK(cudaGetDevice(&dev));
+    const uint64_t bit = uint64_t(1) << (dev & 63);
+    if (!(raised.load(std::memory_order_acquire) & bit)) {
+      JRT_CUDA_CHECK(cudaFuncSetAttribute(decode_stream_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          int(size_t(2) * 153 * kStreamMaxDv * sizeof(float))));
+      raised.fetch_or(bit, std::memory_order_release);
+    }
+    // As many CTAs per SM as the slots allow (d_v 64: 2, 112: 1), cached per d_v.
+    static std::array<int, kStreamMaxDv + 1> per_sm{};
+    if (per_sm[size_t(dv)] == 0) {
+      int n = 0;
+      JRT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_stream_kernel, kDecThreads, smem));
+      per_sm[size_t(dv)] = std::max(1, n);
+    }
+    const int ctas = std::min(items, c.max_ctas > 0 ? c.max_ctas : nsm * per_sm[size_t(dv)]);
+    cuda::launch_pdl(decode_stream_kernel, unsigned(ctas), kDecThreads, smem, stream, q, k, v, y, S, z, items, H, dv,
+                     gamma, dt, eps);
+  } else {
+    cuda::launch_pdl(decode_step_kernel, unsigned(items), kDecThreads, 0, stream, q, k, v, y, S, z, H, dv, gamma, dt,
+                     eps);
+  }
   JRT_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -73,6 +73,16 @@ void la_decode_step_cuda(const __nv_bfloat16* q, const __nv_bfloat16* k, const _
                          float* S, float* z, int B, int H, int dv, const float* gamma, const float* dt, float eps,
                          cudaStream_t stream);
 
+// Kernel of la_decode_step_cuda (process-wide, not thread-safe; tests and A/B runs): kAuto picks kStream
+// on sm_90 when every CTA gets at least two (sequence, head) items and d_v % 4 == 0, d_v <= 128, else
+// kPerHead. kPerHead: one CTA per (sequence, head), the state read from global memory into registers.
+// kStream: persistent CTAs (one per SM, or max_ctas when > 0) loop over the items; each item's state comes
+// in one bulk copy (TMA, 1-D) into a double-buffered shared-memory slot while the previous item is
+// updated, so every SM has a read in flight while it stores (dev/README.md, "v8"). The environment
+// variable JRT_LA_DECODE=perhead|stream overrides kAuto.
+enum class LaDecodeKernel { kAuto, kPerHead, kStream };
+void la_decode_set_kernel(LaDecodeKernel k, int max_ctas = 0);
+
 // Encoder pass of JRT's prefix attention: S_out += sum_j f(k_j) v_j^T, z_out += sum_j f(k_j) over each
 // sequence's rows (non-causal; cu_seqlens delimit the prefixes). S_out/z_out must be initialised.
 // With a workspace of la_accumulate_cuda_workspace(a) bytes (non-zero when the batch is small), the

@@ -85,10 +85,6 @@ __device__ __forceinline__ float act_f(float v, int act) {
   return v;
 }
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
 // K-major tile [rows][64] bf16 as TMA writes it with the 128-byte swizzle: 128-byte rows in 8-row atoms of
 // 1024 bytes (the stride byte offset), the leading byte offset unused; a k16 step is +32 bytes on the start.
 __device__ __forceinline__ uint64_t sw128_desc(uint32_t addr) {
@@ -149,18 +145,6 @@ __device__ __forceinline__ void wgmma_ss<128>(float (&d)[64], uint64_t a, uint64
       : "l"(a), "l"(b));
 }
 
-__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
-}
-__device__ __forceinline__ void mbar_expect(uint32_t bar, int bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint32_t bar, int parity) {
-  asm volatile(
-      "{\n.reg .pred p;\nWAIT:\nmbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n@!p bra WAIT;\n}\n" ::"r"(bar),
-      "r"(parity)
-      : "memory");
-}
 // Box {64 k, rows} of a 2-D tensor map at (k0, row0) into shared memory, completing on bar.
 __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, int k0, int row0, uint32_t bar) {
   asm volatile(
@@ -307,41 +291,66 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
       v.w += bb.w;
     }
   };
-  for (int idx = rank * per + tid; idx < e1; idx += kThreads) {
-    const int b = idx / q4, o = (idx - b * q4) * 4;
-    const int n = n0 + o;
-    const int64_t row = m0 + b;
-    float4 sum = reduce(b, o);
-    add_bias(sum, n);
-    if constexpr (kGlu) {
-      float4 gate = reduce(b, 64 + o);
-      add_bias(gate, a.N + n);
-      sum.x *= silu_f(gate.x);
-      sum.y *= silu_f(gate.y);
-      sum.z *= silu_f(gate.z);
-      sum.w *= silu_f(gate.w);
-    } else if (a.act) {
-      sum.x = act_f(sum.x, a.act);
-      sum.y = act_f(sum.y, a.act);
-      sum.z = act_f(sum.z, a.act);
-      sum.w = act_f(sum.w, a.act);
-    }
-    if (a.out_f32) {
-      float4* p = reinterpret_cast<float4*>(static_cast<float*>(a.y) + row * a.ldy + n);
-      if (a.accumulate) {
-        const float4 old = *p;
-        sum.x += old.x;
-        sum.y += old.y;
-        sum.z += old.z;
-        sum.w += old.w;
+  // kU items per pass (idx = i0 + kThreads u), every load of the pass (the S partials through distributed
+  // shared memory, the old fp32 values of a +=) issued before its first add or store. One item at a time, a
+  // pass waited one DSMEM and one L2 round trip each: at 128 rows (8 items per thread) that was ~2 us of
+  // fc1's product (dev/README.md, "Skinny decode GEMM" v4). kU is at most the items a thread has without a
+  // split (1 at 8 rows): passes past the thread's last item would only add predicated-off work.
+  constexpr int kU = std::max(1, std::min(4, BM * kOutN / (4 * kThreads)));
+  for (int i0 = rank * per + tid; i0 < e1; i0 += kThreads * kU) {
+    float4 sum[kU], gate[kU], old[kU];
+    int bb[kU], oo[kU];
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const int idx = i0 + kThreads * u;
+      bb[u] = idx / q4;
+      oo[u] = (idx - bb[u] * q4) * 4;
+      if (idx < e1) {
+        sum[u] = reduce(bb[u], oo[u]);
+        if constexpr (kGlu) gate[u] = reduce(bb[u], 64 + oo[u]);
       }
-      *p = sum;
-    } else {
-      __nv_bfloat162 lo = __floats2bfloat162_rn(sum.x, sum.y), hi = __floats2bfloat162_rn(sum.z, sum.w);
-      uint2 u;
-      u.x = *reinterpret_cast<uint32_t*>(&lo);
-      u.y = *reinterpret_cast<uint32_t*>(&hi);
-      *reinterpret_cast<uint2*>(static_cast<bf16*>(a.y) + row * a.ldy + n) = u;
+    }
+    if (a.out_f32 && a.accumulate) {
+#pragma unroll
+      for (int u = 0; u < kU; ++u)
+        if (i0 + kThreads * u < e1)
+          old[u] = *reinterpret_cast<const float4*>(static_cast<const float*>(a.y) + (m0 + bb[u]) * a.ldy + n0 + oo[u]);
+    }
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      if (i0 + kThreads * u >= e1) break;
+      const int n = n0 + oo[u];
+      const int64_t row = m0 + bb[u];
+      float4 v = sum[u];
+      add_bias(v, n);
+      if constexpr (kGlu) {
+        float4 gt = gate[u];
+        add_bias(gt, a.N + n);
+        v.x *= silu_f(gt.x);
+        v.y *= silu_f(gt.y);
+        v.z *= silu_f(gt.z);
+        v.w *= silu_f(gt.w);
+      } else if (a.act) {
+        v.x = act_f(v.x, a.act);
+        v.y = act_f(v.y, a.act);
+        v.z = act_f(v.z, a.act);
+        v.w = act_f(v.w, a.act);
+      }
+      if (a.out_f32) {
+        if (a.accumulate) {
+          v.x += old[u].x;
+          v.y += old[u].y;
+          v.z += old[u].z;
+          v.w += old[u].w;
+        }
+        *reinterpret_cast<float4*>(static_cast<float*>(a.y) + row * a.ldy + n) = v;
+      } else {
+        __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+        uint2 w2;
+        w2.x = *reinterpret_cast<uint32_t*>(&lo);
+        w2.y = *reinterpret_cast<uint32_t*>(&hi);
+        *reinterpret_cast<uint2*>(static_cast<bf16*>(a.y) + row * a.ldy + n) = w2;
+      }
     }
   }
   cluster.sync();  // the peers' partial tiles stay alive until every rank has read them
@@ -479,6 +488,7 @@ bool launch_rows(const bf16* x, int64_t ldx, const bf16* W, int64_t K, const Ski
 
 bool pdl_enabled() { return device().pdl_small; }
 
+
 bool skinny_gemm_available() { return device().enabled; }
 
 int64_t skinny_gemm_act_preferred_rows() { return device().enabled ? device().act_max_m : 0; }
@@ -528,7 +538,9 @@ bool skinny_gemm_linear(const bf16* x, int64_t ldx, const bf16* W, int64_t M, in
   if (d.forced_max_m >= 0)
     return M <= d.forced_max_m && skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream);
   if (M <= 32) return skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream);
-  if ((M <= 64 && N <= 2048) || (M <= 128 && N <= 512))
+  // With a bias, cuBLAS needs the bias kernel after it (~3.7 us at 128 rows): the 64-row tiling with the bias
+  // in its epilogue wins up to 2048 outputs at 128 rows too (3584 -> 1792: 9.2 against 8.4 + 3.7).
+  if ((M <= 64 && N <= 2048) || (M <= 128 && N <= 512) || (bias && M <= 128 && N <= 2048))
     return skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream, 0, SkinnyVariant::kRows64);
   return false;
 }

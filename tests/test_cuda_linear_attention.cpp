@@ -293,90 +293,112 @@ TEST(CudaLinearAttention, EncoderAccumulationMatchesCpu) {
 }
 
 // The fused one-step decode kernel against the CPU recurrence (la_step, 273-feature state), 8 steps
-// from a non-zero state, with decay + dt, d_v 64 and 112; then its speed at B = 128, H = 16, d_v = 64
+// from a non-zero state, with decay + dt, d_v 64, 112 and 66, for each kernel; then their speed at B = 128,
+// H = 16, d_v 64 and 112
 // against the bandwidth floor (the fp32 state read + written once per step).
 // Tolerance: q/k/v are bf16 on both sides and the state stays fp32; outputs are rounded to bf16
 // (2^-9 relative): max-rel 1e-2, state max-rel 1e-4 after 8 steps.
 TEST(CudaLinearAttention, DecodeStepMatchesCpuRecurrence) {
   if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
-  for (int dv : {64, 112}) {
-    const int B = 5, H = 3, D = int(taylor_dim(16)), F = kLaFeat, steps = 8;
-    std::mt19937 rng(static_cast<uint32_t>(dv));
-    std::normal_distribution<float> n(0.0f, 0.7f);
-    std::vector<float> gamma(static_cast<size_t>(H)), S273(size_t(B) * H * D * dv, 0.0f), z273(size_t(B) * H * D, 0.0f);
-    for (int h = 0; h < H; ++h) gamma[size_t(h)] = float(1.0 - std::pow(2.0, -3.0 - h));
-    for (int bh = 0; bh < B * H; ++bh) {
-      std::vector<float> kk(7 * 16), vv(size_t(7) * dv);
-      for (auto& e : kk) e = n(rng);
-      for (auto& e : vv) e = n(rng);
-      la_accumulate_state(kk.data(), 16, vv.data(), dv, 7, 16, dv, &S273[size_t(bh) * D * dv], &z273[size_t(bh) * D]);
-    }
-    std::vector<float> S160(size_t(B) * H * F * dv), z160(size_t(B) * H * F);
-    for (int bh = 0; bh < B * H; ++bh)
-      la_state_from_273(&S273[size_t(bh) * D * dv], &z273[size_t(bh) * D], dv, &S160[size_t(bh) * F * dv],
-                        &z160[size_t(bh) * F]);
-    cuda::DeviceBuffer<float> dS(S160.size()), dz(z160.size()), dg(gamma.size()), ddt(size_t(B) * H);
-    dS.upload(S160.data(), S160.size()), dz.upload(z160.data(), z160.size()), dg.upload(gamma.data(), gamma.size());
-    cuda::DeviceBuffer<uint16_t> dq(size_t(B) * H * 16), dk(size_t(B) * H * 16), dvv(size_t(B) * H * dv),
-        dy(size_t(B) * H * dv);
-    double worst = 0;
-    for (int t = 0; t < steps; ++t) {
-      std::vector<float> q(size_t(B) * H * 16), k(q.size()), v(size_t(B) * H * dv), dt(size_t(B) * H), yref(v.size());
-      for (auto* x : {&q, &k, &v, &dt})
-        for (auto& e : *x) e = n(rng);
-      auto qb = to_bf16(q), kb = to_bf16(k), vb = to_bf16(v);
-      for (int bh = 0; bh < B * H; ++bh) {
-        LaHead a;
-        a.q = &q[size_t(bh) * 16], a.k = &k[size_t(bh) * 16], a.v = &v[size_t(bh) * dv], a.y = &yref[size_t(bh) * dv];
-        a.ldq = a.ldk = 16, a.ldv = a.ldy = dv, a.L = 1, a.fd = 16, a.dv = dv;
-        a.gamma = gamma[size_t(bh % H)], a.dt = &dt[size_t(bh)];
-        la_step(a, &S273[size_t(bh) * D * dv], &z273[size_t(bh) * D]);
-      }
-      dq.upload(qb.data(), qb.size()), dk.upload(kb.data(), kb.size()), dvv.upload(vb.data(), vb.size());
-      ddt.upload(dt.data(), dt.size());
-      la_decode_step_cuda(reinterpret_cast<const __nv_bfloat16*>(dq.get()), reinterpret_cast<const __nv_bfloat16*>(dk.get()),
-                          reinterpret_cast<const __nv_bfloat16*>(dvv.get()), reinterpret_cast<__nv_bfloat16*>(dy.get()),
-                          dS.get(), dz.get(), B, H, dv, dg.get(), ddt.get(), 1e-12f, nullptr);
-      JRT_CUDA_CHECK(cudaDeviceSynchronize());
-      std::vector<uint16_t> yb(size_t(B) * H * dv);
-      dy.download(yb.data(), yb.size());
-      std::vector<float> y(yb.size());
-      for (size_t i = 0; i < y.size(); ++i) y[i] = bf16_to_f32(yb[i]);
-      worst = std::max(worst, compare(y, yref).max_rel);
-    }
-    std::vector<float> Sg(S160.size()), zg(z160.size()), Sg273(S273.size()), zg273(z273.size());
-    dS.download(Sg.data(), Sg.size()), dz.download(zg.data(), zg.size());
-    for (int bh = 0; bh < B * H; ++bh)
-      la_state_to_273(&Sg[size_t(bh) * F * dv], &zg[size_t(bh) * F], dv, &Sg273[size_t(bh) * D * dv],
-                      &zg273[size_t(bh) * D]);
-    const Stats ss = compare(Sg273, S273);
-    std::printf("  decode dv=%d: output max-rel %.2e over %d steps, state max-rel %.2e\n", dv, worst, steps, ss.max_rel);
-    EXPECT_LE(worst, 1e-2);
-    EXPECT_LE(ss.max_rel, 1e-4);
-  }
-  // Speed at B = 128, H = 16, d_v = 64.
-  const int B = 128, H = 16, dv = 64, F = kLaFeat;
-  cuda::DeviceBuffer<float> S(size_t(B) * H * F * dv), z(size_t(B) * H * F);
-  S.zero(), z.zero();
-  cuda::DeviceBuffer<uint16_t> q(size_t(B) * H * 16), k(q.size()), v(size_t(B) * H * dv), y(v.size());
-  q.zero(), k.zero(), v.zero();
-  auto step = [&] {
-    la_decode_step_cuda(reinterpret_cast<const __nv_bfloat16*>(q.get()), reinterpret_cast<const __nv_bfloat16*>(k.get()),
-                        reinterpret_cast<const __nv_bfloat16*>(v.get()), reinterpret_cast<__nv_bfloat16*>(y.get()),
-                        S.get(), z.get(), B, H, dv, nullptr, nullptr, 1e-12f, nullptr);
+  // Both kernels; the streaming one also with 4 CTAs, so each loops over 3-4 items and reuses both of its
+  // shared-memory slots (and their barrier phases) more than once. d_v 66 is not a multiple of 4: the
+  // streaming request falls back to the per-head kernel.
+  struct Kern {
+    LaDecodeKernel k;
+    int ctas;
+    const char* name;
   };
-  for (int i = 0; i < 3; ++i) step();
-  cudaEvent_t a, b;
-  cudaEventCreate(&a), cudaEventCreate(&b);
-  cudaEventRecord(a);
-  for (int i = 0; i < 50; ++i) step();
-  cudaEventRecord(b);
-  cudaEventSynchronize(b);
-  float ms = 0;
-  cudaEventElapsedTime(&ms, a, b);
-  const double us = 1e3 * ms / 50, bytes = double(B) * H * 153 * dv * 4 * 2;
-  std::printf("  decode step B=%d H=%d dv=%d: %.1f us, %.0f GB/s of state traffic (H200 copy ceiling ~4280)\n", B, H,
-              dv, us, bytes / (us * 1e3));
+  for (const Kern kern : {Kern{LaDecodeKernel::kPerHead, 0, "per-head"}, Kern{LaDecodeKernel::kStream, 0, "stream"},
+                          Kern{LaDecodeKernel::kStream, 4, "stream, 4 CTAs"}})
+    for (int dv : {64, 112, 66}) {
+      la_decode_set_kernel(kern.k, kern.ctas);
+      const int B = 5, H = 3, D = int(taylor_dim(16)), F = kLaFeat, steps = 8;
+      std::mt19937 rng(static_cast<uint32_t>(dv));
+      std::normal_distribution<float> n(0.0f, 0.7f);
+      std::vector<float> gamma(static_cast<size_t>(H)), S273(size_t(B) * H * D * dv, 0.0f),
+          z273(size_t(B) * H * D, 0.0f);
+      for (int h = 0; h < H; ++h) gamma[size_t(h)] = float(1.0 - std::pow(2.0, -3.0 - h));
+      for (int bh = 0; bh < B * H; ++bh) {
+        std::vector<float> kk(7 * 16), vv(size_t(7) * dv);
+        for (auto& e : kk) e = n(rng);
+        for (auto& e : vv) e = n(rng);
+        la_accumulate_state(kk.data(), 16, vv.data(), dv, 7, 16, dv, &S273[size_t(bh) * D * dv], &z273[size_t(bh) * D]);
+      }
+      std::vector<float> S160(size_t(B) * H * F * dv), z160(size_t(B) * H * F);
+      for (int bh = 0; bh < B * H; ++bh)
+        la_state_from_273(&S273[size_t(bh) * D * dv], &z273[size_t(bh) * D], dv, &S160[size_t(bh) * F * dv],
+                          &z160[size_t(bh) * F]);
+      cuda::DeviceBuffer<float> dS(S160.size()), dz(z160.size()), dg(gamma.size()), ddt(size_t(B) * H);
+      dS.upload(S160.data(), S160.size()), dz.upload(z160.data(), z160.size()), dg.upload(gamma.data(), gamma.size());
+      cuda::DeviceBuffer<uint16_t> dq(size_t(B) * H * 16), dk(size_t(B) * H * 16), dvv(size_t(B) * H * dv),
+          dy(size_t(B) * H * dv);
+      double worst = 0;
+      for (int t = 0; t < steps; ++t) {
+        std::vector<float> q(size_t(B) * H * 16), k(q.size()), v(size_t(B) * H * dv), dt(size_t(B) * H), yref(v.size());
+        for (auto* x : {&q, &k, &v, &dt})
+          for (auto& e : *x) e = n(rng);
+        auto qb = to_bf16(q), kb = to_bf16(k), vb = to_bf16(v);
+        for (int bh = 0; bh < B * H; ++bh) {
+          LaHead a;
+          a.q = &q[size_t(bh) * 16], a.k = &k[size_t(bh) * 16], a.v = &v[size_t(bh) * dv], a.y = &yref[size_t(bh) * dv];
+          a.ldq = a.ldk = 16, a.ldv = a.ldy = dv, a.L = 1, a.fd = 16, a.dv = dv;
+          a.gamma = gamma[size_t(bh % H)], a.dt = &dt[size_t(bh)];
+          la_step(a, &S273[size_t(bh) * D * dv], &z273[size_t(bh) * D]);
+        }
+        dq.upload(qb.data(), qb.size()), dk.upload(kb.data(), kb.size()), dvv.upload(vb.data(), vb.size());
+        ddt.upload(dt.data(), dt.size());
+        la_decode_step_cuda(
+            reinterpret_cast<const __nv_bfloat16*>(dq.get()), reinterpret_cast<const __nv_bfloat16*>(dk.get()),
+            reinterpret_cast<const __nv_bfloat16*>(dvv.get()), reinterpret_cast<__nv_bfloat16*>(dy.get()), dS.get(),
+            dz.get(), B, H, dv, dg.get(), ddt.get(), 1e-12f, nullptr);
+        JRT_CUDA_CHECK(cudaDeviceSynchronize());
+        std::vector<uint16_t> yb(size_t(B) * H * dv);
+        dy.download(yb.data(), yb.size());
+        std::vector<float> y(yb.size());
+        for (size_t i = 0; i < y.size(); ++i) y[i] = bf16_to_f32(yb[i]);
+        worst = std::max(worst, compare(y, yref).max_rel);
+      }
+      std::vector<float> Sg(S160.size()), zg(z160.size()), Sg273(S273.size()), zg273(z273.size());
+      dS.download(Sg.data(), Sg.size()), dz.download(zg.data(), zg.size());
+      for (int bh = 0; bh < B * H; ++bh)
+        la_state_to_273(&Sg[size_t(bh) * F * dv], &zg[size_t(bh) * F], dv, &Sg273[size_t(bh) * D * dv],
+                        &zg273[size_t(bh) * D]);
+      const Stats ss = compare(Sg273, S273);
+      std::printf("  decode %s dv=%d: output max-rel %.2e over %d steps, state max-rel %.2e\n", kern.name, dv, worst,
+                  steps, ss.max_rel);
+      EXPECT_LE(worst, 1e-2);
+      EXPECT_LE(ss.max_rel, 1e-4);
+    }
+  // Speed at B = 128, H = 16, d_v = 64 and 112 (the 1.3B models), per kernel.
+  for (const LaDecodeKernel kern : {LaDecodeKernel::kPerHead, LaDecodeKernel::kStream})
+    for (int dv : {64, 112}) {
+      la_decode_set_kernel(kern);
+      const int B = 128, H = 16, F = kLaFeat;
+      cuda::DeviceBuffer<float> S(size_t(B) * H * F * dv), z(size_t(B) * H * F);
+      S.zero(), z.zero();
+      cuda::DeviceBuffer<uint16_t> q(size_t(B) * H * 16), k(q.size()), v(size_t(B) * H * dv), y(v.size());
+      q.zero(), k.zero(), v.zero();
+      auto step = [&] {
+        la_decode_step_cuda(reinterpret_cast<const __nv_bfloat16*>(q.get()),
+                            reinterpret_cast<const __nv_bfloat16*>(k.get()),
+                            reinterpret_cast<const __nv_bfloat16*>(v.get()), reinterpret_cast<__nv_bfloat16*>(y.get()),
+                            S.get(), z.get(), B, H, dv, nullptr, nullptr, 1e-12f, nullptr);
+      };
+      for (int i = 0; i < 3; ++i) step();
+      cudaEvent_t a, b;
+      cudaEventCreate(&a), cudaEventCreate(&b);
+      cudaEventRecord(a);
+      for (int i = 0; i < 50; ++i) step();
+      cudaEventRecord(b);
+      cudaEventSynchronize(b);
+      float ms = 0;
+      cudaEventElapsedTime(&ms, a, b);
+      cudaEventDestroy(a), cudaEventDestroy(b);
+      const double us = 1e3 * ms / 50, bytes = double(B) * H * 153 * dv * 4 * 2;
+      std::printf("  decode step (%s) B=%d H=%d dv=%d: %.1f us, %.0f GB/s of state traffic (H200 copy ceiling ~4280)\n",
+                  kern == LaDecodeKernel::kStream ? "stream" : "per-head", B, H, dv, us, bytes / (us * 1e3));
+    }
+  la_decode_set_kernel(LaDecodeKernel::kAuto);
 }
 #else
 TEST(CudaLinearAttention, NotBuilt) { GTEST_SKIP() << "built without the CUDA backend"; }

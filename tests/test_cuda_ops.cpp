@@ -79,9 +79,10 @@ TEST_F(CudaOps, Linear) {
   struct Case {
     int64_t N, in, out;
   };
-  // (50 x 3584 -> 1792 and 100 x 1792 -> 256 take the skinny kernel's 64-row tiling on sm_90: skinny_gemm_linear)
-  for (Case c : {Case{1, 64, 64}, Case{7, 100, 33}, Case{50, 3584, 1792}, Case{100, 1792, 256}, Case{128, 1024, 2048},
-                 Case{300, 2048, 50280}}) {
+  // (50 x 3584 -> 1792 and 100 x 1792 -> 256 take the skinny kernel's 64-row tiling on sm_90: skinny_gemm_linear;
+  // with a bias also 120 x 3584 -> 1792 and 128 x 1024 -> 2048)
+  for (Case c : {Case{1, 64, 64}, Case{7, 100, 33}, Case{50, 3584, 1792}, Case{100, 1792, 256}, Case{120, 3584, 1792},
+                 Case{128, 1024, 2048}, Case{300, 2048, 50280}}) {
     auto x = rnd(size_t(c.N * c.in), 1.0f, 1), W = rnd(size_t(c.out * c.in), 0.05f, 2),
          b = rnd(size_t(c.out), 0.5f, 3), r0 = rnd(size_t(c.N * c.out), 1.0f, 4);
     std::vector<float> ref(size_t(c.N * c.out));
@@ -100,6 +101,11 @@ TEST_F(CudaOps, Linear) {
     std::vector<float> ref2(ref);
     for (size_t i = 0; i < ref2.size(); ++i) ref2[i] += r0[i];
     op_report("linear_f32_accumulate", shape, op_error(downf(dr), ref2), 1e-9, 1e-5);
+    // The same with the bias given to the product (where the skinny kernel runs, its epilogue adds it:
+    // up to 128 rows and 2048 outputs with a bias on sm_90).
+    auto dr2 = upf(r0);
+    ops::cuda::linear_f32(dx.get(), c.in, dW.get(), c.N, c.in, c.out, dr2.get(), c.out, true, nullptr, db.get());
+    op_report("linear_f32_bias_accumulate", shape, op_error(downf(dr2), ref2), 1e-9, 1e-5);
   }
 }
 
