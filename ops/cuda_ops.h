@@ -36,9 +36,10 @@ void linear_f32(const bf16* x, int64_t ldx, const bf16* W, int64_t N, int64_t in
 // M > 128, K % 8, N % 4, unaligned rows, or JRT_SKINNY_GEMM=0 in the environment). split > 0 forces the
 // cluster size (benchmarks); 0 takes skinny_gemm_split's. JRT_PDL=0 turns programmatic dependent launch off.
 // variant picks the tiling for M > 32 (smaller M always run the default): 64 weight rows per CTA (taken by
-// skinny_gemm_linear on narrow outputs), or 128 rows with two CTAs per SM (fewer stages each; kernel lab),
-// or kBatchSplit: the batch cut into tiles of 64 rows, one CTA each per weight tile, two CTAs per SM (the
-// weight tile is read by both batch tiles, the second time from L2; kernel lab, not yet run on a GPU).
+// skinny_gemm_linear at 33-128 rows on outputs <= 2048 wide), or 128 rows with two CTAs per SM (fewer stages each;
+// kernel lab), or kBatchSplit: the batch cut into tiles of 64 rows, one CTA each per weight tile, two CTAs per SM (the
+// weight tile is read by both batch tiles, the second time from L2; kernel lab: measured ~1-6% faster than the
+// default tiling at 64 / 128 rows, still 1.4-1.6x behind cuBLAS on wide outputs, so not used).
 enum class SkinnyVariant { kDefault, kRows64, kTwoPerSm, kBatchSplit };
 bool skinny_gemm(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K, int64_t N, void* y, int64_t ldy,
                  bool out_f32, bool accumulate, const float* bias, cudaStream_t stream, int split = 0,
@@ -61,9 +62,9 @@ void linear_act_bf16(const bf16* x, int64_t ldx, const bf16* W, int64_t N, int64
 // with ctas_per_sm resident per SM (the default kernel: 128, 1).
 int skinny_gemm_split(int64_t N, int64_t K, int rows_per_cta = 128, int ctas_per_sm = 1);
 // The linear layers' choice: runs the skinny kernel (returning true) where it measured faster than cuBLAS
-// on the H200 — up to 32 rows; up to 64 rows for outputs <= 2048 wide and up to 128 rows for outputs <= 512
-// wide, with 64 weight rows per CTA — else returns false. JRT_SKINNY_MAX_M=n replaces the rule by "up to n
-// rows, default tiling" (benchmarks).
+// on the H200 — up to 32 rows; up to 128 rows for outputs <= 2048 wide, with 64 weight rows per CTA — else
+// returns false. JRT_SKINNY_MAX_M=n replaces the rule by "up to n rows, default tiling" (benchmarks);
+// JRT_SKINNY_WIDE128=0 restores the previous rule (at 65-128 rows only outputs <= 512 wide or with a bias).
 bool skinny_gemm_linear(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K, int64_t N, void* y,
                         int64_t ldy, bool out_f32, bool accumulate, const float* bias, cudaStream_t stream);
 // Up to how many rows linear_act_bf16 fuses the activation (64; 0 without an sm_90 device;

@@ -16,8 +16,8 @@
 //   - the MLP activation in the epilogue (skinny_gemm_act): GELU, or SwiGLU with each CTA pairing 64 value
 //     rows with the 64 gate rows F further (two TMA boxes per stage), so fc1's output never reaches memory.
 // Measured on the H200 (docs/perf.md): faster than cuBLAS up to 32 rows on all but the widest projections
-// (up to 1.9x on small weights, 1.3x on the 3584 -> 1792 ones); at 64 and 128 rows only on narrow outputs,
-// with 64 weight rows per CTA (skinny_gemm_linear holds the rule).
+// (up to 1.9x on small weights, 1.3x on the 3584 -> 1792 ones); at 64 and 128 rows on outputs up to 2048
+// wide, with 64 weight rows per CTA (skinny_gemm_linear holds the rule and its measurements).
 // Shapes: x [M, K] row stride ldx, W [N, K] dense, y [M, N] row stride ldy; K % 8 == 0, N % 4 == 0 and
 // 16-byte aligned rows are required (skinny_gemm returns false otherwise and the caller uses cuBLAS).
 #include <cooperative_groups.h>
@@ -368,6 +368,9 @@ struct Device {
   // not set); JRT_SKINNY_ACT_MAX_M=n sets how many rows the fused MLP activation takes (0: never fused).
   int64_t forced_max_m = -1;
   int64_t act_max_m = 64;
+  // JRT_SKINNY_WIDE128=0: at 65 .. 128 rows the 64-row tiling only for outputs up to 512 wide or with a bias,
+  // as before 2026-11-29 (A/B runs).
+  bool wide128 = true;
   // JRT_SKINNY_VARIANT=rows64|twopersm|batchsplit: the tiling above 32 rows under JRT_SKINNY_MAX_M (lab).
   SkinnyVariant variant = SkinnyVariant::kDefault;
 };
@@ -382,6 +385,7 @@ const Device& device() {
     r.enabled = r.sm_major == 9 && !(env && env[0] == '0');
     if (const char* m = std::getenv("JRT_SKINNY_MAX_M")) r.forced_max_m = std::max<int64_t>(0, std::atoll(m));
     if (const char* m = std::getenv("JRT_SKINNY_ACT_MAX_M")) r.act_max_m = std::atoll(m);
+    if (const char* w = std::getenv("JRT_SKINNY_WIDE128")) r.wide128 = w[0] != '0';
     const char* pdl = std::getenv("JRT_PDL");
     r.pdl = r.sm_major >= 9 && !(pdl && pdl[0] == '0');
     r.pdl_small = r.pdl && !(pdl && std::string(pdl) == "gemm");
@@ -530,17 +534,19 @@ bool skinny_gemm_act(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64
 
 // The skinny kernel wins over cuBLAS (H200, bench_cuda_gemm, f32 += output, us): up to 32 rows on all but
 // the widest products; at 64 rows with 64 weight rows per CTA on outputs up to 2048 wide (3584 -> 1792:
-// 7.5 vs 8.4, 1792 -> 256: 3.2 vs 5.1; 1792 -> 1792: 5.7 vs 5.5, even) but not on wide ones (1792 -> 7168:
-// 12.1 vs 9.8); at 128 rows only on narrow outputs (1792 -> 256: 4.1 vs 5.1).
+// 7.4 vs 8.4, 1792 -> 256: 3.4 vs 5.1; 1792 -> 1792: 5.7 vs 5.5, even) but not on wide ones (1792 -> 7168:
+// 11.3 vs 9.7). At 128 rows it is even or behind alone on outputs of 1792 (3584 -> 1792: 8.6 vs 8.3, 1792 ->
+// 1792: 6.8 vs 6.0) but wins inside the decode step, where it fetches its weights while the kernel before
+// it finishes (programmatic dependent launch; cuBLAS's kernels wait): the Based-1B step at batch 128
+// measured 2.873 / 2.887 -> 2.795 / 2.799 ms with the 64-row tiling up to 2048 outputs. A bias tips it
+// further (cuBLAS needs the bias kernel after it, ~3.7 us at 128 rows).
 bool skinny_gemm_linear(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K, int64_t N, void* y,
                         int64_t ldy, bool out_f32, bool accumulate, const float* bias, cudaStream_t stream) {
   const Device& d = device();
   if (d.forced_max_m >= 0)
     return M <= d.forced_max_m && skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream);
   if (M <= 32) return skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream);
-  // With a bias, cuBLAS needs the bias kernel after it (~3.7 us at 128 rows): the 64-row tiling with the bias
-  // in its epilogue wins up to 2048 outputs at 128 rows too (3584 -> 1792: 9.2 against 8.4 + 3.7).
-  if ((M <= 64 && N <= 2048) || (M <= 128 && N <= 512) || (bias && M <= 128 && N <= 2048))
+  if ((M <= 128 && N <= 2048 && (d.wide128 || bias || M <= 64)) || (M <= 128 && N <= 512))
     return skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream, 0, SkinnyVariant::kRows64);
   return false;
 }

@@ -79,8 +79,8 @@ TEST_F(CudaOps, Linear) {
   struct Case {
     int64_t N, in, out;
   };
-  // (50 x 3584 -> 1792 and 100 x 1792 -> 256 take the skinny kernel's 64-row tiling on sm_90: skinny_gemm_linear;
-  // with a bias also 120 x 3584 -> 1792 and 128 x 1024 -> 2048)
+  // (50 x 3584 -> 1792, 100 x 1792 -> 256, 120 x 3584 -> 1792 and 128 x 1024 -> 2048 take the skinny kernel's
+  // 64-row tiling on sm_90: skinny_gemm_linear)
   for (Case c : {Case{1, 64, 64}, Case{7, 100, 33}, Case{50, 3584, 1792}, Case{100, 1792, 256}, Case{120, 3584, 1792},
                  Case{128, 1024, 2048}, Case{300, 2048, 50280}}) {
     auto x = rnd(size_t(c.N * c.in), 1.0f, 1), W = rnd(size_t(c.out * c.in), 0.05f, 2),
