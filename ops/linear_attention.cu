@@ -490,6 +490,14 @@ __device__ __forceinline__ void dec_output(bf16* y, int64_t bh, int dv, int grou
   }
 }
 
+// One state row of a column pair: S = g S + f_k v (stored to dst), num += f_q S.
+__device__ __forceinline__ void dec_row(float2 sv, float2 ve, float g, float fkf, float fqf, float* dst, float2& num) {
+  const float2 st = make_float2(g * sv.x + fkf * ve.x, g * sv.y + fkf * ve.y);
+  *reinterpret_cast<float2*>(dst) = st;
+  num.x += fqf * st.x;
+  num.y += fqf * st.y;
+}
+
 __global__ void __launch_bounds__(kDecThreads)
     decode_step_kernel(const bf16* q, const bf16* k, const bf16* v, bf16* y, float* S, float* z, int H, int dv,
                        const float* gamma, const float* dt, float eps) {
@@ -537,12 +545,7 @@ __global__ void __launch_bounds__(kDecThreads)
 #pragma unroll
       for (int u = 0; u < kU; ++u) {
         const int f = f0 + u * groups;
-        if (f < 153) {
-          const float2 st = make_float2(g * sv[u].x + fk[f] * ve.x, g * sv[u].y + fk[f] * ve.y);
-          *reinterpret_cast<float2*>(Sb + int64_t(f) * dv + e) = st;
-          num.x += fq[f] * st.x;
-          num.y += fq[f] * st.y;
-        }
+        if (f < 153) dec_row(sv[u], ve, g, fk[f], fq[f], Sb + int64_t(f) * dv + e, num);
       }
     }
     part[grp][e] = num.x;
@@ -557,7 +560,7 @@ __global__ void __launch_bounds__(kDecThreads)
 // an SM's read traffic stops while its CTAs compute and store (ncu: DRAM 58% busy at B = 128). Here item
 // n + 1's state [153, dv] (contiguous) arrives by one bulk copy into the other shared-memory slot while
 // item n is updated from its slot and stored; the same products and sums in the same order as above.
-// Shared memory: two slots of 153 dv floats (d_v <= 128: <= 153 KB), one CTA per SM.
+// Shared memory: two slots of 153 dv floats (d_v <= 128: <= 153 KB); as many CTAs per SM as that allows.
 constexpr int kStreamMaxDv = 128;
 __global__ void __launch_bounds__(kDecThreads, 1)
     decode_stream_kernel(const bf16* q, const bf16* k, const bf16* v, bf16* y, float* S, float* z, int items,
@@ -604,11 +607,7 @@ __global__ void __launch_bounds__(kDecThreads, 1)
       float2 num = make_float2(0.0f, 0.0f);
 #pragma unroll 8
       for (int f = grp; f < 153; f += groups) {
-        const float2 sv = *reinterpret_cast<const float2*>(Ss + f * dv);
-        const float2 st = make_float2(g * sv.x + fk[f] * ve.x, g * sv.y + fk[f] * ve.y);
-        *reinterpret_cast<float2*>(Sg + int64_t(f) * dv) = st;
-        num.x += fq[f] * st.x;
-        num.y += fq[f] * st.y;
+        dec_row(*reinterpret_cast<const float2*>(Ss + f * dv), ve, g, fk[f], fq[f], Sg + int64_t(f) * dv, num);
       }
       part[grp][e] = num.x;
       part[grp][e + 1] = num.y;
