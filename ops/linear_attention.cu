@@ -22,9 +22,9 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <string>
-#include <cstdint>
 #include <utility>
 
 #include "core/cuda_util.h"
