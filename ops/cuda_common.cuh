@@ -23,6 +23,16 @@ __device__ __forceinline__ int find_seq(const int32_t* __restrict__ cu, int B, i
   return lo;
 }
 
+// asm volatile(...) where the code is compiled for sm_90 or later; nothing elsewhere (the host pass, sm_80),
+// where the kernels that reach these wrappers are either not launched or meant to skip them.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define JRT_SM90_ASM(...) asm volatile(__VA_ARGS__)
+#else
+#define JRT_SM90_ASM(...) \
+  do {                    \
+  } while (0)
+#endif
+
 // Lets a kernel launched after this one with programmatic dependent launch (the skinny decode GEMM,
 // ops/linear_skinny.cu, and the kernels launched with launch_pdl below) start now: the GEMM fetches its
 // weights while this kernel runs, and each waits (griddepcontrol.wait) for this kernel's completion before
@@ -30,9 +40,7 @@ __device__ __forceinline__ int find_seq(const int32_t* __restrict__ cu, int B, i
 // before: then a chain of kernels could become resident, each waiting on the one before); a no-op where
 // no dependent launch follows.
 __device__ __forceinline__ void pdl_launch_dependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
+  JRT_SM90_ASM("griddepcontrol.launch_dependents;\n" ::: "memory");
 }
 
 // The other half: a kernel launched with launch_pdl may start while the kernel before it is still running, so
@@ -41,53 +49,39 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 // for the previous kernel's completion and memory flush; since that kernel did the same, every earlier
 // kernel of the stream is complete too. A no-op for kernels launched normally.
 __device__ __forceinline__ void pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
+  JRT_SM90_ASM("griddepcontrol.wait;\n" ::: "memory");
 }
 
 // mbarrier and bulk-copy (TMA) primitives of sm_90 (the skinny GEMM's pipeline, the linear-attention decode
 // step's state slots); no-ops below sm_90, where their callers are never launched.
 __device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
-#endif
+  JRT_SM90_ASM("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
 }
 // Makes mbarrier initialisations visible to the async proxy (and the cluster) before first use.
 __device__ __forceinline__ void fence_mbarrier_init() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-#endif
+  JRT_SM90_ASM("fence.mbarrier_init.release.cluster;\n" ::: "memory");
 }
 // Arms the barrier's current phase for `bytes` of asynchronous copies (the calling thread's arrival).
 __device__ __forceinline__ void mbar_expect(uint32_t bar, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-#endif
+  JRT_SM90_ASM("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
 }
 __device__ __forceinline__ void mbar_wait(uint32_t bar, int parity) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile(
+  JRT_SM90_ASM(
       "{\n.reg .pred p;\nWAIT:\nmbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n@!p bra WAIT;\n}\n" ::"r"(bar),
       "r"(parity)
       : "memory");
-#endif
 }
 // bytes (a multiple of 16; both addresses 16-byte aligned) from global memory into shared memory, completing
 // on bar.
 __device__ __forceinline__ void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+  JRT_SM90_ASM("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
                "l"(src), "r"(bytes), "r"(bar)
                : "memory");
-#endif
 }
 // Orders this thread's earlier generic-proxy accesses of shared memory before its later async-proxy ones (a
 // slot read with ld.shared, then refilled by a bulk copy).
 __device__ __forceinline__ void fence_proxy_async() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
+  JRT_SM90_ASM("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));

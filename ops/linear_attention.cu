@@ -677,41 +677,39 @@ struct __align__(128) Smem {
   float z0;
 };
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
+using cuda::smem_addr;
 // A fragment of a 16 x 16 tile stored row-major [m][k].
 __device__ __forceinline__ void ldsm_a(uint32_t (&f)[4], const bf16* base, int ld, int lane) {
   const bf16* p = base + ((lane & 7) + 8 * ((lane >> 3) & 1)) * ld + 8 * (lane >> 4);
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(f[0]), "=r"(f[1]), "=r"(f[2]), "=r"(f[3])
-               : "r"(smem_u32(p)));
+               : "r"(smem_addr(p)));
 }
 // A fragment of a 16 x 16 tile stored transposed [k][m].
 __device__ __forceinline__ void ldsm_at(uint32_t (&f)[4], const bf16* base, int ld, int lane) {
   const bf16* p = base + ((lane & 7) + 8 * (lane >> 4)) * ld + 8 * ((lane >> 3) & 1);
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(f[0]), "=r"(f[1]), "=r"(f[2]), "=r"(f[3])
-               : "r"(smem_u32(p)));
+               : "r"(smem_addr(p)));
 }
 // B fragments of two n-tiles (n, n + 8) of a k16 x n16 block stored n-major [n][k]: f[0..1], f[2..3].
 __device__ __forceinline__ void ldsm_b(uint32_t (&f)[4], const bf16* base, int ld, int lane) {
   const bf16* p = base + ((lane & 7) + 8 * (lane >> 4)) * ld + 8 * ((lane >> 3) & 1);
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(f[0]), "=r"(f[1]), "=r"(f[2]), "=r"(f[3])
-               : "r"(smem_u32(p)));
+               : "r"(smem_addr(p)));
 }
 // One B fragment (one n-tile) of a k16 x n8 block stored n-major [n][k] (lanes 0-15 give the rows).
 __device__ __forceinline__ void ldsm_b2(uint32_t (&f)[2], const bf16* base, int ld, int lane) {
   const bf16* p = base + (lane & 7) * ld + 8 * ((lane >> 3) & 1);
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(f[0]), "=r"(f[1]) : "r"(smem_u32(p)));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(f[0]), "=r"(f[1]) : "r"(smem_addr(p)));
 }
 // The same two B fragments from a block stored k-major [k][n].
 __device__ __forceinline__ void ldsm_bt(uint32_t (&f)[4], const bf16* base, int ld, int lane) {
   const bf16* p = base + ((lane & 7) + 8 * ((lane >> 3) & 1)) * ld + 8 * (lane >> 4);
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(f[0]), "=r"(f[1]), "=r"(f[2]), "=r"(f[3])
-               : "r"(smem_u32(p)));
+               : "r"(smem_addr(p)));
 }
 // d += a [b0 b1] (ops/mma.cuh's m16n8k16 with the B fragment given as two registers) and bf16 pair packing.
 __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -721,7 +719,7 @@ __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint3
 using cuda::pack_bf2;
 // 16-byte async copy, zero-filled when !ok (src must still be a mapped address).
 __device__ __forceinline__ void cp16(void* dst, const void* src, bool ok) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(ok ? 16 : 0));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(ok ? 16 : 0));
 }
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n"); }
 __device__ __forceinline__ void cp_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
@@ -1150,7 +1148,7 @@ __device__ __forceinline__ int sb_off(int d, int f) {
 }
 
 __device__ __forceinline__ uint64_t mdesc(const void* p, uint32_t lbo, uint32_t sbo) {
-  uint64_t d = uint64_t((smem_u32(p) & 0x3FFFF) >> 4);
+  uint64_t d = uint64_t((smem_addr(p) & 0x3FFFF) >> 4);
   d |= uint64_t((lbo >> 4) & 0x3FFF) << 16;
   d |= uint64_t((sbo >> 4) & 0x3FFF) << 32;
   return d;  // no swizzle, base offset 0
@@ -1169,11 +1167,6 @@ __device__ __forceinline__ void wg_commit_wait() {
 #ifdef JRT_WG
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void proxy_fence() {
-#ifdef JRT_WG
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
 }
 
@@ -1303,7 +1296,7 @@ __device__ __forceinline__ void cta_barrier() { asm volatile("bar.sync 0;\n" :::
 __device__ __forceinline__ void chunk_top(Smem& sm, const LaCudaArgs& a, int start, int t0, int end, int buf, int h,
                                           int col0, bool want_q) {
   cp_wait_all();
-  proxy_fence();
+  cuda::fence_proxy_async();
   cta_barrier();
   if (t0 + C < end) issue_loads(sm, buf ^ 1, a, start + t0 + C, min(C, end - t0 - C), h, col0, want_q);
 }
@@ -1342,10 +1335,10 @@ __device__ __forceinline__ void gram(Smem& sm, int buf, int lane, int valid) {
     const int ta = 16 * ks + (lane & 7) + 8 * (lane >> 4), tb = 16 * ks + (lane & 7) + 8 * ((lane >> 3) & 1);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(ka[0]), "=r"(ka[1]), "=r"(ka[2]), "=r"(ka[3])
-                 : "r"(smem_u32(sm.k[buf] + qk_off(ta, (lane >> 3) & 1))));
+                 : "r"(smem_addr(sm.k[buf] + qk_off(ta, (lane >> 3) & 1))));
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(kb[0]), "=r"(kb[1]), "=r"(kb[2]), "=r"(kb[3])
-                 : "r"(smem_u32(sm.k[buf] + qk_off(tb, lane >> 4))));
+                 : "r"(smem_addr(sm.k[buf] + qk_off(tb, lane >> 4))));
     mma(zt[0], ka, kb[0], kb[1]);
     mma(zt[1], ka, kb[2], kb[3]);
     mma(zt[2], ka, ones, ones);
@@ -1362,7 +1355,7 @@ __device__ void readout_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, 
     const int valid = min(C, end - t0);
     chunk_top(sm, a, start, t0, end, buf, h, col0, true);
     build_quarter(sm, sm.q[buf], sm.fq, wq, lane, valid, true);
-    proxy_fence();
+    cuda::fence_proxy_async();
     cta_barrier();
     float s[32], o[32];
 #pragma unroll
@@ -1445,7 +1438,7 @@ __device__ void update_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, i
       }
     }
     build_quarter(sm, sm.k[buf], sm.fk, wq, lane, valid, false);
-    proxy_fence();
+    cuda::fence_proxy_async();
     cta_barrier();
     wg_fence();
 #pragma unroll

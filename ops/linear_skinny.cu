@@ -188,7 +188,7 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
 
   if (tid == 0) {
     for (int s = 0; s < C::kStages; ++s) mbar_init(bars + 8 * s, 1);
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    fence_mbarrier_init();
   }
   __syncthreads();
   uint64_t evict_first = 0;
@@ -209,10 +209,10 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
       load_w(base + s * C::kStage, kb0 + s, bars + 8 * s);
     }
   }
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+  pdl_wait();
   if (tid == 0)
     for (int s = 0; s < pro; ++s) tma_load(base + s * C::kStage + C::kWBytes, &tx, (kb0 + s) * kBK, m0, bars + 8 * s);
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+  pdl_launch_dependents();
 
   float acc[BM / 2];
 #pragma unroll
