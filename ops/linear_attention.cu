@@ -1715,6 +1715,11 @@ __device__ void readout_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, 
     if constexpr (!kOut) {
       build_part<8>(sm.k[buf], sm.fkt, rg, lane, valid);
       __syncthreads();
+      // State-only passes: warps 0-2 add the chunk's Gram sums while the update warps run their MMAs (the readout
+      // warps had nothing else to do until the next chunk); the same three MMA chains in the same chunk order as the
+      // update warps' in output passes, so the sums are bitwise the same. JRT-RNN B = 16 N = 16k 1.345 / 1.344 ->
+      // 1.331 / 1.326 ms, Based B = 2 N = 16k (segment states) 0.285 / 0.280 -> 0.275 / 0.276 (dev/README.md v7.2).
+      if (rg < 3) gram_part<false>(sm, sm.k[buf], rg, lane, valid);
       continue;
     }
     // Phase 1: intra-chunk part, one 16-key block at a time (s = Q K^T, w = 1 + s/4 + s^2/32, masked on
@@ -1812,8 +1817,10 @@ __device__ void update_loop(Smem& sm, const LaCudaArgs& a, int start, int beg, i
         }
       }
     }
-    // The chunk's Gram sums, added to the running ones (and their bf16 hi / lo operands), in three parts.
-    if (u < 3) gram_part<kOut>(sm, sm.k[buf], u, lane, valid);
+    // The chunk's Gram sums, added to the running ones (and their bf16 hi / lo operands), in three parts (output
+    // passes; state-only passes add them in the readout warps).
+    if constexpr (kOut)
+      if (u < 3) gram_part<true>(sm, sm.k[buf], u, lane, valid);
   }
   if (ends.S_out)
     each_state(st, col0 + 32 * mh, 80 * nf, lane, [&](float& x, int d, int p) {
