@@ -2,6 +2,8 @@
 // statistics in fp32 exactly as ops/norm.h (mean of squares, eps inside the square root); and the
 // training forms (saved mean / rstd, backward with dw / db column sums).
 #include <algorithm>
+#include <cstdint>
+#include <cstdlib>
 
 #include "core/cuda_util.h"
 #include "ops/cuda_common.cuh"
@@ -9,6 +11,17 @@
 #include "ops/cuda_train_ops.h"
 
 namespace jrt::ops::cuda {
+
+namespace {
+// JRT_NORM_WARP=0: the CTA-per-row kernels for every shape (A/B runs of norm_warp_kernel).
+bool warp_norms() {
+  static const bool on = [] {
+    const char* v = std::getenv("JRT_NORM_WARP");
+    return !(v && v[0] == '0');
+  }();
+  return on;
+}
+}  // namespace
 
 // Block-wide sum of one float per thread (blockDim.x a multiple of 32, <= 1024).
 __device__ float block_sum(float v, float* sh) {
@@ -75,6 +88,69 @@ __global__ void norm_kernel(const float* x, int64_t ldx, const int32_t* rows, co
   }
 }
 
+// Rows of d <= 2048 columns, d % 4 == 0, 16-byte aligned: one warp per row, 8 rows per CTA. Lane l holds float4s
+// l, l + 32, .. of the row (kVec of them) in registers; the statistics are warp shuffles, with no shared memory and
+// no CTA barrier. The same formulas as norm_kernel (mean, then the mean of squared deviations, eps inside the root);
+// only the order of the sums differs. Why: the decode step's norms are latency-bound (a few hundred rows), and at
+// batch 128 most of them precede a cuBLAS GEMM, which waits for them (it has no programmatic dependent launch).
+// Measured (H200, Based-1B, JRT_NORM_WARP=0 / 1 alternating): prefill of 128 x 512 tokens 352 -> 341-344 ms, decode
+// step at batch 128 2.822 / 2.841 -> 2.814 / 2.832 ms, batch 1 unchanged.
+template <int kVec, bool kBias>
+__global__ void __launch_bounds__(256)
+    norm_warp_kernel(const float* x, int64_t ldx, const int32_t* rows, const float* w, const float* b, bool rms,
+                     float eps, int64_t d, bf16* y, int64_t ldy, int64_t N) {
+  const int lane = int(threadIdx.x) & 31;
+  const int64_t n = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
+  const int q4 = int(d / 4);
+  const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  float4 wv[kVec], bv[kVec], v[kVec];
+#pragma unroll
+  for (int u = 0; u < kVec; ++u) {  // constants: loaded before the wait, as in norm_kernel
+    const int i = lane + 32 * u;
+    wv[u] = i < q4 ? reinterpret_cast<const float4*>(w)[i] : zero;
+    bv[u] = kBias && i < q4 ? reinterpret_cast<const float4*>(b)[i] : zero;
+  }
+  pdl_wait();
+  pdl_launch_dependents();
+  if (n >= N) return;
+  const float4* xr = reinterpret_cast<const float4*>(x + (rows ? int64_t(rows[n]) : n) * ldx);
+#pragma unroll
+  for (int u = 0; u < kVec; ++u) v[u] = lane + 32 * u < q4 ? xr[lane + 32 * u] : zero;
+  auto warp_sum = [](float t) {
+    for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+    return t;
+  };
+  float mean = 0.0f;
+  if (!rms) {
+    float t = 0.0f;
+#pragma unroll
+    for (int u = 0; u < kVec; ++u) t += (v[u].x + v[u].y) + (v[u].z + v[u].w);
+    mean = warp_sum(t) / float(d);
+  }
+  float t2 = 0.0f;
+#pragma unroll
+  for (int u = 0; u < kVec; ++u) {
+    if (lane + 32 * u >= q4) continue;
+    const float a0 = v[u].x - mean, a1 = v[u].y - mean, a2 = v[u].z - mean, a3 = v[u].w - mean;
+    t2 += (a0 * a0 + a1 * a1) + (a2 * a2 + a3 * a3);
+  }
+  const float inv = rsqrtf(warp_sum(t2) / float(d) + eps);
+  bf16* yr = y + n * ldy;
+#pragma unroll
+  for (int u = 0; u < kVec; ++u) {
+    const int i = lane + 32 * u;
+    if (i >= q4) continue;
+    float o0 = (v[u].x - mean) * inv * wv[u].x, o1 = (v[u].y - mean) * inv * wv[u].y;
+    float o2 = (v[u].z - mean) * inv * wv[u].z, o3 = (v[u].w - mean) * inv * wv[u].w;
+    if (kBias) o0 += bv[u].x, o1 += bv[u].y, o2 += bv[u].z, o3 += bv[u].w;
+    const __nv_bfloat162 lo = __floats2bfloat162_rn(o0, o1), hi = __floats2bfloat162_rn(o2, o3);
+    uint2 pk;
+    pk.x = *reinterpret_cast<const uint32_t*>(&lo);
+    pk.y = *reinterpret_cast<const uint32_t*>(&hi);
+    *reinterpret_cast<uint2*>(yr + 4 * i) = pk;
+  }
+}
+
 // Rows wider than the register form: three passes over the (cached) row.
 __global__ void norm_wide_kernel(const float* x, int64_t ldx, const int32_t* rows, const float* w, const float* b,
                                  bool rms, float eps, int64_t d, bf16* y, int64_t ldy) {
@@ -107,6 +183,23 @@ void norm_cuda(const float* x, int64_t ldx, const int32_t* rows, const float* w,
                int64_t N, int64_t d, bf16* y, int64_t ldy, cudaStream_t stream) {
   if (N <= 0) return;
   const float* bb = rms ? nullptr : b;
+  const auto a16 = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
+  const bool vec = warp_norms() && d % 4 == 0 && ldx % 4 == 0 && ldy % 4 == 0 && a16(x) && a16(w) &&
+                   (!bb || a16(bb)) && (reinterpret_cast<uintptr_t>(y) & 7) == 0;
+  if (vec && d <= 32 * 4 * 16) {
+    const unsigned grid = unsigned((N + 7) / 8);
+    auto go = [&](auto kern) {
+      launch_pdl(kern, grid, 256, 0, stream, x, ldx, rows, w, bb, rms, eps, d, y, ldy, N);
+    };
+    if (d <= 32 * 4 * 4)
+      bb ? go(norm_warp_kernel<4, true>) : go(norm_warp_kernel<4, false>);
+    else if (d <= 32 * 4 * 8)
+      bb ? go(norm_warp_kernel<8, true>) : go(norm_warp_kernel<8, false>);
+    else
+      bb ? go(norm_warp_kernel<16, true>) : go(norm_warp_kernel<16, false>);
+    JRT_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
   if (d <= 256 * 2)
     launch_pdl(norm_kernel<2>, unsigned(N), 256, 0, stream, x, ldx, rows, w, bb, rms, eps, d, y, ldy);
   else if (d <= 512 * 4)

@@ -229,7 +229,8 @@ TEST_F(CudaOps, SkinnyGemmActivation) {
 }
 
 TEST_F(CudaOps, Norms) {
-  for (int64_t d : {64, 100, 1024, 2048}) {
+  // d % 4 == 0 up to 2048: the warp-per-row kernel; 99 and 2050 (d % 4 != 0) and 3000 (> 2048): a CTA per row.
+  for (int64_t d : {64, 100, 1024, 1792, 2048, 99, 2050, 3000}) {
     for (bool rms : {true, false}) {
       const int64_t N = 37, R = 5;
       auto x = rnd(size_t(N * d), 2.0f, 5), w = rnd(size_t(d), 1.0f, 6), b = rnd(size_t(d), 0.3f, 7);
