@@ -2,6 +2,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 #include <utility>
 
@@ -85,6 +86,18 @@ __device__ __forceinline__ void fence_proxy_async() {
 }
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// Raises kernel's dynamic shared-memory limit to bytes, once per device: the attribute belongs to the device's
+// context. done: the caller's bitmask of devices already raised, one static per kernel.
+template <class Kernel>
+void raise_smem_limit_once(Kernel* kernel, int bytes, std::atomic<uint64_t>& done) {
+  int dev = 0;
+  JRT_CUDA_CHECK(cudaGetDevice(&dev));
+  const uint64_t bit = uint64_t(1) << (dev & 63);
+  if (done.load(std::memory_order_acquire) & bit) return;
+  JRT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  done.fetch_or(bit, std::memory_order_release);
 }
 
 // Whether launch_pdl may use programmatic dependent launch: an sm_90 device and neither JRT_PDL=0 nor

@@ -637,14 +637,18 @@ __global__ void __launch_bounds__(kDecThreads, 1)
 // 160-feature one (S [160, dv], z [160]), converted at the segment's ends only.
 // Segment length (a multiple of the 64-token chunk) and segment count for a.max_len: a.segment_len when
 // set, else the count nseg_auto(SM count) gives (each kernel family has its own rule).
+// SMs of the current device (132 if the query fails).
+int sm_count() {
+  int dev = 0, sms = 132;
+  cudaGetDevice(&dev);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  return sms;
+}
 template <class Auto>
 int segment_split(const LaCudaArgs& a, int* seg_len, Auto nseg_auto) {
   int sl = a.segment_len;
   if (sl <= 0) {
-    int dev = 0, sms = 132;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    const int64_t nseg = nseg_auto(int64_t(sms));
+    const int64_t nseg = nseg_auto(int64_t(sm_count()));
     sl = int((a.max_len + nseg - 1) / nseg);
   }
   sl = std::max(C, (sl + C - 1) / C * C);
@@ -2091,31 +2095,17 @@ void la_decode_step_cuda(const __nv_bfloat16* q, const __nv_bfloat16* k, const _
   JRT_CHECK(B > 0 && H > 0 && dv > 0, "la_decode_step_cuda: empty batch");
   JRT_CHECK(dv <= kDecMaxDv && dv % 2 == 0, "la_decode_step_cuda: d_v {} is not supported (even, <= {})", dv,
             kDecMaxDv);
-  static int sm_major = -1, nsm = 0;
-  if (sm_major < 0) {
-    int dev = 0;
-    JRT_CUDA_CHECK(cudaGetDevice(&dev));
-    JRT_CUDA_CHECK(cudaDeviceGetAttribute(&sm_major, cudaDevAttrComputeCapabilityMajor, dev));
-    JRT_CUDA_CHECK(cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev));
-  }
   const DecodeChoice& c = decode_choice();
-  const int items = B * H;
-  // The bulk copy needs 16-byte sizes and addresses (153 dv floats: d_v % 4 == 0; the slot base F dv floats).
-  const bool can_stream = sm_major >= 9 && dv % 4 == 0 && dv <= kStreamMaxDv;
+  const int items = B * H, nsm = sm_count();
+  // sm_90 only (its bulk copies and mbarriers are compiled for sm_90a alone); the bulk copy needs 16-byte sizes
+  // and addresses (153 dv floats: d_v % 4 == 0; the slot base F dv floats).
+  const bool can_stream = v4::sm90() && dv % 4 == 0 && dv <= kStreamMaxDv;
   const bool stream_it = can_stream && (c.kernel == LaDecodeKernel::kStream ||
                                         (c.kernel == LaDecodeKernel::kAuto && items >= 2 * nsm));
   if (stream_it) {
     const size_t smem = size_t(2) * 153 * size_t(dv) * sizeof(float);
-    // The limit is a property of the device's context: raised once per device.
     static std::atomic<uint64_t> raised{0};
-    int dev = 0;
-    JRT_CUDA_CHECK(cudaGetDevice(&dev));
-    const uint64_t bit = uint64_t(1) << (dev & 63);
-    if (!(raised.load(std::memory_order_acquire) & bit)) {
-      JRT_CUDA_CHECK(cudaFuncSetAttribute(decode_stream_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          int(size_t(2) * 153 * kStreamMaxDv * sizeof(float))));
-      raised.fetch_or(bit, std::memory_order_release);
-    }
+    cuda::raise_smem_limit_once(decode_stream_kernel, int(size_t(2) * 153 * kStreamMaxDv * sizeof(float)), raised);
     // As many CTAs per SM as the slots allow (d_v 64: 2, 112: 1), cached per d_v.
     static std::array<int, kStreamMaxDv + 1> per_sm{};
     if (per_sm[size_t(dv)] == 0) {

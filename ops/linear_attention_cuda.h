@@ -74,12 +74,12 @@ void la_decode_step_cuda(const __nv_bfloat16* q, const __nv_bfloat16* k, const _
                          cudaStream_t stream);
 
 // Kernel of la_decode_step_cuda (process-wide, not thread-safe; tests and A/B runs): kAuto picks kStream
-// on sm_90 when every CTA gets at least two (sequence, head) items and d_v % 4 == 0, d_v <= 128, else
+// on sm_90 when there are at least two (sequence, head) items per SM and d_v % 4 == 0, d_v <= 128, else
 // kPerHead. kPerHead: one CTA per (sequence, head), the state read from global memory into registers.
-// kStream: persistent CTAs (one per SM, or max_ctas when > 0) loop over the items; each item's state comes
-// in one bulk copy (TMA, 1-D) into a double-buffered shared-memory slot while the previous item is
-// updated, so every SM has a read in flight while it stores (dev/README.md, "v8"). The environment
-// variable JRT_LA_DECODE=perhead|stream overrides kAuto.
+// kStream: persistent CTAs (as many per SM as their two state slots allow, or max_ctas in all when > 0) loop
+// over the items; each item's state comes in one bulk copy (TMA, 1-D) into a double-buffered shared-memory
+// slot while the previous item is updated, so every SM has a read in flight while it stores (dev/README.md,
+// "v8"). The environment variable JRT_LA_DECODE=perhead|stream overrides kAuto.
 enum class LaDecodeKernel { kAuto, kPerHead, kStream };
 void la_decode_set_kernel(LaDecodeKernel k, int max_ctas = 0);
 

@@ -429,15 +429,8 @@ bool launch(const bf16* x, int64_t ldx, const bf16* W, int64_t K, const SkinnyAr
   using C = Cfg<BM, NWG, MINB>;
   constexpr int kBN = C::kBN, kOutN = kGlu ? 64 : kBN;
   auto* kern = skinny_kernel<BM, NWG, MINB, kGlu>;
-  // The shared memory limit is raised once per device (the attribute belongs to the device's context).
   static std::atomic<uint64_t> raised{0};
-  int dev = 0;
-  JRT_CUDA_CHECK(cudaGetDevice(&dev));
-  const uint64_t bit = uint64_t(1) << (dev & 63);
-  if (!(raised.load(std::memory_order_acquire) & bit)) {
-    JRT_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem));
-    raised.fetch_or(bit, std::memory_order_release);
-  }
+  raise_smem_limit_once(kern, C::kSmem, raised);
   // Batch tiles of BM rows (one unless kBatchSplit tiles M = 128 by 64) multiply the CTAs per weight tile.
   // (a fused SwiGLU CTA reads 128 weight rows for 64 output columns: the same tiles x S as 2 N rows)
   const int mtiles = (a.M + BM - 1) / BM;
@@ -545,7 +538,7 @@ bool skinny_gemm_linear(const bf16* x, int64_t ldx, const bf16* W, int64_t M, in
   if (d.forced_max_m >= 0)
     return M <= d.forced_max_m && skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream);
   if (M <= 32) return skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream);
-  if ((M <= 128 && N <= 2048 && (d.wide128 || bias || M <= 64)) || (M <= 128 && N <= 512))
+  if (M <= 128 && (N <= 512 || (N <= 2048 && (d.wide128 || bias || M <= 64))))
     return skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream, 0, SkinnyVariant::kRows64);
   return false;
 }
