@@ -114,7 +114,7 @@ struct GLayer {
   DeviceBuffer<bf16> fc1, fc2;
   DeviceBuffer<float> fb1, fb2;
   // projections (which are set depends on the kind)
-  DeviceBuffer<bf16> w_in, w_out, w_q, w_k, w_v, w_ke, w_ve, w_dt, w_x, w_dtp;
+  DeviceBuffer<bf16> w_in, w_out, w_qkv, w_ke, w_ve, w_dt, w_x, w_dtp;
   DeviceBuffer<float> b_in, b_out, conv_w, conv_b, gamma, dt_b, A, D, inv_freq;
   int64_t di = 0, K = 0, H = 0, hd = 0, inner = 0, window = -1, C = 0, r = 0, ns = 0;
   int nf = 0;
@@ -128,7 +128,7 @@ struct GLayer {
 struct Work {
   int64_t rows = 0, logit_rows = 0;
   DeviceBuffer<float> r, f, logits;
-  DeviceBuffer<bf16> h, u, a, o, q, k, dbc, hf, xg, ke, ve;
+  DeviceBuffer<bf16> h, u, a, o, dbc, hf, xg, ke, ve;
   DeviceBuffer<int32_t> ids, cu, rows_idx, pad_rows, pre_rows, pre_cu, pre_pad;
 };
 
@@ -172,8 +172,6 @@ struct GpuModel::Impl {
       w.u = DeviceBuffer<bf16>(R * size_t(wu));
       w.a = DeviceBuffer<bf16>(R * size_t(wa));
       w.o = DeviceBuffer<bf16>(R * size_t(wa));
-      w.q = DeviceBuffer<bf16>(R * size_t(wqk));
-      w.k = DeviceBuffer<bf16>(R * size_t(wqk));
       w.dbc = DeviceBuffer<bf16>(R * size_t(wdbc));
       w.f = DeviceBuffer<float>(R * size_t(wf));
       w.ids = DeviceBuffer<int32_t>(R);
@@ -212,13 +210,15 @@ struct GpuModel::Impl {
     oc::linear_f32(x, in, W.get(), N, in, d, r, d, true, stream, b.get());
   }
 
-  // Linear-attention arguments over the work buffers: q, k [T, H*16] (w.q, w.k), v [T, H*hd] (w.a),
-  // o [T, H*hd] (w.o).
+  // Linear-attention arguments over the work buffers: q, k, v the column ranges [0, H 16), [H 16, H 32) and
+  // [H 32, H 32 + H hd) of the fused projection's output w.u (row stride H 32 + H hd), o [T, H hd] (w.o).
   ops::LaCudaArgs la_args(const GLayer& L, Work& w, const int32_t* cu, int B, int max_len) const {
     ops::LaCudaArgs a;
-    a.q = w.q.get();
-    a.k = w.k.get();
-    a.v = w.a.get();
+    const int64_t qk = L.H * 16;
+    a.q = w.u.get();
+    a.k = w.u.get() + qk;
+    a.v = w.u.get() + 2 * qk;
+    a.ldq = a.ldk = a.ldv = 2 * qk + L.H * L.hd;
     a.o = w.o.get();
     a.cu_seqlens = cu;
     a.B = B;
@@ -256,18 +256,18 @@ struct GpuModel::Impl {
       }
       case MixerKind::LinearAttn:
       case MixerKind::PrefixLinearAttn: {
-        const int64_t H = L.H, hd = L.hd, qk = H * 16;
-        oc::linear_bf16(h, d, L.w_q.get(), T, d, qk, w.q.get(), qk, stream);
-        oc::linear_bf16(h, d, L.w_k.get(), T, d, qk, w.k.get(), qk, stream);
-        oc::linear_bf16(h, d, L.w_v.get(), T, d, H * hd, w.a.get(), H * hd, stream);
+        const int64_t H = L.H, hd = L.hd, qk = H * 16, lqkv = 2 * qk + H * hd;
+        // q, k and v from one GEMM (the weights concatenated at load); the kernels read them with row strides.
+        oc::linear_bf16(h, d, L.w_qkv.get(), T, d, lqkv, w.u.get(), lqkv, stream);
+        bf16* kp = w.u.get() + qk;
         const float* dt = nullptr;
         if (L.w_dt.get()) {
           oc::linear_f32(h, d, L.w_dt.get(), T, d, H, w.f.get(), H, false, stream);
           dt = w.f.get();
         }
         if (decode) {
-          ops::la_decode_step_cuda(w.q.get(), w.k.get(), w.a.get(), w.o.get(), L.S.get(), L.z.get(), B, int(H),
-                                   int(hd), L.gamma.get(), dt, L.eps, stream);
+          ops::la_decode_step_cuda(w.u.get(), kp, w.u.get() + 2 * qk, w.o.get(), L.S.get(), L.z.get(), B, int(H),
+                                   int(hd), L.gamma.get(), dt, L.eps, stream, {lqkv, lqkv, lqkv});
         } else {
           ops::LaCudaArgs a = la_args(L, w, cu, B, max_len);
           a.gamma = L.gamma.get();
@@ -280,7 +280,7 @@ struct GpuModel::Impl {
             oc::gather_rows_cuda(h, d, w.pre_rows.get(), px.npre, d, w.xg.get(), d, stream);
             oc::linear_bf16(w.xg.get(), d, L.w_ke.get(), px.npre, d, qk, w.ke.get(), qk, stream);
             oc::linear_bf16(w.xg.get(), d, L.w_ve.get(), px.npre, d, H * hd, w.ve.get(), H * hd, stream);
-            oc::zero_rows_cuda(w.k.get(), qk, qk, w.pad_rows.get(), px.npads, stream);
+            oc::zero_rows_cuda(kp, lqkv, qk, w.pad_rows.get(), px.npads, stream);
             oc::zero_rows_cuda(w.ke.get(), qk, qk, w.pre_pad.get(), px.npre_pads, stream);
             const size_t sn = size_t(B) * size_t(H) * ops::kLaFeat * size_t(hd);
             if (S0.size() < sn) {
@@ -295,6 +295,7 @@ struct GpuModel::Impl {
             e.o = nullptr;
             e.k = w.ke.get();
             e.v = w.ve.get();
+            e.ldq = e.ldk = e.ldv = 0;  // packed
             e.S_out = S0.get();
             e.z_out = z0.get();
             const size_t need_e = ops::la_accumulate_cuda_workspace(e);
@@ -502,9 +503,17 @@ std::unique_ptr<GpuModel> GpuModel::create(const Model& cpu, const GpuModelOptio
                   c.la.feature_dim);
         JRT_CHECK(L.hd % 8 == 0, "{}: the GPU linear attention needs a head dim that is a multiple of 8, got {}",
                   c.source, L.hd);
-        L.w_q = weight_bf16(ws, mx + "proj_q.weight");
-        L.w_k = weight_bf16(ws, mx + "proj_k.weight");
-        L.w_v = weight_bf16(ws, mx + "proj_v.weight");
+        {  // [proj_q; proj_k; proj_v] as one [H 32 + H hd, d] weight: one decode GEMM instead of three
+          std::vector<float> cat;
+          for (const char* part : {"proj_q.weight", "proj_k.weight", "proj_v.weight"}) {
+            const std::vector<float> wp = host_f32(ws, mx + part);
+            const int64_t rows = part[5] == 'v' ? L.H * L.hd : L.H * 16;
+            JRT_CHECK(int64_t(wp.size()) == rows * d, "{}: {}{} has {} values, expected {} x {}", c.source, mx, part,
+                      wp.size(), rows, d);
+            cat.insert(cat.end(), wp.begin(), wp.end());
+          }
+          L.w_qkv = upload_bf16(cat);
+        }
         L.w_out = weight_bf16(ws, mx + "out_proj.weight");
         if (L.kind == MixerKind::PrefixLinearAttn) {
           L.w_ke = weight_bf16(ws, mx + "proj_k_enc.weight");
@@ -521,6 +530,7 @@ std::unique_ptr<GpuModel> GpuModel::create(const Model& cpu, const GpuModelOptio
         L.S = zeros<float>(size_t(S * L.H * ops::kLaFeat * L.hd));
         L.z = zeros<float>(size_t(S * L.H * ops::kLaFeat));
         I.wqk = std::max(I.wqk, L.H * 16);
+        I.wu = std::max(I.wu, 2 * L.H * 16 + L.H * L.hd);
         I.wa = std::max(I.wa, L.H * L.hd);
         break;
       }

@@ -452,10 +452,23 @@ __device__ __forceinline__ float dec_feature(const float (&xv)[16], int f) {
   return 0.0f;
 }
 
+// The decode step's inputs: item bh = (sequence b, head h) reads q at q + b ldq + 16 h, k likewise, v at
+// v + b ldv + dv h (row strides let q, k and v be column ranges of one fused projection's output).
+struct DecIn {
+  const bf16 *q, *k, *v;
+  int64_t ldq, ldk, ldv;
+  int H;
+  __device__ __forceinline__ const bf16* qrow(int bh) const { return q + int64_t(bh / H) * ldq + (bh % H) * 16; }
+  __device__ __forceinline__ const bf16* krow(int bh) const { return k + int64_t(bh / H) * ldk + (bh % H) * 16; }
+  __device__ __forceinline__ const bf16* vrow(int bh, int dv) const {
+    return v + int64_t(bh / H) * ldv + int64_t(bh % H) * dv;
+  }
+};
+
 // f(q) into fq and f(k) into fk (fp32) for item bh: warp 0 builds f(q), warp 1 f(k), five features per lane.
-__device__ __forceinline__ void dec_features(const bf16* q, const bf16* k, int64_t bh, float* fq, float* fk) {
+__device__ __forceinline__ void dec_features(DecIn in, int bh, float* fq, float* fk) {
   if (threadIdx.x < 64) {
-    const bf16* x = (threadIdx.x < 32 ? q : k) + bh * 16;
+    const bf16* x = threadIdx.x < 32 ? in.qrow(bh) : in.krow(bh);
     float* out = threadIdx.x < 32 ? fq : fk;
     float xv[16];
 #pragma unroll
@@ -499,12 +512,12 @@ __device__ __forceinline__ void dec_row(float2 sv, float2 ve, float g, float fkf
 }
 
 __global__ void __launch_bounds__(kDecThreads)
-    decode_step_kernel(const bf16* q, const bf16* k, const bf16* v, bf16* y, float* S, float* z, int H, int dv,
-                       const float* gamma, const float* dt, float eps) {
+    decode_step_kernel(DecIn in, bf16* y, float* S, float* z, int dv, const float* gamma, const float* dt,
+                       float eps) {
   cuda::pdl_wait();
   cuda::pdl_launch_dependents();
   __shared__ float fq[F], fk[F], red[8], part[8][kDecMaxDv];
-  const int bh = blockIdx.x, h = bh % H;
+  const int bh = blockIdx.x, h = bh % in.H;
   float* Sb = S + int64_t(bh) * F * dv;
   // Each thread owns column pairs (8-byte state accesses): 32 pair-columns x 8 row groups for d_v <= 64,
   // else 64 x 4 (d_v = 112: 56 of 64 pair-columns busy, one pass, where single columns took two).
@@ -521,11 +534,11 @@ __global__ void __launch_bounds__(kDecThreads)
     pre[u] = col < pairs && f < 153 ? *reinterpret_cast<const float2*>(Sb + int64_t(f) * dv + 2 * col)
                                     : make_float2(0.0f, 0.0f);
   }
-  dec_features(q, k, bh, fq, fk);
+  dec_features(in, bh, fq, fk);
   __syncthreads();
   dec_z_den(z + int64_t(bh) * F, fq, fk, red);
   const float g = gamma ? gamma[h] : 1.0f;
-  const bf16* vb = v + int64_t(bh) * dv;
+  const bf16* vb = in.vrow(bh, dv);
   for (int p = col; p < pairs; p += cols) {
     const int e = 2 * p;
     const float2 ve = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(vb + e));
@@ -555,21 +568,28 @@ __global__ void __launch_bounds__(kDecThreads)
   dec_output<kDecMaxDv>(y, bh, dv, groups, part, red, dt, eps);
 }
 
-// v8 of the decode step (dev/README.md): persistent CTAs over the (sequence, head) items, grid-stride. The
-// per-head kernel above reads and writes each state in the same few microseconds of a short-lived CTA, so
-// an SM's read traffic stops while its CTAs compute and store (ncu: DRAM 58% busy at B = 128). Here item
-// n + 1's state [153, dv] (contiguous) arrives by one bulk copy into the other shared-memory slot while
-// item n is updated from its slot and stored; the same products and sums in the same order as above.
-// Shared memory: two slots of 153 dv floats (d_v <= 128: <= 153 KB); as many CTAs per SM as that allows.
+// v8/v9 of the decode step (dev/README.md): persistent CTAs over the (sequence, head) items, grid-stride. The
+// per-head kernel above reads and writes each state in the same few microseconds of a short-lived CTA, so an
+// SM's read traffic stops while its CTAs compute and store (ncu: DRAM 58% busy at B = 128). Here item n + 1
+// arrives by bulk copies (TMA, 1-D) into the other shared-memory slot while item n is updated from its slot and
+// stored: its state [153, dv] (contiguous) and, since v9, its inputs too (z [160], q, k [16], v [dv]), so an
+// item's work waits on no global load (v8 read them from global memory in three dependent round trips, each
+// ~1-2 us while the state stream loads the memory system). The same products and sums in the same order as
+// the per-head kernel. Slot layout (every part 16-byte sized and aligned): state 153 dv floats, z 160 floats,
+// q 16, k 16 and v dv bf16 (stream_slot_bytes); two slots, as many CTAs per SM as they allow.
 constexpr int kStreamMaxDv = 128;
+__host__ __device__ constexpr uint32_t stream_slot_bytes(int dv) {
+  return uint32_t(153 * dv + 160) * 4u + uint32_t(32 + dv) * 2u;
+}
 __global__ void __launch_bounds__(kDecThreads, 1)
-    decode_stream_kernel(const bf16* q, const bf16* k, const bf16* v, bf16* y, float* S, float* z, int items,
-                         int H, int dv, const float* gamma, const float* dt, float eps) {
-  extern __shared__ __align__(16) float slots[];  // [2][153 dv]
+    decode_stream_kernel(DecIn in, bf16* y, float* S, float* z, int items, int dv, const float* gamma,
+                         const float* dt, float eps) {
+  extern __shared__ __align__(16) float slots[];  // [2][stream_slot_bytes(dv) / 4]
   __shared__ float fq[F], fk[F], red[8], part[8][kStreamMaxDv];
   __shared__ __align__(8) uint64_t bars[2];
-  const int slot_floats = 153 * dv;
-  const uint32_t bytes = uint32_t(slot_floats) * 4u, bar0 = cuda::smem_addr(&bars[0]);
+  const uint32_t slot_bytes = stream_slot_bytes(dv), state_bytes = uint32_t(153 * dv) * 4u;
+  const int slot_floats = int(slot_bytes / 4u);
+  const uint32_t bar0 = cuda::smem_addr(&bars[0]);
   const int pairs = dv / 2, cols = pairs <= 32 ? 32 : 64, groups = kDecThreads / cols;
   const int col = threadIdx.x % cols, grp = threadIdx.x / cols;
   if (threadIdx.x == 0) {
@@ -578,13 +598,20 @@ __global__ void __launch_bounds__(kDecThreads, 1)
     cuda::fence_mbarrier_init();
   }
   __syncthreads();
-  // The states are written by this kernel's previous step, but the kernel right before it may be a prefill
-  // that writes them: nothing is read before the wait.
+  // The states are written by this kernel's previous step and the inputs by the GEMM before it (the kernel
+  // right before may also be a prefill that writes the states): nothing is read before the wait.
   cuda::pdl_wait();
   cuda::pdl_launch_dependents();
   auto fetch = [&](int item, int s) {
-    cuda::mbar_expect(bar0 + 8 * s, bytes);
-    cuda::bulk_load(cuda::smem_addr(slots + s * slot_floats), S + int64_t(item) * F * dv, bytes, bar0 + 8 * s);
+    float* base = slots + s * slot_floats;
+    const uint32_t bar = bar0 + 8 * s;
+    cuda::mbar_expect(bar, slot_bytes);
+    cuda::bulk_load(cuda::smem_addr(base), S + int64_t(item) * F * dv, state_bytes, bar);
+    cuda::bulk_load(cuda::smem_addr(base + 153 * dv), z + int64_t(item) * F, 160 * 4, bar);
+    const uint32_t in0 = cuda::smem_addr(base + 153 * dv + 160);
+    cuda::bulk_load(in0, in.qrow(item), 32, bar);
+    cuda::bulk_load(in0 + 32, in.krow(item), 32, bar);
+    cuda::bulk_load(in0 + 64, in.vrow(item, dv), uint32_t(dv) * 2u, bar);
   };
   if (threadIdx.x == 0 && int(blockIdx.x) < items) fetch(int(blockIdx.x), 0);
   int n = 0;
@@ -594,26 +621,57 @@ __global__ void __launch_bounds__(kDecThreads, 1)
       cuda::fence_proxy_async();  // the other slot's reads (item n - 1, before the last barrier) come first
       fetch(it + int(gridDim.x), cur ^ 1);
     }
-    dec_features(q, k, it, fq, fk);
-    __syncthreads();
-    dec_z_den(z + int64_t(it) * F, fq, fk, red);
-    const float g = gamma ? gamma[it % H] : 1.0f;
+    const float g = gamma ? gamma[it % in.H] : 1.0f;
+    const float dts = dt ? dt[it] : 1.0f;  // issued early: its latency overlaps the wait
+    const float* Ss = slots + cur * slot_floats;
+    const float* zs = Ss + 153 * dv;
+    const bf16* ins = reinterpret_cast<const bf16*>(zs + 160);  // q [16], k [16], v [dv]
     cuda::mbar_wait(bar0 + 8 * cur, (n >> 1) & 1);
+    if (threadIdx.x < 64) {  // f(q) (warp 0) and f(k) (warp 1), five features per lane
+      const bf16* x = ins + (threadIdx.x < 32 ? 0 : 16);
+      float* out = threadIdx.x < 32 ? fq : fk;
+      float xv[16];
+#pragma unroll
+      for (int i = 0; i < 16; ++i) xv[i] = __bfloat162float(x[i]);
+      const int lane = threadIdx.x % 32;
+#pragma unroll
+      for (int r = 0; r < F / 32; ++r) out[lane + 32 * r] = dec_feature(xv, lane + 32 * r);
+    }
+    __syncthreads();
+    {  // z += f(k) (stored back), each warp's share of f(q).z into red
+      float d = 0.0f;
+      float* zg = z + int64_t(it) * F;
+      for (int f = threadIdx.x; f < F; f += kDecThreads) {
+        const float zf = zs[f] + fk[f];
+        zg[f] = zf;
+        d += fq[f] * zf;
+      }
+      for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+      if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = d;
+    }
     if (col < pairs) {
       const int e = 2 * col;
-      const float* Ss = slots + cur * slot_floats + e;
       float* Sg = S + int64_t(it) * F * dv + e;
-      const float2 ve = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(v + int64_t(it) * dv + e));
+      const float2 ve = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(ins + 32 + e));
       float2 num = make_float2(0.0f, 0.0f);
 #pragma unroll 8
       for (int f = grp; f < 153; f += groups) {
-        dec_row(*reinterpret_cast<const float2*>(Ss + f * dv), ve, g, fk[f], fq[f], Sg + int64_t(f) * dv, num);
+        dec_row(*reinterpret_cast<const float2*>(Ss + f * dv + e), ve, g, fk[f], fq[f], Sg + int64_t(f) * dv, num);
       }
       part[grp][e] = num.x;
       part[grp][e + 1] = num.y;
     }
     __syncthreads();
-    dec_output<kStreamMaxDv>(y, it, dv, groups, part, red, dt, eps);
+    {  // y = dt num / (den + eps)
+      float den = 0.0f;
+      for (int w = 0; w < kDecThreads / 32; ++w) den += red[w];
+      const float scale = dts / (den + eps);
+      for (int e = threadIdx.x; e < dv; e += kDecThreads) {
+        float num = 0.0f;
+        for (int gi = 0; gi < groups; ++gi) num += part[gi][e];
+        y[int64_t(it) * dv + e] = __float2bfloat16(num * scale);
+      }
+    }
     __syncthreads();  // fq, fk, red, part and this item's slot are free again
   }
 }
@@ -2091,21 +2149,31 @@ void la_decode_set_kernel(LaDecodeKernel k, int max_ctas) {
 
 void la_decode_step_cuda(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, __nv_bfloat16* y,
                          float* S, float* z, int B, int H, int dv, const float* gamma, const float* dt, float eps,
-                         cudaStream_t stream) {
+                         cudaStream_t stream, LaDecodeRows rows) {
   JRT_CHECK(B > 0 && H > 0 && dv > 0, "la_decode_step_cuda: empty batch");
   JRT_CHECK(dv <= kDecMaxDv && dv % 2 == 0, "la_decode_step_cuda: d_v {} is not supported (even, <= {})", dv,
             kDecMaxDv);
+  const DecIn in{q,
+                 k,
+                 v,
+                 rows.ldq ? rows.ldq : int64_t(H) * 16,
+                 rows.ldk ? rows.ldk : int64_t(H) * 16,
+                 rows.ldv ? rows.ldv : int64_t(H) * dv,
+                 H};
+  JRT_CHECK(in.ldq >= int64_t(H) * 16 && in.ldk >= int64_t(H) * 16 && in.ldv >= int64_t(H) * dv && in.ldv % 2 == 0,
+            "la_decode_step_cuda: row strides (q {}, k {}, v {}) shorter than a row, or an odd v stride", in.ldq, in.ldk,
+            in.ldv);
   const DecodeChoice& c = decode_choice();
   const int items = B * H, nsm = sm_count();
-  // sm_90 only (its bulk copies and mbarriers are compiled for sm_90a alone); the bulk copy needs 16-byte sizes
-  // and addresses (153 dv floats: d_v % 4 == 0; the slot base F dv floats).
-  const bool can_stream = v4::sm90() && dv % 4 == 0 && dv <= kStreamMaxDv;
-  const bool stream_it = can_stream && (c.kernel == LaDecodeKernel::kStream ||
-                                        (c.kernel == LaDecodeKernel::kAuto && items >= 2 * nsm));
-  if (stream_it) {
-    const size_t smem = size_t(2) * 153 * size_t(dv) * sizeof(float);
+  // sm_90 only (its bulk copies and mbarriers are compiled for sm_90a alone). The bulk copies need 16-byte sizes
+  // and addresses: d_v % 8 == 0 (the v row; the state's 153 d_v floats then too) and q / k / v rows 16-byte aligned.
+  auto rows16 = [](const void* p, int64_t ld) { return reinterpret_cast<uintptr_t>(p) % 16 == 0 && ld % 8 == 0; };
+  const bool can_stream = v4::sm90() && dv % 8 == 0 && dv <= kStreamMaxDv && rows16(q, in.ldq) &&
+                          rows16(k, in.ldk) && rows16(v, in.ldv);
+  if (can_stream && c.kernel != LaDecodeKernel::kPerHead) {
+    const size_t smem = size_t(2) * stream_slot_bytes(dv);
     static std::atomic<uint64_t> raised{0};
-    cuda::raise_smem_limit_once(decode_stream_kernel, int(size_t(2) * 153 * kStreamMaxDv * sizeof(float)), raised);
+    cuda::raise_smem_limit_once(decode_stream_kernel, int(size_t(2) * stream_slot_bytes(kStreamMaxDv)), raised);
     // As many CTAs per SM as the slots allow (d_v 64: 2, 112: 1), cached per d_v.
     static std::array<int, kStreamMaxDv + 1> per_sm{};
     if (per_sm[size_t(dv)] == 0) {
@@ -2114,11 +2182,10 @@ void la_decode_step_cuda(const __nv_bfloat16* q, const __nv_bfloat16* k, const _
       per_sm[size_t(dv)] = std::max(1, n);
     }
     const int ctas = std::min(items, c.max_ctas > 0 ? c.max_ctas : nsm * per_sm[size_t(dv)]);
-    cuda::launch_pdl(decode_stream_kernel, unsigned(ctas), kDecThreads, smem, stream, q, k, v, y, S, z, items, H, dv,
-                     gamma, dt, eps);
+    cuda::launch_pdl(decode_stream_kernel, unsigned(ctas), kDecThreads, smem, stream, in, y, S, z, items, dv, gamma,
+                     dt, eps);
   } else {
-    cuda::launch_pdl(decode_step_kernel, unsigned(items), kDecThreads, 0, stream, q, k, v, y, S, z, H, dv, gamma, dt,
-                     eps);
+    cuda::launch_pdl(decode_step_kernel, unsigned(items), kDecThreads, 0, stream, in, y, S, z, dv, gamma, dt, eps);
   }
   JRT_CUDA_CHECK(cudaGetLastError());
 }

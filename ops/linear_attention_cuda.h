@@ -69,17 +69,22 @@ void la_prefill_cuda(const LaCudaArgs& a, void* workspace);
 // q, k [B, H, 16] bf16, v [B, H, dv] bf16, y [B, H, dv] bf16; S [B, H, 160, dv], z [B, H, 160] fp32 in
 // place; gamma [H] and dt [B, H] optional. One CTA per (sequence, head); bandwidth-bound by design
 // (the state is read and written once).
+// rows: the row strides (elements) of q, k and v per sequence, 0 = packed (H 16, H 16, H dv); strides let them
+// be column ranges of one fused projection's output.
+struct LaDecodeRows {
+  int64_t ldq = 0, ldk = 0, ldv = 0;
+};
 void la_decode_step_cuda(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, __nv_bfloat16* y,
                          float* S, float* z, int B, int H, int dv, const float* gamma, const float* dt, float eps,
-                         cudaStream_t stream);
+                         cudaStream_t stream, LaDecodeRows rows = {});
 
 // Kernel of la_decode_step_cuda (process-wide, not thread-safe; tests and A/B runs): kAuto picks kStream
-// on sm_90 when there are at least two (sequence, head) items per SM and d_v % 4 == 0, d_v <= 128, else
-// kPerHead. kPerHead: one CTA per (sequence, head), the state read from global memory into registers.
+// on sm_90 when d_v % 8 == 0, d_v <= 128 and the q / k / v rows are 16-byte aligned, else kPerHead. kPerHead: one CTA per (sequence, head), the state read from global memory into registers.
 // kStream: persistent CTAs (as many per SM as their two state slots allow, or max_ctas in all when > 0) loop
 // over the items; each item's state comes in one bulk copy (TMA, 1-D) into a double-buffered shared-memory
 // slot while the previous item is updated, so every SM has a read in flight while it stores (dev/README.md,
-// "v8"). The environment variable JRT_LA_DECODE=perhead|stream overrides kAuto.
+// "v8"), together with its z, q, k and v since v9. The environment variable JRT_LA_DECODE=perhead|stream
+// overrides kAuto.
 enum class LaDecodeKernel { kAuto, kPerHead, kStream };
 void la_decode_set_kernel(LaDecodeKernel k, int max_ctas = 0);
 

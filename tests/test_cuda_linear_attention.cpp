@@ -8,7 +8,9 @@
 // features, the state copy), ~2^-8 relative per operand: NMSE <= 1e-4 and max-rel <= 2e-2.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -303,15 +305,22 @@ TEST(CudaLinearAttention, DecodeStepMatchesCpuRecurrence) {
   // Both kernels; the streaming one also with 4 CTAs, so each loops over 3-4 items and reuses both of its
   // shared-memory slots (and their barrier phases) more than once. d_v 66 is not a multiple of 4: the
   // streaming request falls back to the per-head kernel.
+  // pad > 0: q, k and v are column ranges of one row [q | k | v | pad spare columns] (row strides, as the models'
+  // fused projection gives them); pad 8 keeps the rows 16-byte aligned, pad 6 does not (the streaming request
+  // then falls back to the per-head kernel too).
   struct Kern {
     LaDecodeKernel k;
-    int ctas;
+    int ctas, pad;
     const char* name;
   };
-  for (const Kern kern : {Kern{LaDecodeKernel::kPerHead, 0, "per-head"}, Kern{LaDecodeKernel::kStream, 0, "stream"},
-                          Kern{LaDecodeKernel::kStream, 4, "stream, 4 CTAs"}})
+  for (const Kern kern : {Kern{LaDecodeKernel::kPerHead, 0, 0, "per-head"}, Kern{LaDecodeKernel::kPerHead, 0, 6, "per-head"},
+                          Kern{LaDecodeKernel::kStream, 0, 0, "stream"}, Kern{LaDecodeKernel::kStream, 0, 8, "stream"},
+                          Kern{LaDecodeKernel::kStream, 4, 8, "stream, 4 CTAs"},
+                          Kern{LaDecodeKernel::kStream, 3, 0, "stream, 3 CTAs"},
+                          Kern{LaDecodeKernel::kStream, 0, 6, "stream (unaligned rows)"}})
     for (int dv : {64, 112, 66}) {
       la_decode_set_kernel(kern.k, kern.ctas);
+      const bool strided = kern.pad > 0;
       const int B = 5, H = 3, D = int(taylor_dim(16)), F = kLaFeat, steps = 8;
       std::mt19937 rng(static_cast<uint32_t>(dv));
       std::normal_distribution<float> n(0.0f, 0.7f);
@@ -330,8 +339,9 @@ TEST(CudaLinearAttention, DecodeStepMatchesCpuRecurrence) {
                           &z160[size_t(bh) * F]);
       cuda::DeviceBuffer<float> dS(S160.size()), dz(z160.size()), dg(gamma.size()), ddt(size_t(B) * H);
       dS.upload(S160.data(), S160.size()), dz.upload(z160.data(), z160.size()), dg.upload(gamma.data(), gamma.size());
+      const int64_t ldr = 2 * H * 16 + int64_t(H) * dv + kern.pad;
       cuda::DeviceBuffer<uint16_t> dq(size_t(B) * H * 16), dk(size_t(B) * H * 16), dvv(size_t(B) * H * dv),
-          dy(size_t(B) * H * dv);
+          dy(size_t(B) * H * dv), drow(size_t(B) * size_t(ldr));
       double worst = 0;
       for (int t = 0; t < steps; ++t) {
         std::vector<float> q(size_t(B) * H * 16), k(q.size()), v(size_t(B) * H * dv), dt(size_t(B) * H), yref(v.size());
@@ -347,10 +357,23 @@ TEST(CudaLinearAttention, DecodeStepMatchesCpuRecurrence) {
         }
         dq.upload(qb.data(), qb.size()), dk.upload(kb.data(), kb.size()), dvv.upload(vb.data(), vb.size());
         ddt.upload(dt.data(), dt.size());
-        la_decode_step_cuda(
-            reinterpret_cast<const __nv_bfloat16*>(dq.get()), reinterpret_cast<const __nv_bfloat16*>(dk.get()),
-            reinterpret_cast<const __nv_bfloat16*>(dvv.get()), reinterpret_cast<__nv_bfloat16*>(dy.get()), dS.get(),
-            dz.get(), B, H, dv, dg.get(), ddt.get(), 1e-12f, nullptr);
+        const uint16_t *pq = dq.get(), *pk = dk.get(), *pv = dvv.get();
+        LaDecodeRows rows;
+        if (strided) {
+          std::vector<uint16_t> host(size_t(B) * size_t(ldr), 0x7fc0);  // NaN in the spare columns
+          for (int b = 0; b < B; ++b) {
+            uint16_t* r = &host[size_t(b) * size_t(ldr)];
+            std::copy_n(&qb[size_t(b) * H * 16], H * 16, r);
+            std::copy_n(&kb[size_t(b) * H * 16], H * 16, r + H * 16);
+            std::copy_n(&vb[size_t(b) * H * dv], H * dv, r + 2 * H * 16);
+          }
+          drow.upload(host.data(), host.size());
+          pq = drow.get(), pk = drow.get() + H * 16, pv = drow.get() + 2 * H * 16;
+          rows = {ldr, ldr, ldr};
+        }
+        la_decode_step_cuda(reinterpret_cast<const __nv_bfloat16*>(pq), reinterpret_cast<const __nv_bfloat16*>(pk),
+                            reinterpret_cast<const __nv_bfloat16*>(pv), reinterpret_cast<__nv_bfloat16*>(dy.get()),
+                            dS.get(), dz.get(), B, H, dv, dg.get(), ddt.get(), 1e-12f, nullptr, rows);
         JRT_CUDA_CHECK(cudaDeviceSynchronize());
         std::vector<uint16_t> yb(size_t(B) * H * dv);
         dy.download(yb.data(), yb.size());
@@ -364,8 +387,8 @@ TEST(CudaLinearAttention, DecodeStepMatchesCpuRecurrence) {
         la_state_to_273(&Sg[size_t(bh) * F * dv], &zg[size_t(bh) * F], dv, &Sg273[size_t(bh) * D * dv],
                         &zg273[size_t(bh) * D]);
       const Stats ss = compare(Sg273, S273);
-      std::printf("  decode %s dv=%d: output max-rel %.2e over %d steps, state max-rel %.2e\n", kern.name, dv, worst,
-                  steps, ss.max_rel);
+      std::printf("  decode %s dv=%d%s: output max-rel %.2e over %d steps, state max-rel %.2e\n", kern.name, dv,
+                  strided ? " (strided rows)" : "", worst, steps, ss.max_rel);
       EXPECT_LE(worst, 1e-2);
       EXPECT_LE(ss.max_rel, 1e-4);
     }
@@ -399,6 +422,56 @@ TEST(CudaLinearAttention, DecodeStepMatchesCpuRecurrence) {
                   kern == LaDecodeKernel::kStream ? "stream" : "per-head", B, H, dv, us, bytes / (us * 1e3));
     }
   la_decode_set_kernel(LaDecodeKernel::kAuto);
+}
+
+// The streaming kernel (inputs and state through shared-memory slots) and the per-head kernel (global loads)
+// compute the same products in the same order: after 3 steps from a random state both give bitwise the same
+// state, z and outputs (B = 64, H = 16: 1024 items, 4-8 per streaming CTA, so every CTA reuses its slots).
+TEST(CudaLinearAttention, DecodeStreamMatchesPerHeadBitwise) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  const int B = 64, H = 16, F = kLaFeat;
+  for (int dv : {64, 112}) {
+    std::mt19937 rng(static_cast<uint32_t>(7 + dv));
+    std::normal_distribution<float> n(0.0f, 0.5f);
+    std::vector<float> S(size_t(B) * H * F * dv), z(size_t(B) * H * F);
+    for (auto& e : S) e = n(rng);
+    for (auto& e : z) e = std::abs(n(rng)) + 1.0f;
+    std::vector<std::vector<uint16_t>> in;
+    for (int t = 0; t < 3; ++t)
+      for (size_t len : {size_t(B) * H * 16, size_t(B) * H * 16, size_t(B) * H * dv}) {
+        std::vector<float> x(len);
+        for (auto& e : x) e = n(rng);
+        in.push_back(to_bf16(x));
+      }
+    struct Out {
+      std::vector<float> S, z;
+      std::vector<uint16_t> y;
+    };
+    auto run = [&](LaDecodeKernel kern) {
+      la_decode_set_kernel(kern);
+      cuda::DeviceBuffer<float> dS(S.size()), dz(z.size());
+      dS.upload(S.data(), S.size()), dz.upload(z.data(), z.size());
+      cuda::DeviceBuffer<uint16_t> dq(size_t(B) * H * 16), dk(dq.size()), dv_(size_t(B) * H * dv), dy(dv_.size());
+      Out o;
+      for (int t = 0; t < 3; ++t) {
+        dq.upload(in[size_t(3 * t)].data(), dq.size()), dk.upload(in[size_t(3 * t + 1)].data(), dk.size());
+        dv_.upload(in[size_t(3 * t + 2)].data(), dv_.size());
+        la_decode_step_cuda(reinterpret_cast<const __nv_bfloat16*>(dq.get()),
+                            reinterpret_cast<const __nv_bfloat16*>(dk.get()),
+                            reinterpret_cast<const __nv_bfloat16*>(dv_.get()), reinterpret_cast<__nv_bfloat16*>(dy.get()),
+                            dS.get(), dz.get(), B, H, dv, nullptr, nullptr, 1e-12f, nullptr);
+      }
+      JRT_CUDA_CHECK(cudaDeviceSynchronize());
+      o.S.resize(S.size()), o.z.resize(z.size()), o.y.resize(dy.size());
+      dS.download(o.S.data(), o.S.size()), dz.download(o.z.data(), o.z.size()), dy.download(o.y.data(), o.y.size());
+      return o;
+    };
+    const Out a = run(LaDecodeKernel::kPerHead), b = run(LaDecodeKernel::kStream);
+    la_decode_set_kernel(LaDecodeKernel::kAuto);
+    EXPECT_EQ(std::memcmp(a.S.data(), b.S.data(), a.S.size() * sizeof(float)), 0) << "state, d_v " << dv;
+    EXPECT_EQ(std::memcmp(a.z.data(), b.z.data(), a.z.size() * sizeof(float)), 0) << "z, d_v " << dv;
+    EXPECT_EQ(a.y, b.y) << "outputs, d_v " << dv;
+  }
 }
 #else
 TEST(CudaLinearAttention, NotBuilt) { GTEST_SKIP() << "built without the CUDA backend"; }
