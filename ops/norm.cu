@@ -21,6 +21,20 @@ bool warp_norms() {
   }();
   return on;
 }
+// Warps (rows) per CTA of norm_warp_kernel for N rows: 8, unless that leaves SMs idle; then as few as spread
+// the rows over all SMs (a decode step's 128 rows: 128 CTAs of one warp instead of 16 of eight, so no SM
+// streams eight rows through its L1 while the others idle). JRT_NORM_SPREAD=0: always 8 (A/B runs).
+int norm_rows_per_cta(int64_t N) {
+  static const int nsm = [] {
+    int dev = 0, n = 132;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+    const char* v = std::getenv("JRT_NORM_SPREAD");
+    return v && v[0] == '0' ? 0 : n;
+  }();
+  if (nsm == 0) return 8;
+  return int(std::clamp<int64_t>((N + nsm - 1) / nsm, 1, 8));
+}
 }  // namespace
 
 // Block-wide sum of one float per thread (blockDim.x a multiple of 32, <= 1024).
@@ -88,7 +102,9 @@ __global__ void norm_kernel(const float* x, int64_t ldx, const int32_t* rows, co
   }
 }
 
-// Rows of d <= 2048 columns, d % 4 == 0, 16-byte aligned: one warp per row, 8 rows per CTA. Lane l holds float4s
+// Rows of d <= 2048 columns, d % 4 == 0, 16-byte aligned: one warp per row, 1-8 rows per CTA (norm_rows_per_cta:
+// 8 unless that leaves SMs idle; then the rows spread over all SMs; at batch 128 a step 2.752 / 2.771 -> 2.747 /
+// 2.737 ms, batch 16 1.583 / 1.619 -> 1.573 / 1.561, JRT_NORM_SPREAD=0 / 1, H200, thirteenth session). Lane l holds float4s
 // l, l + 32, .. of the row (kVec of them) in registers; the statistics are warp shuffles, with no shared memory and
 // no CTA barrier. The same formulas as norm_kernel (mean, then the mean of squared deviations, eps inside the root);
 // only the order of the sums differs. Why: the decode step's norms are latency-bound (a few hundred rows), and at
@@ -100,7 +116,7 @@ __global__ void __launch_bounds__(256)
     norm_warp_kernel(const float* x, int64_t ldx, const int32_t* rows, const float* w, const float* b, bool rms,
                      float eps, int64_t d, bf16* y, int64_t ldy, int64_t N) {
   const int lane = int(threadIdx.x) & 31;
-  const int64_t n = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
+  const int64_t n = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
   const int q4 = int(d / 4);
   const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
   float4 wv[kVec], bv[kVec], v[kVec];
@@ -187,9 +203,10 @@ void norm_cuda(const float* x, int64_t ldx, const int32_t* rows, const float* w,
   const bool vec = warp_norms() && d % 4 == 0 && ldx % 4 == 0 && ldy % 4 == 0 && a16(x) && a16(w) &&
                    (!bb || a16(bb)) && (reinterpret_cast<uintptr_t>(y) & 7) == 0;
   if (vec && d <= 32 * 4 * 16) {
-    const unsigned grid = unsigned((N + 7) / 8);
+    const int per = norm_rows_per_cta(N);
+    const unsigned grid = unsigned((N + per - 1) / per);
     auto go = [&](auto kern) {
-      launch_pdl(kern, grid, 256, 0, stream, x, ldx, rows, w, bb, rms, eps, d, y, ldy, N);
+      launch_pdl(kern, grid, 32 * per, 0, stream, x, ldx, rows, w, bb, rms, eps, d, y, ldy, N);
     };
     if (d <= 32 * 4 * 4)
       bb ? go(norm_warp_kernel<4, true>) : go(norm_warp_kernel<4, false>);

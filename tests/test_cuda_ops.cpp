@@ -83,8 +83,8 @@ TEST_F(CudaOps, Linear) {
   // 64-row tiling on sm_90: skinny_gemm_linear)
   for (Case c : {Case{1, 64, 64}, Case{7, 100, 33}, Case{50, 3584, 1792}, Case{100, 1792, 256}, Case{120, 3584, 1792},
                  Case{128, 1024, 2048}, Case{300, 2048, 50280}}) {
-    auto x = rnd(size_t(c.N * c.in), 1.0f, 1), W = rnd(size_t(c.out * c.in), 0.05f, 2),
-         b = rnd(size_t(c.out), 0.5f, 3), r0 = rnd(size_t(c.N * c.out), 1.0f, 4);
+    auto x = rnd(size_t(c.N * c.in), 1.0f, 1), W = rnd(size_t(c.out * c.in), 0.05f, 2), b = rnd(size_t(c.out), 0.5f, 3),
+         r0 = rnd(size_t(c.N * c.out), 1.0f, 4);
     std::vector<float> ref(size_t(c.N * c.out));
     ops::linear_fwd(x.data(), c.N, c.in, W.data(), b.data(), c.out, ref.data());
     auto dx = up(x), dW = up(W);
@@ -230,28 +230,30 @@ TEST_F(CudaOps, SkinnyGemmActivation) {
 
 TEST_F(CudaOps, Norms) {
   // d % 4 == 0 up to 2048: the warp-per-row kernel; 99 and 2050 (d % 4 != 0) and 3000 (> 2048): a CTA per row.
-  for (int64_t d : {64, 100, 1024, 1792, 2048, 99, 2050, 3000}) {
-    for (bool rms : {true, false}) {
-      const int64_t N = 37, R = 5;
-      auto x = rnd(size_t(N * d), 2.0f, 5), w = rnd(size_t(d), 1.0f, 6), b = rnd(size_t(d), 0.3f, 7);
-      std::vector<int32_t> rows = {36, 0, 17, 17, 3};
-      std::vector<float> full(size_t(N * d)), ref;
-      if (rms)
-        ops::rmsnorm_fwd(x.data(), w.data(), 1e-5f, N, d, full.data());
-      else
-        ops::layernorm_fwd(x.data(), w.data(), b.data(), 1e-5f, N, d, full.data());
-      for (int32_t r : rows) ref.insert(ref.end(), full.begin() + r * d, full.begin() + (r + 1) * d);
-      auto dx = upf(x), dw = upf(w), dbb = upf(b);
-      DeviceBuffer<int32_t> drows(rows.size());
-      drows.upload(rows.data(), rows.size());
-      DeviceBuffer<bf16> y(size_t(N * d)), yg(size_t(R * d));
-      ops::cuda::norm_cuda(dx.get(), d, nullptr, dw.get(), dbb.get(), rms, 1e-5f, N, d, y.get(), d, nullptr);
-      ops::cuda::norm_cuda(dx.get(), d, drows.get(), dw.get(), dbb.get(), rms, 1e-5f, R, d, yg.get(), d, nullptr);
-      const std::string op = rms ? "rmsnorm" : "layernorm";
-      op_report(op, fmt::format("N={} d={}", N, d), op_error(down(y), full), 1e-5, 1e-2);
-      op_report(op + "[rows]", fmt::format("rows={} d={}", R, d), op_error(down(yg), ref), 1e-5, 1e-2);
+  // N: 37 rows (one warp per CTA), 301 (3 per CTA on 132 SMs, the last CTA partial), 1061 (8, partial).
+  for (int64_t d : {64, 100, 1024, 1792, 2048, 99, 2050, 3000})
+    for (int64_t N : {37, 301, 1061}) {
+      for (bool rms : {true, false}) {
+        const int64_t R = 5;
+        auto x = rnd(size_t(N * d), 2.0f, 5), w = rnd(size_t(d), 1.0f, 6), b = rnd(size_t(d), 0.3f, 7);
+        std::vector<int32_t> rows = {36, 0, 17, 17, 3};
+        std::vector<float> full(size_t(N * d)), ref;
+        if (rms)
+          ops::rmsnorm_fwd(x.data(), w.data(), 1e-5f, N, d, full.data());
+        else
+          ops::layernorm_fwd(x.data(), w.data(), b.data(), 1e-5f, N, d, full.data());
+        for (int32_t r : rows) ref.insert(ref.end(), full.begin() + r * d, full.begin() + (r + 1) * d);
+        auto dx = upf(x), dw = upf(w), dbb = upf(b);
+        DeviceBuffer<int32_t> drows(rows.size());
+        drows.upload(rows.data(), rows.size());
+        DeviceBuffer<bf16> y(size_t(N * d)), yg(size_t(R * d));
+        ops::cuda::norm_cuda(dx.get(), d, nullptr, dw.get(), dbb.get(), rms, 1e-5f, N, d, y.get(), d, nullptr);
+        ops::cuda::norm_cuda(dx.get(), d, drows.get(), dw.get(), dbb.get(), rms, 1e-5f, R, d, yg.get(), d, nullptr);
+        const std::string op = rms ? "rmsnorm" : "layernorm";
+        op_report(op, fmt::format("N={} d={}", N, d), op_error(down(y), full), 1e-5, 1e-2);
+        op_report(op + "[rows]", fmt::format("rows={} d={}", R, d), op_error(down(yg), ref), 1e-5, 1e-2);
+      }
     }
-  }
 }
 
 TEST_F(CudaOps, EmbeddingAndArgmax) {
