@@ -251,7 +251,7 @@ TEST_F(CudaOps, Norms) {
         ops::cuda::norm_cuda(dx.get(), d, drows.get(), dw.get(), dbb.get(), rms, 1e-5f, R, d, yg.get(), d, nullptr);
         const std::string op = rms ? "rmsnorm" : "layernorm";
         op_report(op, fmt::format("N={} d={}", N, d), op_error(down(y), full), 1e-5, 1e-2);
-        op_report(op + "[rows]", fmt::format("rows={} d={}", R, d), op_error(down(yg), ref), 1e-5, 1e-2);
+        op_report(op + "[rows]", fmt::format("rows={} of N={} d={}", R, N, d), op_error(down(yg), ref), 1e-5, 1e-2);
       }
     }
 }
