@@ -465,10 +465,11 @@ struct DecIn {
   }
 };
 
-// f(q) into fq and f(k) into fk (fp32) for item bh: warp 0 builds f(q), warp 1 f(k), five features per lane.
-__device__ __forceinline__ void dec_features(DecIn in, int bh, float* fq, float* fk) {
+// f(q) into fq and f(k) into fk (fp32) from the 16 values at q and k (global or shared memory): warp 0 builds
+// f(q), warp 1 f(k), five features per lane.
+__device__ __forceinline__ void dec_features(const bf16* q, const bf16* k, float* fq, float* fk) {
   if (threadIdx.x < 64) {
-    const bf16* x = threadIdx.x < 32 ? in.qrow(bh) : in.krow(bh);
+    const bf16* x = threadIdx.x < 32 ? q : k;
     float* out = threadIdx.x < 32 ? fq : fk;
     float xv[16];
 #pragma unroll
@@ -478,24 +479,27 @@ __device__ __forceinline__ void dec_features(DecIn in, int bh, float* fq, float*
     for (int r = 0; r < F / 32; ++r) out[lane + 32 * r] = dec_feature(xv, lane + 32 * r);
   }
 }
-// z += f(k) (the token attends to itself) and each warp's share of f(q).z into red[warp].
-__device__ __forceinline__ void dec_z_den(float* zb, const float* fq, const float* fk, float* red) {
+// z_out = z_in + f(k) (the token attends to itself; z_in may be z_out or a copy) and each warp's share of
+// f(q).z into red[warp].
+__device__ __forceinline__ void dec_z_den(const float* z_in, float* z_out, const float* fq, const float* fk,
+                                          float* red) {
   float d = 0.0f;
   for (int f = threadIdx.x; f < F; f += blockDim.x) {
-    const float zf = zb[f] + fk[f];
-    zb[f] = zf;
+    const float zf = z_in[f] + fk[f];
+    z_out[f] = zf;
     d += fq[f] * zf;
   }
   for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
   if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = d;
 }
-// y = dt num / (den + eps), num summed over the row groups' partial readouts (after a barrier).
+// y = dts num / (den + eps), num summed over the row groups' partial readouts (after a barrier); dts: the
+// item's output scale dt (1 without).
 template <int kMaxDv>
 __device__ __forceinline__ void dec_output(bf16* y, int64_t bh, int dv, int groups, const float (*part)[kMaxDv],
-                                           const float* red, const float* dt, float eps) {
+                                           const float* red, float dts, float eps) {
   float den = 0.0f;
   for (int w = 0; w < int(blockDim.x / 32); ++w) den += red[w];
-  const float scale = (dt ? dt[bh] : 1.0f) / (den + eps);
+  const float scale = dts / (den + eps);
   for (int e = threadIdx.x; e < dv; e += blockDim.x) {
     float num = 0.0f;
     for (int gi = 0; gi < groups; ++gi) num += part[gi][e];
@@ -534,9 +538,9 @@ __global__ void __launch_bounds__(kDecThreads)
     pre[u] = col < pairs && f < 153 ? *reinterpret_cast<const float2*>(Sb + int64_t(f) * dv + 2 * col)
                                     : make_float2(0.0f, 0.0f);
   }
-  dec_features(in, bh, fq, fk);
+  dec_features(in.qrow(bh), in.krow(bh), fq, fk);
   __syncthreads();
-  dec_z_den(z + int64_t(bh) * F, fq, fk, red);
+  dec_z_den(z + int64_t(bh) * F, z + int64_t(bh) * F, fq, fk, red);
   const float g = gamma ? gamma[h] : 1.0f;
   const bf16* vb = in.vrow(bh, dv);
   for (int p = col; p < pairs; p += cols) {
@@ -565,7 +569,7 @@ __global__ void __launch_bounds__(kDecThreads)
     part[grp][e + 1] = num.y;
   }
   __syncthreads();
-  dec_output<kDecMaxDv>(y, bh, dv, groups, part, red, dt, eps);
+  dec_output<kDecMaxDv>(y, bh, dv, groups, part, red, dt ? dt[bh] : 1.0f, eps);
 }
 
 // v8/v9 of the decode step (dev/README.md): persistent CTAs over the (sequence, head) items, grid-stride. The
@@ -627,28 +631,9 @@ __global__ void __launch_bounds__(kDecThreads, 1)
     const float* zs = Ss + 153 * dv;
     const bf16* ins = reinterpret_cast<const bf16*>(zs + 160);  // q [16], k [16], v [dv]
     cuda::mbar_wait(bar0 + 8 * cur, (n >> 1) & 1);
-    if (threadIdx.x < 64) {  // f(q) (warp 0) and f(k) (warp 1), five features per lane
-      const bf16* x = ins + (threadIdx.x < 32 ? 0 : 16);
-      float* out = threadIdx.x < 32 ? fq : fk;
-      float xv[16];
-#pragma unroll
-      for (int i = 0; i < 16; ++i) xv[i] = __bfloat162float(x[i]);
-      const int lane = threadIdx.x % 32;
-#pragma unroll
-      for (int r = 0; r < F / 32; ++r) out[lane + 32 * r] = dec_feature(xv, lane + 32 * r);
-    }
+    dec_features(ins, ins + 16, fq, fk);
     __syncthreads();
-    {  // z += f(k) (stored back), each warp's share of f(q).z into red
-      float d = 0.0f;
-      float* zg = z + int64_t(it) * F;
-      for (int f = threadIdx.x; f < F; f += kDecThreads) {
-        const float zf = zs[f] + fk[f];
-        zg[f] = zf;
-        d += fq[f] * zf;
-      }
-      for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-      if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = d;
-    }
+    dec_z_den(zs, z + int64_t(it) * F, fq, fk, red);
     if (col < pairs) {
       const int e = 2 * col;
       float* Sg = S + int64_t(it) * F * dv + e;
@@ -662,16 +647,7 @@ __global__ void __launch_bounds__(kDecThreads, 1)
       part[grp][e + 1] = num.y;
     }
     __syncthreads();
-    {  // y = dt num / (den + eps)
-      float den = 0.0f;
-      for (int w = 0; w < kDecThreads / 32; ++w) den += red[w];
-      const float scale = dts / (den + eps);
-      for (int e = threadIdx.x; e < dv; e += kDecThreads) {
-        float num = 0.0f;
-        for (int gi = 0; gi < groups; ++gi) num += part[gi][e];
-        y[int64_t(it) * dv + e] = __float2bfloat16(num * scale);
-      }
-    }
+    dec_output<kStreamMaxDv>(y, it, dv, groups, part, red, dts, eps);
     __syncthreads();  // fq, fk, red, part and this item's slot are free again
   }
 }
