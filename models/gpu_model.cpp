@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "core/dtype.h"
 #include "core/error.h"
@@ -505,9 +506,10 @@ std::unique_ptr<GpuModel> GpuModel::create(const Model& cpu, const GpuModelOptio
                   c.source, L.hd);
         {  // [proj_q; proj_k; proj_v] as one [H 32 + H hd, d] weight: one decode GEMM instead of three
           std::vector<float> cat;
-          for (const char* part : {"proj_q.weight", "proj_k.weight", "proj_v.weight"}) {
+          const std::pair<const char*, int64_t> parts[] = {
+              {"proj_q.weight", L.H * 16}, {"proj_k.weight", L.H * 16}, {"proj_v.weight", L.H * L.hd}};
+          for (const auto& [part, rows] : parts) {
             const std::vector<float> wp = host_f32(ws, mx + part);
-            const int64_t rows = part[5] == 'v' ? L.H * L.hd : L.H * 16;
             JRT_CHECK(int64_t(wp.size()) == rows * d, "{}: {}{} has {} values, expected {} x {}", c.source, mx, part,
                       wp.size(), rows, d);
             cat.insert(cat.end(), wp.begin(), wp.end());

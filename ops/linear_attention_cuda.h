@@ -79,7 +79,8 @@ void la_decode_step_cuda(const __nv_bfloat16* q, const __nv_bfloat16* k, const _
                          cudaStream_t stream, LaDecodeRows rows = {});
 
 // Kernel of la_decode_step_cuda (process-wide, not thread-safe; tests and A/B runs): kAuto picks kStream
-// on sm_90 when d_v % 8 == 0, d_v <= 128 and the q / k / v rows are 16-byte aligned, else kPerHead. kPerHead: one CTA per (sequence, head), the state read from global memory into registers.
+// on sm_90 when d_v % 8 == 0, d_v <= 128 and the q / k / v rows are 16-byte aligned, else kPerHead.
+// kPerHead: one CTA per (sequence, head), the state read from global memory into registers.
 // kStream: persistent CTAs (as many per SM as their two state slots allow, or max_ctas in all when > 0) loop
 // over the items; each item's state comes in one bulk copy (TMA, 1-D) into a double-buffered shared-memory
 // slot while the previous item is updated, so every SM has a read in flight while it stores (dev/README.md,

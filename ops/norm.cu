@@ -103,8 +103,8 @@ __global__ void norm_kernel(const float* x, int64_t ldx, const int32_t* rows, co
 }
 
 // Rows of d <= 2048 columns, d % 4 == 0, 16-byte aligned: one warp per row, 1-8 rows per CTA (norm_rows_per_cta:
-// 8 unless that leaves SMs idle; then the rows spread over all SMs; at batch 128 a step 2.752 / 2.771 -> 2.747 /
-// 2.737 ms, batch 16 1.583 / 1.619 -> 1.573 / 1.561, JRT_NORM_SPREAD=0 / 1, H200, thirteenth session). Lane l holds float4s
+// 8 unless that leaves SMs idle, then the rows spread over all SMs; Based-1B step at batch 128 2.752 / 2.771 ->
+// 2.747 / 2.737 ms, batch 16 1.583 / 1.619 -> 1.573 / 1.561, JRT_NORM_SPREAD=0 / 1, H200). Lane l holds float4s
 // l, l + 32, .. of the row (kVec of them) in registers; the statistics are warp shuffles, with no shared memory and
 // no CTA barrier. The same formulas as norm_kernel (mean, then the mean of squared deviations, eps inside the root);
 // only the order of the sums differs. Why: the decode step's norms are latency-bound (a few hundred rows), and at
