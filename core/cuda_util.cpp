@@ -2,6 +2,7 @@
 #include "core/cuda_util.h"
 
 #ifdef JRT_HAVE_CUDA
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <vector>
@@ -34,6 +35,19 @@ cudaMemPool_t scratch_pool() {
 bool available() {
   int n = 0;
   return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+int sm_count() {
+  static std::atomic<int> cached[64];
+  int dev = 0;
+  JRT_CUDA_CHECK(cudaGetDevice(&dev));
+  std::atomic<int>& c = cached[dev & 63];
+  int n = c.load(std::memory_order_relaxed);
+  if (n == 0) {
+    JRT_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    c.store(n, std::memory_order_relaxed);
+  }
+  return n;
 }
 }  // namespace jrt::cuda
 #endif

@@ -27,6 +27,10 @@ namespace jrt::cuda {
 // True when the CUDA runtime sees at least one device (false on machines without a GPU or driver).
 bool available();
 
+// Streaming multiprocessors of the current device (queried once per device, then cached): the grid rules of the
+// kernels that size their launches to fill the GPU.
+int sm_count();
+
 // A device allocation of n elements of T (RAII; move-only).
 template <typename T>
 class DeviceBuffer {

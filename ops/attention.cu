@@ -54,11 +54,6 @@ __device__ __forceinline__ float warp_max(float x) {
   for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(kFull, x, o));
   return x;
 }
-__device__ __forceinline__ float warp_sum(float x) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(kFull, x, o);
-  return x;
-}
 
 // Shared memory of the prefill CTA for a padded head dim hd8 (multiple of 8), in bytes:
 //   Qs [kBM][hd8] fp32 (pre-scaled), Ks [kBN][hd8 + 4] bf16 (the +4 makes the lanes' 8-byte row

@@ -29,6 +29,7 @@
 #include <cstdint>
 
 #include "core/cuda_util.h"
+#include "ops/cuda_common.cuh"
 #include "ops/cuda_train_ops.h"
 #include "ops/mma.cuh"
 
@@ -44,11 +45,6 @@ constexpr int kBlock = 64;  // forward: query rows per CTA and keys per tile; ba
 constexpr int kPad = 8;     // bf16 padding of every staged row (row stride = 4 words mod 32)
 constexpr unsigned kFull = 0xffffffffu;
 
-__device__ __forceinline__ float warp_sum(float x) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(kFull, x, o);
-  return x;
-}
 
 // Stages rows [0, R) x columns [0, kHd) of one head's tile (row r at src + r * ld; rows >= nrows and
 // columns >= hd are zero) into xs [R][kHd + kPad] (row-major; null: skipped) and / or xt [kHd][R + kPad]

@@ -84,6 +84,13 @@ __device__ __forceinline__ void bulk_load(uint32_t dst, const void* src, uint32_
 __device__ __forceinline__ void fence_proxy_async() {
   JRT_SM90_ASM("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
+// Sum of x over the warp's 32 lanes (xor butterfly: every lane gets the same total, in the same order).
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+  return x;
+}
+
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }

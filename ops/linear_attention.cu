@@ -489,7 +489,7 @@ __device__ __forceinline__ void dec_z_den(const float* z_in, float* z_out, const
     z_out[f] = zf;
     d += fq[f] * zf;
   }
-  for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+  d = cuda::warp_sum(d);
   if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = d;
 }
 // y = dts num / (den + eps), num summed over the row groups' partial readouts (after a barrier); dts: the
@@ -671,18 +671,11 @@ __global__ void __launch_bounds__(kDecThreads, 1)
 // 160-feature one (S [160, dv], z [160]), converted at the segment's ends only.
 // Segment length (a multiple of the 64-token chunk) and segment count for a.max_len: a.segment_len when
 // set, else the count nseg_auto(SM count) gives (each kernel family has its own rule).
-// SMs of the current device (132 if the query fails).
-int sm_count() {
-  int dev = 0, sms = 132;
-  cudaGetDevice(&dev);
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  return sms;
-}
 template <class Auto>
 int segment_split(const LaCudaArgs& a, int* seg_len, Auto nseg_auto) {
   int sl = a.segment_len;
   if (sl <= 0) {
-    const int64_t nseg = nseg_auto(int64_t(sm_count()));
+    const int64_t nseg = nseg_auto(int64_t(jrt::cuda::sm_count()));
     sl = int((a.max_len + nseg - 1) / nseg);
   }
   sl = std::max(C, (sl + C - 1) / C * C);
@@ -2038,11 +2031,14 @@ int choose_segments(const LaCudaArgs& a, int* seg_len) {
 static bool use_v4(const LaCudaArgs& a) { return a.gamma == nullptr; }
 
 // The kernels move q / k / v rows in 16-byte pieces (cp.async / uint4): rows must start 16-byte aligned.
+// Rows starting at p with a stride of ld bf16 elements all begin on 16-byte boundaries (what cp.async's 16-byte
+// copies and the bulk copies need; a null p passes).
+static bool rows16(const void* p, int64_t ld) { return reinterpret_cast<uintptr_t>(p) % 16 == 0 && ld % 8 == 0; }
+
 static void check_rows(const LaCudaArgs& a, const char* who) {
   const int64_t ldq = a.ldq ? a.ldq : int64_t(a.H) * 16, ldk = a.ldk ? a.ldk : int64_t(a.H) * 16;
   const int64_t ldv = a.ldv ? a.ldv : int64_t(a.H) * a.dv;
-  auto aligned = [](const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  JRT_CHECK(ldq % 8 == 0 && ldk % 8 == 0 && ldv % 8 == 0 && aligned(a.q) && aligned(a.k) && aligned(a.v),
+  JRT_CHECK(rows16(a.q, ldq) && rows16(a.k, ldk) && rows16(a.v, ldv),
             "{}: q / k / v rows must be 16-byte aligned (row strides {}, {}, {} elements)", who, ldq, ldk, ldv);
 }
 
@@ -2140,10 +2136,9 @@ void la_decode_step_cuda(const __nv_bfloat16* q, const __nv_bfloat16* k, const _
             "la_decode_step_cuda: row strides (q {}, k {}, v {}) shorter than a row, or an odd v stride", in.ldq, in.ldk,
             in.ldv);
   const DecodeChoice& c = decode_choice();
-  const int items = B * H, nsm = sm_count();
+  const int items = B * H, nsm = jrt::cuda::sm_count();
   // sm_90 only (its bulk copies and mbarriers are compiled for sm_90a alone). The bulk copies need 16-byte sizes
   // and addresses: d_v % 8 == 0 (the v row; the state's 153 d_v floats then too) and q / k / v rows 16-byte aligned.
-  auto rows16 = [](const void* p, int64_t ld) { return reinterpret_cast<uintptr_t>(p) % 16 == 0 && ld % 8 == 0; };
   const bool can_stream = v4::sm90() && dv % 8 == 0 && dv <= kStreamMaxDv && rows16(q, in.ldq) &&
                           rows16(k, in.ldk) && rows16(v, in.ldv);
   if (can_stream && c.kernel != LaDecodeKernel::kPerHead) {

@@ -67,8 +67,8 @@ void la_prefill_cuda(const LaCudaArgs& a, void* workspace);
 // One decode step for B sequences x H heads (the recurrence of ops/linear_attention.h la_step, in the
 // 160-feature state layout): S = gamma S + f(k) v^T, z += f(k), y = dt (f(q)^T S) / (f(q).z + eps).
 // q, k [B, H, 16] bf16, v [B, H, dv] bf16, y [B, H, dv] bf16; S [B, H, 160, dv], z [B, H, 160] fp32 in
-// place; gamma [H] and dt [B, H] optional. One CTA per (sequence, head); bandwidth-bound by design
-// (the state is read and written once).
+// place; gamma [H] and dt [B, H] optional. Bandwidth-bound by design (the state is read and written once);
+// the kernels below.
 // rows: the row strides (elements) of q, k and v per sequence, 0 = packed (H 16, H 16, H dv); strides let them
 // be column ranges of one fused projection's output.
 struct LaDecodeRows {

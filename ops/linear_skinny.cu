@@ -380,7 +380,7 @@ const Device& device() {
     int dev = 0;
     JRT_CUDA_CHECK(cudaGetDevice(&dev));
     JRT_CUDA_CHECK(cudaDeviceGetAttribute(&r.sm_major, cudaDevAttrComputeCapabilityMajor, dev));
-    JRT_CUDA_CHECK(cudaDeviceGetAttribute(&r.nsm, cudaDevAttrMultiProcessorCount, dev));
+    r.nsm = jrt::cuda::sm_count();
     const char* env = std::getenv("JRT_SKINNY_GEMM");
     r.enabled = r.sm_major == 9 && !(env && env[0] == '0');
     if (const char* m = std::getenv("JRT_SKINNY_MAX_M")) r.forced_max_m = std::max<int64_t>(0, std::atoll(m));

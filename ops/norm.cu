@@ -25,21 +25,19 @@ bool warp_norms() {
 // the rows over all SMs (a decode step's 128 rows: 128 CTAs of one warp instead of 16 of eight, so no SM
 // streams eight rows through its L1 while the others idle). JRT_NORM_SPREAD=0: always 8 (A/B runs).
 int norm_rows_per_cta(int64_t N) {
-  static const int nsm = [] {
-    int dev = 0, n = 132;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+  static const bool spread = [] {
     const char* v = std::getenv("JRT_NORM_SPREAD");
-    return v && v[0] == '0' ? 0 : n;
+    return !(v && v[0] == '0');
   }();
-  if (nsm == 0) return 8;
+  if (!spread) return 8;
+  const int64_t nsm = jrt::cuda::sm_count();
   return int(std::clamp<int64_t>((N + nsm - 1) / nsm, 1, 8));
 }
 }  // namespace
 
 // Block-wide sum of one float per thread (blockDim.x a multiple of 32, <= 1024).
 __device__ float block_sum(float v, float* sh) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  v = warp_sum(v);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
   __syncthreads();  // sh may still be read by a previous call
   if (lane == 0) sh[warp] = v;
@@ -132,10 +130,6 @@ __global__ void __launch_bounds__(256)
   const float4* xr = reinterpret_cast<const float4*>(x + (rows ? int64_t(rows[n]) : n) * ldx);
 #pragma unroll
   for (int u = 0; u < kVec; ++u) v[u] = lane + 32 * u < q4 ? xr[lane + 32 * u] : zero;
-  auto warp_sum = [](float t) {
-    for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
-    return t;
-  };
   float mean = 0.0f;
   if (!rms) {
     float t = 0.0f;
@@ -246,8 +240,7 @@ constexpr unsigned kMaxBwdBlocks = 128;
 template <bool kWarp>
 __device__ __forceinline__ float group_sum(float v, float* sh) {
   if constexpr (kWarp) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
+    return warp_sum(v);
   } else {
     return block_sum(v, sh);
   }
