@@ -69,6 +69,12 @@ struct SkinnyArgs {
   int out_f32, accumulate;
   int nkb;  // k-blocks of kBK
   int act;  // Activation applied before the store (kGeluErf / kGeluTanh; SwiGLU is the kGlu kernel)
+  // Kernel lab (JRT_SKINNY_LAB; bits 0, 1, 3, 5 give wrong results, for timing only): bit 0 loads the x tiles in
+  // the prologue only (the later stages reuse them: what x's L2 -> SM traffic costs); bit 1 skips the epilogue (no
+  // partial tile, no cluster reduction, no stores: what the tail costs); bit 3 keeps the epilogue but loads no old
+  // values and stores nothing (what its global traffic costs); bit 5 keeps the cluster syncs and the stores (of
+  // zeros) but writes and reads no partial tile (what the shared / distributed shared memory part costs).
+  int lab;
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -235,18 +241,20 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
     if (tid == 0 && i >= 1 && kb < kb1) {
       const int ps = (i - 1) % C::kStages;
       const uint32_t pst = base + uint32_t(ps * C::kStage);
-      mbar_expect(bars + 8 * ps, C::kStage);
+      const bool x_again = !(a.lab & 1);
+      mbar_expect(bars + 8 * ps, x_again ? C::kStage : C::kWBytes);
       load_w(pst, kb, bars + 8 * ps);
-      tma_load(pst + C::kWBytes, &tx, kb * kBK, m0, bars + 8 * ps);
+      if (x_again) tma_load(pst + C::kWBytes, &tx, kb * kBK, m0, bars + 8 * ps);
     }
   }
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
   __syncthreads();  // every warpgroup's MMAs are done: the stages become the partial tile
+  if (a.lab & 2) return;  // uniform over the cluster: no rank reads a peer's tile
 
   // Accumulator (m64nBM layout): warp w of the warpgroup, lane l holds W row 16 w + l/4 (+8) and batch
   // columns 8 j + 2 (l%4) (+1) in acc[4 j + e]. Stored batch-major over the (now idle) stages: red[b][o].
   float* red = reinterpret_cast<float*>(smem);
-  {
+  if (!(a.lab & 32)) {
     const int warp = (tid >> 5) & 3, lane = tid & 31;
     const int o = wg * 64 + warp * 16 + (lane >> 2);
 #pragma unroll
@@ -306,11 +314,15 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
       bb[u] = idx / q4;
       oo[u] = (idx - bb[u] * q4) * 4;
       if (idx < e1) {
-        sum[u] = reduce(bb[u], oo[u]);
-        if constexpr (kGlu) gate[u] = reduce(bb[u], 64 + oo[u]);
+        if (a.lab & 32) {
+          sum[u] = gate[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        } else {
+          sum[u] = reduce(bb[u], oo[u]);
+          if constexpr (kGlu) gate[u] = reduce(bb[u], 64 + oo[u]);
+        }
       }
     }
-    if (a.out_f32 && a.accumulate) {
+    if (a.out_f32 && a.accumulate && !(a.lab & 8)) {
 #pragma unroll
       for (int u = 0; u < kU; ++u)
         if (i0 + kThreads * u < e1)
@@ -319,6 +331,10 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
       if (i0 + kThreads * u >= e1) break;
+      if (a.lab & 8) {  // keep the partial loads alive without storing (never true for finite sums)
+        if (sum[u].x + sum[u].y + sum[u].z + sum[u].w == -1.2345e38f) static_cast<float*>(a.y)[0] = 1.0f;
+        continue;
+      }
       const int n = n0 + oo[u];
       const int64_t row = m0 + bb[u];
       float4 v = sum[u];
@@ -373,9 +389,25 @@ struct Device {
   bool wide128 = true;
   // JRT_SKINNY_VARIANT=rows64|twopersm|batchsplit: the tiling above 32 rows under JRT_SKINNY_MAX_M (lab).
   SkinnyVariant variant = SkinnyVariant::kDefault;
+  int lab = 0;  // JRT_SKINNY_LAB (SkinnyArgs::lab)
 };
-const Device& device() {
-  static const Device d = [] {
+// The policy and lab knobs from the environment (again on skinny_gemm_reload_env, for A/B runs in one process).
+void read_knobs(Device& r) {
+  r = Device{r.sm_major, r.nsm, r.enabled, r.pdl, r.pdl_small};
+  if (const char* m = std::getenv("JRT_SKINNY_MAX_M")) r.forced_max_m = std::max<int64_t>(0, std::atoll(m));
+  if (const char* m = std::getenv("JRT_SKINNY_ACT_MAX_M")) r.act_max_m = std::atoll(m);
+  if (const char* w = std::getenv("JRT_SKINNY_WIDE128")) r.wide128 = w[0] != '0';
+  if (const char* l = std::getenv("JRT_SKINNY_LAB")) r.lab = std::atoi(l);
+  if (const char* v = std::getenv("JRT_SKINNY_VARIANT")) {
+    const std::string n = v;
+    r.variant = n == "rows64"       ? SkinnyVariant::kRows64
+                : n == "twopersm"   ? SkinnyVariant::kTwoPerSm
+                : n == "batchsplit" ? SkinnyVariant::kBatchSplit
+                                    : r.variant;
+  }
+}
+Device& device_mut() {
+  static Device d = [] {
     Device r;
     int dev = 0;
     JRT_CUDA_CHECK(cudaGetDevice(&dev));
@@ -383,23 +415,15 @@ const Device& device() {
     r.nsm = jrt::cuda::sm_count();
     const char* env = std::getenv("JRT_SKINNY_GEMM");
     r.enabled = r.sm_major == 9 && !(env && env[0] == '0');
-    if (const char* m = std::getenv("JRT_SKINNY_MAX_M")) r.forced_max_m = std::max<int64_t>(0, std::atoll(m));
-    if (const char* m = std::getenv("JRT_SKINNY_ACT_MAX_M")) r.act_max_m = std::atoll(m);
-    if (const char* w = std::getenv("JRT_SKINNY_WIDE128")) r.wide128 = w[0] != '0';
     const char* pdl = std::getenv("JRT_PDL");
     r.pdl = r.sm_major >= 9 && !(pdl && pdl[0] == '0');
     r.pdl_small = r.pdl && !(pdl && std::string(pdl) == "gemm");
-    if (const char* v = std::getenv("JRT_SKINNY_VARIANT")) {
-      const std::string n = v;
-      r.variant = n == "rows64"       ? SkinnyVariant::kRows64
-                  : n == "twopersm"   ? SkinnyVariant::kTwoPerSm
-                  : n == "batchsplit" ? SkinnyVariant::kBatchSplit
-                                      : r.variant;
-    }
+    read_knobs(r);
     return r;
   }();
   return d;
 }
+const Device& device() { return device_mut(); }
 
 // cuTensorMapEncodeTiled from the driver, without linking libcuda.
 PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
@@ -485,6 +509,8 @@ bool launch_rows(const bf16* x, int64_t ldx, const bf16* W, int64_t K, const Ski
 
 bool pdl_enabled() { return device().pdl_small; }
 
+void skinny_gemm_reload_env() { read_knobs(device_mut()); }
+
 bool skinny_gemm_available() { return device().enabled; }
 
 int64_t skinny_gemm_act_preferred_rows() { return device().enabled ? device().act_max_m : 0; }
@@ -502,7 +528,8 @@ bool skinny_gemm(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K
                  bool out_f32, bool accumulate, const float* bias, cudaStream_t stream, int split,
                  SkinnyVariant variant) {
   if (!applies(x, ldx, W, M, K, N, y, ldy, bias, N)) return false;
-  SkinnyArgs a{int(M), int(N), y, ldy, bias, out_f32 ? 1 : 0, accumulate ? 1 : 0, int((K + kBK - 1) / kBK), 0};
+  SkinnyArgs a{int(M), int(N), y, ldy, bias, out_f32 ? 1 : 0, accumulate ? 1 : 0, int((K + kBK - 1) / kBK), 0,
+               device().lab};
   if (variant == SkinnyVariant::kDefault) variant = device().variant;
   if (M <= 32 || variant == SkinnyVariant::kDefault) return launch_rows(x, ldx, W, K, a, split, stream);
   if (variant == SkinnyVariant::kRows64) {
@@ -520,7 +547,7 @@ bool skinny_gemm_act(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64
                      const float* bias, Activation act, cudaStream_t stream, int split) {
   const bool glu = act == Activation::kSwiGlu;
   if (!applies(x, ldx, W, M, K, N, y, ldy, bias, glu ? 2 * N : N)) return false;
-  SkinnyArgs a{int(M), int(N), y, ldy, bias, 0, 0, int((K + kBK - 1) / kBK), glu ? 0 : int(act)};
+  SkinnyArgs a{int(M), int(N), y, ldy, bias, 0, 0, int((K + kBK - 1) / kBK), glu ? 0 : int(act), device().lab};
   return glu ? launch_rows<true>(x, ldx, W, K, a, split, stream) : launch_rows(x, ldx, W, K, a, split, stream);
 }
 
