@@ -47,23 +47,15 @@ constexpr int kMaxSplit = 8;  // portable cluster size
 // stages share ~200 KB). The default is NWG = 2, MINB = 1; 256 weight rows per CTA (half the x traffic per
 // weight byte) measured slower on every shape (dev/README.md). NWG = 1 and MINB = 2 are the variants for 64 /
 // 128 rows (SkinnyVariant); NWG = 1 wins on outputs up to 2048 wide at 64 rows, MINB = 2 never clearly.
-// With one CTA per SM the K split's partial tiles are pushed to the rank that finishes them (kPush: a receive
-// buffer beside the stages, sized for the whole fp32 tile, value and gate partials of SwiGLU included).
 template <int BM, int NWG, int MINB = 1>
 struct Cfg {
   static constexpr int kBN = 64 * NWG, kThreads = 128 * NWG;
   static constexpr int kRedLd = kBN + 4;  // fp32 partial tile row stride (bank spread, 16-byte rows)
   static constexpr int kWBytes = kBN * kBK * 2, kXBytes = BM * kBK * 2, kStage = kWBytes + kXBytes;
-  static constexpr bool kPush = MINB == 1;
-  static constexpr int kRecv = kPush ? BM * kBN * 4 + 2 * 16 * kMaxSplit : 0;  // + the slots' rounding up
-  // Up to 8 stages in the shared memory the receive buffer leaves (200 KB per CTA with two CTAs per SM).
-  static constexpr int kStages =
-      std::max(2, std::min(8, (MINB == 1 ? 227 * 1024 - 1024 - 80 - kRecv : 100 * 1024) / kStage));
-  static constexpr int kBar = kStages * kStage;  // the receive buffer, then the mbarriers, follow the tiles
-  static constexpr int kBarOff = kBar + kRecv;
-  // + 1024: the tiles start at the first 1024-byte boundary (the 128-byte swizzle's atom); + 8: the receive
-  // buffer's mbarrier.
-  static constexpr int kSmem = kBarOff + 8 * kStages + 8 + 1024;
+  static constexpr int kStages = std::max(2, std::min(8, (200 * 1024) / MINB / kStage));
+  static constexpr int kBar = kStages * kStage;  // the stages' mbarriers follow the tiles
+  // + 1024: the tiles start at the first 1024-byte boundary (the 128-byte swizzle's atom).
+  static constexpr int kSmem = kBar + 8 * kStages + 1024;
   static_assert(kBN <= 256 && kSmem <= 227 * 1024, "TMA box and shared memory limits");
   // The fp32 partial tile goes over the stages after the main loop, never over the live mbarriers.
   static_assert(BM * kRedLd * 4 <= kBar, "partial tile larger than the stages");
@@ -77,11 +69,12 @@ struct SkinnyArgs {
   int out_f32, accumulate;
   int nkb;  // k-blocks of kBK
   int act;  // Activation applied before the store (kGeluErf / kGeluTanh; SwiGLU is the kGlu kernel)
-  // Kernel lab (JRT_SKINNY_LAB, wrong results, timing only): bit 0 loads the x tiles in the prologue only (the
-  // later stages reuse them: what x's L2 -> SM traffic costs); bit 1 skips the epilogue (no partial tile, no
-  // cluster reduction, no stores: what the tail costs); bit 3 keeps the epilogue but loads no old values and stores
-  // nothing (what the global traffic costs); bit 5 keeps the cluster syncs and the stores (of zeros) but writes no
-  // partial tile and reads none (what the shared / distributed shared memory part costs).
+  // Kernel lab (JRT_SKINNY_LAB; bits 0, 1, 3, 5 give wrong results, for timing only): bit 0 loads the x tiles in
+  // the prologue only (the later stages reuse them: what x's L2 -> SM traffic costs); bit 1 skips the epilogue (no
+  // partial tile, no cluster reduction, no stores: what the tail costs); bit 3 keeps the epilogue but loads no old
+  // values and stores nothing (what its global traffic costs); bit 5 keeps the cluster syncs and the stores (of
+  // zeros) but writes and reads no partial tile (what the shared / distributed shared memory part costs); bit 6
+  // ends with one aligned cluster sync instead of the split arrive / wait (the epilogue before 2026-11-29, A/B).
   int lab;
 };
 
@@ -175,22 +168,9 @@ __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, i
       "l"(map), "r"(k0), "r"(row0), "r"(bar), "l"(policy)
       : "memory");
 }
-// The push epilogue's pieces: the shared::cluster address of `addr` in rank r's shared memory; a 16-byte
-// asynchronous store into a peer's shared memory, counted on the peer's mbarrier; the split cluster barrier.
-__device__ __forceinline__ uint32_t map_rank(uint32_t addr, int r) {
-  uint32_t d;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(d) : "r"(addr), "r"(r));
-  return d;
-}
-__device__ __forceinline__ void st_async16(uint32_t dst, float4 v, uint32_t bar) {
-  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.f32 [%0], {%1, %2, %3, %4}, [%5];\n" ::"r"(dst),
-               "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w), "r"(bar)
-               : "memory");
-}
-__device__ __forceinline__ void cluster_arrive() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory"); }
+// The cluster barrier in two halves, per thread (not .aligned: the threads of a warp arrive at different points).
+__device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive.release;\n" ::: "memory"); }
+__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire;\n" ::: "memory"); }
 #endif  // JRT_SKINNY
 
 // Grid (N tiles, S), cluster (1, S, 1): CTA (t, s) multiplies W rows [BN t, BN t + BN) by the batch over
@@ -214,21 +194,13 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
   const int tid = threadIdx.x, wg = tid >> 7;
   const int n0 = blockIdx.x * kOutN, m0 = blockIdx.z * BM;  // (batch tiles: SkinnyVariant::kBatchSplit)
   const int kb0 = int(int64_t(rank) * a.nkb / S), kb1 = int(int64_t(rank + 1) * a.nkb / S), nk = kb1 - kb0;
-  const uint32_t base = smem_addr(smem), bars = base + C::kBarOff, recv = base + C::kBar;
-  const uint32_t rbar = bars + 8 * C::kStages;  // the receive buffer's
-  // Pushed partials (uniform over the cluster); else each rank reads the peers' tiles through distributed shared
-  // memory between two cluster syncs (lab bit 6: that epilogue, for A/B runs).
-  const bool push = C::kPush && S > 1 && !(a.lab & 64);
+  const uint32_t base = smem_addr(smem), bars = base + C::kBar;
 
   if (tid == 0) {
     for (int s = 0; s < C::kStages; ++s) mbar_init(bars + 8 * s, 1);
-    if (C::kPush) mbar_init(rbar, 1);
     fence_mbarrier_init();
   }
   __syncthreads();
-  // The peers push into this CTA's receive buffer only after this arrival (its mbarrier is initialised); the
-  // matching wait comes after the main loop, so the barrier's latency is hidden.
-  if (push) cluster_arrive();
   uint64_t evict_first = 0;
   const int pro = min(C::kStages, nk);
   auto load_w = [&](uint32_t dst, int kb, uint32_t bar) {
@@ -286,10 +258,6 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
   // Accumulator (m64nBM layout): warp w of the warpgroup, lane l holds W row 16 w + l/4 (+8) and batch
   // columns 8 j + 2 (l%4) (+1) in acc[4 j + e]. Stored batch-major over the (now idle) stages: red[b][o].
   float* red = reinterpret_cast<float*>(smem);
-  // Rank r finishes float4s [r per, (r + 1) per) of the valid (mrows x nrows) tile.
-  const int nrows = min(kOutN, a.N - n0), mrows = min(BM, a.M - m0);
-  const int q4 = nrows / 4, total = mrows * q4, per = (total + S - 1) / S;
-  const int e0 = rank * per, e1 = min(total, (rank + 1) * per);
   if (!(a.lab & 32)) {
     const int warp = (tid >> 5) & 3, lane = tid & 31;
     const int o = wg * 64 + warp * 16 + (lane >> 2);
@@ -302,46 +270,19 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
       red[(b + 1) * kRedLd + o + 8] = acc[4 * j + 3];
     }
   }
-  // Push epilogue: rank r's float4s of every peer's partial tile go into slot `peer` of r's receive buffer
-  // (item-major, value then gate with SwiGLU), counted on r's mbarrier; each rank then waits for its own items
-  // alone. It replaced two cluster syncs and a distributed-shared-memory round trip per item: that skeleton
-  // cost ~1.2 us of a product at one row and at 128 (dev/README.md, "Skinny decode GEMM" v5).
-  constexpr int kItem = kGlu ? 32 : 16;
-  const uint32_t slot = uint32_t(per) * kItem;
-  if (push) {
-    __syncthreads();  // the partial tile is complete
-    cluster_wait();   // every peer has initialised its receive barrier (long since, in practice)
-    for (int r = 0; r < S; ++r) {
-      if (r == rank) continue;
-      const int f0 = r * per, f1 = min(total, (r + 1) * per);
-      const uint32_t dst = map_rank(recv + uint32_t(rank) * slot, r), bar = map_rank(rbar, r);
-      for (int idx = f0 + tid; idx < f1; idx += kThreads) {
-        const int b = idx / q4, o = (idx - b * q4) * 4;
-        st_async16(dst + uint32_t(idx - f0) * kItem, *reinterpret_cast<const float4*>(red + b * kRedLd + o), bar);
-        if constexpr (kGlu)
-          st_async16(dst + uint32_t(idx - f0) * kItem + 16,
-                     *reinterpret_cast<const float4*>(red + b * kRedLd + 64 + o), bar);
-      }
-    }
-    if (tid == 0) mbar_expect(rbar, uint32_t(S - 1) * uint32_t(max(0, e1 - e0)) * kItem);
-    mbar_wait(rbar, 0);
-  } else {
-    cluster.sync();
-  }
-  // The S partial float4s at row b, column o (+ 64 g: the gate) of the tile, item idx, all loaded before the
-  // first add (distributed shared memory latency without push), summed in rank order.
-  auto reduce = [&](int b, int o, int idx, int g) {
+  cluster.sync();
+
+  // Rank r finishes float4s [r per, (r + 1) per) of the valid (mrows x nrows) tile.
+  const int nrows = min(kOutN, a.N - n0), mrows = min(BM, a.M - m0);
+  const int q4 = nrows / 4, total = mrows * q4, per = (total + S - 1) / S;
+  const int e1 = min(total, (rank + 1) * per);
+  // The S partial float4s at row b, column o of the tile, all loaded before the first add (distributed
+  // shared memory latency), summed in rank order.
+  auto reduce = [&](int b, int o) {
     float4 part[kMaxSplit];
 #pragma unroll
     for (int r = 0; r < kMaxSplit; ++r)
-      if (r < S) {
-        if (!push)
-          part[r] = *reinterpret_cast<const float4*>(cluster.map_shared_rank(red, r) + b * kRedLd + 64 * g + o);
-        else if (r == rank)
-          part[r] = *reinterpret_cast<const float4*>(red + b * kRedLd + 64 * g + o);
-        else
-          part[r] = *reinterpret_cast<const float4*>(smem + C::kBar + r * slot + (idx - e0) * kItem + 16 * g);
-      }
+      if (r < S) part[r] = *reinterpret_cast<const float4*>(cluster.map_shared_rank(red, r) + b * kRedLd + o);
     float4 sum = part[0];
 #pragma unroll
     for (int r = 1; r < kMaxSplit; ++r)
@@ -368,7 +309,11 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
   // dev/README.md, "Skinny decode GEMM" v4). kU is at most the items a thread has without a split (1 at 8
   // rows): passes past the thread's last item would only add predicated-off work.
   constexpr int kU = std::max(1, std::min(4, BM * kOutN / (4 * kThreads)));
-  for (int i0 = e0 + tid; i0 < e1; i0 += kThreads * kU) {
+  // The closing cluster barrier split: each thread arrives after its last read of a peer's tile, before its last
+  // stores, and waits at the very end (one aligned cluster.sync after the stores: lab bit 6).
+  const bool split_end = !(a.lab & 64);
+  if (split_end && rank * per + tid >= e1) cluster_arrive();  // no items
+  for (int i0 = rank * per + tid; i0 < e1; i0 += kThreads * kU) {
     float4 sum[kU], gate[kU], old[kU];
     int bb[kU], oo[kU];
 #pragma unroll
@@ -380,8 +325,8 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
         if (a.lab & 32) {
           sum[u] = gate[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         } else {
-          sum[u] = reduce(bb[u], oo[u], idx, 0);
-          if constexpr (kGlu) gate[u] = reduce(bb[u], oo[u], idx, 1);
+          sum[u] = reduce(bb[u], oo[u]);
+          if constexpr (kGlu) gate[u] = reduce(bb[u], 64 + oo[u]);
         }
       }
     }
@@ -391,6 +336,9 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
         if (i0 + kThreads * u < e1)
           old[u] = *reinterpret_cast<const float4*>(static_cast<const float*>(a.y) + (m0 + bb[u]) * a.ldy + n0 + oo[u]);
     }
+    // This thread's last distributed-shared-memory read is done (its values are in registers; the release orders
+    // the reads before the arrival): the peers may exit once every thread has arrived, while these stores go out.
+    if (split_end && i0 + kThreads * kU >= e1) cluster_arrive();
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
       if (i0 + kThreads * u >= e1) break;
@@ -432,9 +380,11 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
       }
     }
   }
-  // Without push the peers' partial tiles stay alive until every rank has read them. With push nothing of this
-  // CTA is read by a peer, and every push into it has landed.
-  if (!push) cluster.sync();
+  // The peers' partial tiles stay alive until every rank has read them.
+  if (split_end)
+    cluster_wait();
+  else
+    cluster.sync();
 #else
   __trap();
 #endif
@@ -455,17 +405,14 @@ struct Device {
   // JRT_SKINNY_VARIANT=rows64|twopersm|batchsplit: the tiling above 32 rows under JRT_SKINNY_MAX_M (lab).
   SkinnyVariant variant = SkinnyVariant::kDefault;
   int lab = 0;  // JRT_SKINNY_LAB (SkinnyArgs::lab)
-  // JRT_SKINNY_WIDE=1: outputs wider than 2048 at 33-128 rows on the default tiling instead of cuBLAS (lab).
-  bool wide = false;
 };
-// The policy and lab knobs, from the environment (again on skinny_gemm_reload_env, for A/B runs in one process).
+// The policy and lab knobs from the environment (again on skinny_gemm_reload_env, for A/B runs in one process).
 void read_knobs(Device& r) {
   r = Device{r.sm_major, r.nsm, r.enabled, r.pdl, r.pdl_small};
   if (const char* m = std::getenv("JRT_SKINNY_MAX_M")) r.forced_max_m = std::max<int64_t>(0, std::atoll(m));
   if (const char* m = std::getenv("JRT_SKINNY_ACT_MAX_M")) r.act_max_m = std::atoll(m);
   if (const char* w = std::getenv("JRT_SKINNY_WIDE128")) r.wide128 = w[0] != '0';
   if (const char* l = std::getenv("JRT_SKINNY_LAB")) r.lab = std::atoi(l);
-  if (const char* w = std::getenv("JRT_SKINNY_WIDE")) r.wide = w[0] == '1';
   if (const char* v = std::getenv("JRT_SKINNY_VARIANT")) {
     const std::string n = v;
     r.variant = n == "rows64"       ? SkinnyVariant::kRows64
@@ -635,7 +582,6 @@ bool skinny_gemm_linear(const bf16* x, int64_t ldx, const bf16* W, int64_t M, in
   if (M <= 32) return skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream);
   if (M <= 128 && (N <= 512 || (N <= 2048 && (d.wide128 || bias || M <= 64))))
     return skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream, 0, SkinnyVariant::kRows64);
-  if (M <= 128 && N > 2048 && d.wide) return skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream);
   return false;
 }
 

@@ -130,7 +130,7 @@ TEST_F(CudaOps, Linear) {
 // (SkinnyVariant: 64 weight rows, two CTAs per SM, batch tiles of 64 rows with M = 100 and 128 cut in two).
 // Tolerances as for the cuBLAS rows above: bf16 result NMSE <= 1e-5 / max-rel <= 1e-2 (one rounding); fp32
 // results differ from the CPU only by summation order. The result must also be bitwise the same on a
-// second run (fixed reduction order) and with the K split's partials read through the cluster instead of pushed.
+// second run (fixed reduction order) and with the closing cluster barrier as one sync after the stores.
 TEST_F(CudaOps, SkinnyGemm) {
   if (!ops::cuda::skinny_gemm_available()) GTEST_SKIP() << "no sm_90 device (skinny GEMM)";
   struct Case {
@@ -159,11 +159,11 @@ TEST_F(CudaOps, SkinnyGemm) {
     ASSERT_TRUE(ops::cuda::skinny_gemm(dx.get(), c.ldx, dW.get(), c.M, c.K, c.N, y.get(), c.N, false, false, db.get(),
                                        nullptr));
     EXPECT_EQ(down(y), y1) << shape << ": a second run differs";
-    {  // the partials read through the cluster instead of pushed (lab bit 6): summed in the same rank order
+    {  // the closing cluster barrier as one aligned sync after the stores (lab bit 6): the same result
       SkinnyLab one_sync("64");
       ASSERT_TRUE(ops::cuda::skinny_gemm(dx.get(), c.ldx, dW.get(), c.M, c.K, c.N, y.get(), c.N, false, false, db.get(),
                                          nullptr));
-      EXPECT_EQ(down(y), y1) << shape << ": the push and cluster-read epilogues differ";
+      EXPECT_EQ(down(y), y1) << shape << ": the split and the single closing cluster barrier differ";
     }
     // The kernel-lab tilings for M > 32 (64 weight rows per CTA; two CTAs per SM) on the same inputs.
     if (c.M > 32)
