@@ -33,6 +33,7 @@
 #include "core/error.h"
 #include "ops/cuda_common.cuh"
 #include "ops/cuda_ops.h"
+#include "ops/linear_skinny_lab.h"
 
 namespace jrt::ops::cuda {
 
@@ -69,13 +70,6 @@ struct SkinnyArgs {
   int out_f32, accumulate;
   int nkb;  // k-blocks of kBK
   int act;  // Activation applied before the store (kGeluErf / kGeluTanh; SwiGLU is the kGlu kernel)
-  // Kernel lab (JRT_SKINNY_LAB; bits 0, 1, 3, 5 give wrong results, for timing only): bit 0 loads the x tiles in
-  // the prologue only (the later stages reuse them: what x's L2 -> SM traffic costs); bit 1 skips the epilogue (no
-  // partial tile, no cluster reduction, no stores: what the tail costs); bit 3 keeps the epilogue but loads no old
-  // values and stores nothing (what its global traffic costs); bit 5 keeps the cluster syncs and the stores (of
-  // zeros) but writes and reads no partial tile (what the shared / distributed shared memory part costs); bit 6
-  // ends with one aligned cluster sync instead of the split arrive / wait (the epilogue before 2026-11-29, A/B).
-  int lab;
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -168,9 +162,6 @@ __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, i
       "l"(map), "r"(k0), "r"(row0), "r"(bar), "l"(policy)
       : "memory");
 }
-// The cluster barrier in two halves, per thread (not .aligned: the threads of a warp arrive at different points).
-__device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive.release;\n" ::: "memory"); }
-__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire;\n" ::: "memory"); }
 #endif  // JRT_SKINNY
 
 // Grid (N tiles, S), cluster (1, S, 1): CTA (t, s) multiplies W rows [BN t, BN t + BN) by the batch over
@@ -245,20 +236,18 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
     if (tid == 0 && i >= 1 && kb < kb1) {
       const int ps = (i - 1) % C::kStages;
       const uint32_t pst = base + uint32_t(ps * C::kStage);
-      const bool x_again = !(a.lab & 1);
-      mbar_expect(bars + 8 * ps, x_again ? C::kStage : C::kWBytes);
+      mbar_expect(bars + 8 * ps, C::kStage);
       load_w(pst, kb, bars + 8 * ps);
-      if (x_again) tma_load(pst + C::kWBytes, &tx, kb * kBK, m0, bars + 8 * ps);
+      tma_load(pst + C::kWBytes, &tx, kb * kBK, m0, bars + 8 * ps);
     }
   }
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
   __syncthreads();  // every warpgroup's MMAs are done: the stages become the partial tile
-  if (a.lab & 2) return;  // uniform over the cluster: no rank reads a peer's tile
 
   // Accumulator (m64nBM layout): warp w of the warpgroup, lane l holds W row 16 w + l/4 (+8) and batch
   // columns 8 j + 2 (l%4) (+1) in acc[4 j + e]. Stored batch-major over the (now idle) stages: red[b][o].
   float* red = reinterpret_cast<float*>(smem);
-  if (!(a.lab & 32)) {
+  {
     const int warp = (tid >> 5) & 3, lane = tid & 31;
     const int o = wg * 64 + warp * 16 + (lane >> 2);
 #pragma unroll
@@ -309,10 +298,6 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
   // dev/README.md, "Skinny decode GEMM" v4). kU is at most the items a thread has without a split (1 at 8
   // rows): passes past the thread's last item would only add predicated-off work.
   constexpr int kU = std::max(1, std::min(4, BM * kOutN / (4 * kThreads)));
-  // The closing cluster barrier split: each thread arrives after its last read of a peer's tile, before its last
-  // stores, and waits at the very end (one aligned cluster.sync after the stores: lab bit 6).
-  const bool split_end = !(a.lab & 64);
-  if (split_end && rank * per + tid >= e1) cluster_arrive();  // no items
   for (int i0 = rank * per + tid; i0 < e1; i0 += kThreads * kU) {
     float4 sum[kU], gate[kU], old[kU];
     int bb[kU], oo[kU];
@@ -322,30 +307,19 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
       bb[u] = idx / q4;
       oo[u] = (idx - bb[u] * q4) * 4;
       if (idx < e1) {
-        if (a.lab & 32) {
-          sum[u] = gate[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        } else {
-          sum[u] = reduce(bb[u], oo[u]);
-          if constexpr (kGlu) gate[u] = reduce(bb[u], 64 + oo[u]);
-        }
+        sum[u] = reduce(bb[u], oo[u]);
+        if constexpr (kGlu) gate[u] = reduce(bb[u], 64 + oo[u]);
       }
     }
-    if (a.out_f32 && a.accumulate && !(a.lab & 8)) {
+    if (a.out_f32 && a.accumulate) {
 #pragma unroll
       for (int u = 0; u < kU; ++u)
         if (i0 + kThreads * u < e1)
           old[u] = *reinterpret_cast<const float4*>(static_cast<const float*>(a.y) + (m0 + bb[u]) * a.ldy + n0 + oo[u]);
     }
-    // This thread's last distributed-shared-memory read is done (its values are in registers; the release orders
-    // the reads before the arrival): the peers may exit once every thread has arrived, while these stores go out.
-    if (split_end && i0 + kThreads * kU >= e1) cluster_arrive();
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
       if (i0 + kThreads * u >= e1) break;
-      if (a.lab & 8) {  // keep the partial loads alive without storing (never true for finite sums)
-        if (sum[u].x + sum[u].y + sum[u].z + sum[u].w == -1.2345e38f) static_cast<float*>(a.y)[0] = 1.0f;
-        continue;
-      }
       const int n = n0 + oo[u];
       const int64_t row = m0 + bb[u];
       float4 v = sum[u];
@@ -380,11 +354,7 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
       }
     }
   }
-  // The peers' partial tiles stay alive until every rank has read them.
-  if (split_end)
-    cluster_wait();
-  else
-    cluster.sync();
+  cluster.sync();  // the peers' partial tiles stay alive until every rank has read them
 #else
   __trap();
 #endif
@@ -404,15 +374,13 @@ struct Device {
   bool wide128 = true;
   // JRT_SKINNY_VARIANT=rows64|twopersm|batchsplit: the tiling above 32 rows under JRT_SKINNY_MAX_M (lab).
   SkinnyVariant variant = SkinnyVariant::kDefault;
-  int lab = 0;  // JRT_SKINNY_LAB (SkinnyArgs::lab)
 };
-// The policy and lab knobs from the environment (again on skinny_gemm_reload_env, for A/B runs in one process).
+// The policy knobs from the environment (again on skinny_gemm_reload_env, for A/B runs in one process).
 void read_knobs(Device& r) {
   r = Device{r.sm_major, r.nsm, r.enabled, r.pdl, r.pdl_small};
   if (const char* m = std::getenv("JRT_SKINNY_MAX_M")) r.forced_max_m = std::max<int64_t>(0, std::atoll(m));
   if (const char* m = std::getenv("JRT_SKINNY_ACT_MAX_M")) r.act_max_m = std::atoll(m);
   if (const char* w = std::getenv("JRT_SKINNY_WIDE128")) r.wide128 = w[0] != '0';
-  if (const char* l = std::getenv("JRT_SKINNY_LAB")) r.lab = std::atoi(l);
   if (const char* v = std::getenv("JRT_SKINNY_VARIANT")) {
     const std::string n = v;
     r.variant = n == "rows64"       ? SkinnyVariant::kRows64
@@ -543,8 +511,7 @@ bool skinny_gemm(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K
                  bool out_f32, bool accumulate, const float* bias, cudaStream_t stream, int split,
                  SkinnyVariant variant) {
   if (!applies(x, ldx, W, M, K, N, y, ldy, bias, N)) return false;
-  SkinnyArgs a{int(M), int(N), y, ldy, bias, out_f32 ? 1 : 0, accumulate ? 1 : 0, int((K + kBK - 1) / kBK), 0,
-               device().lab};
+  SkinnyArgs a{int(M), int(N), y, ldy, bias, out_f32 ? 1 : 0, accumulate ? 1 : 0, int((K + kBK - 1) / kBK), 0};
   if (variant == SkinnyVariant::kDefault) variant = device().variant;
   if (M <= 32 || variant == SkinnyVariant::kDefault) return launch_rows(x, ldx, W, K, a, split, stream);
   if (variant == SkinnyVariant::kRows64) {
@@ -562,7 +529,7 @@ bool skinny_gemm_act(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64
                      const float* bias, Activation act, cudaStream_t stream, int split) {
   const bool glu = act == Activation::kSwiGlu;
   if (!applies(x, ldx, W, M, K, N, y, ldy, bias, glu ? 2 * N : N)) return false;
-  SkinnyArgs a{int(M), int(N), y, ldy, bias, 0, 0, int((K + kBK - 1) / kBK), glu ? 0 : int(act), device().lab};
+  SkinnyArgs a{int(M), int(N), y, ldy, bias, 0, 0, int((K + kBK - 1) / kBK), glu ? 0 : int(act)};
   return glu ? launch_rows<true>(x, ldx, W, K, a, split, stream) : launch_rows(x, ldx, W, K, a, split, stream);
 }
 

@@ -4,8 +4,9 @@
 
 namespace jrt::ops::cuda {
 
-// Re-reads the JRT_SKINNY_* policy and lab knobs (not JRT_SKINNY_GEMM or JRT_PDL, fixed at first use).
-// Products launched or captured afterwards follow the new values.
+// Re-reads the policy knobs JRT_SKINNY_MAX_M, JRT_SKINNY_ACT_MAX_M, JRT_SKINNY_WIDE128 and JRT_SKINNY_VARIANT
+// (JRT_SKINNY_GEMM and JRT_PDL stay as first read). Products launched or captured afterwards follow the new
+// values. Not thread-safe: call it between runs, with no product being launched.
 void skinny_gemm_reload_env();
 
 }  // namespace jrt::ops::cuda

@@ -10,7 +10,6 @@
 
 #include <fmt/format.h>
 
-#include <cstdlib>
 #include <random>
 #include <vector>
 
@@ -24,7 +23,6 @@
 #ifdef JRT_HAVE_CUDA
 #include "core/cuda_util.h"
 #include "ops/cuda_ops.h"
-#include "ops/linear_skinny_lab.h"
 
 using namespace jrt;
 using jrt::cuda::DeviceBuffer;
@@ -35,18 +33,6 @@ using jrt::test::op_report;
 namespace {
 
 // Random values rounded to bf16 (so CPU and GPU see identical inputs).
-// A JRT_SKINNY_LAB setting of the skinny GEMM while in scope (ops/linear_skinny.cu, SkinnyArgs::lab).
-struct SkinnyLab {
-  explicit SkinnyLab(const char* bits) {
-    setenv("JRT_SKINNY_LAB", bits, 1);
-    ops::cuda::skinny_gemm_reload_env();
-  }
-  ~SkinnyLab() {
-    unsetenv("JRT_SKINNY_LAB");
-    ops::cuda::skinny_gemm_reload_env();
-  }
-};
-
 std::vector<float> rnd(size_t n, float scale, uint32_t seed) {
   std::mt19937 g(seed);
   std::normal_distribution<float> d(0.0f, scale);
@@ -130,7 +116,7 @@ TEST_F(CudaOps, Linear) {
 // (SkinnyVariant: 64 weight rows, two CTAs per SM, batch tiles of 64 rows with M = 100 and 128 cut in two).
 // Tolerances as for the cuBLAS rows above: bf16 result NMSE <= 1e-5 / max-rel <= 1e-2 (one rounding); fp32
 // results differ from the CPU only by summation order. The result must also be bitwise the same on a
-// second run (fixed reduction order) and with the closing cluster barrier as one sync after the stores.
+// second run (fixed reduction order).
 TEST_F(CudaOps, SkinnyGemm) {
   if (!ops::cuda::skinny_gemm_available()) GTEST_SKIP() << "no sm_90 device (skinny GEMM)";
   struct Case {
@@ -159,12 +145,6 @@ TEST_F(CudaOps, SkinnyGemm) {
     ASSERT_TRUE(ops::cuda::skinny_gemm(dx.get(), c.ldx, dW.get(), c.M, c.K, c.N, y.get(), c.N, false, false, db.get(),
                                        nullptr));
     EXPECT_EQ(down(y), y1) << shape << ": a second run differs";
-    {  // the closing cluster barrier as one aligned sync after the stores (lab bit 6): the same result
-      SkinnyLab one_sync("64");
-      ASSERT_TRUE(ops::cuda::skinny_gemm(dx.get(), c.ldx, dW.get(), c.M, c.K, c.N, y.get(), c.N, false, false, db.get(),
-                                         nullptr));
-      EXPECT_EQ(down(y), y1) << shape << ": the split and the single closing cluster barrier differ";
-    }
     // The kernel-lab tilings for M > 32 (64 weight rows per CTA; two CTAs per SM) on the same inputs.
     if (c.M > 32)
       for (auto v : {ops::cuda::SkinnyVariant::kRows64, ops::cuda::SkinnyVariant::kTwoPerSm,
