@@ -4,7 +4,8 @@
 // the per-step latency, with the graph and without it (eager launches) in the same run.
 //   bench_cuda_generate [--models based-1b] [--batches 1,16,128] [--prompt 512] [--steps 128] [--eager 0|1]
 //                       [--profile 1 (one eager run between cudaProfilerStart/Stop, for ncu)]
-//                       [--env "JRT_SKINNY_LAB=4;-" (skinny GEMM knob settings, A/B in one process)] [--repeat n]
+//                       [--env "JRT_SKINNY_WIDE128=0;-" (skinny GEMM policy settings, A/B in one process)]
+//                       [--repeat n]
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -36,11 +37,12 @@ using bench::split_csv;
 int main(int argc, char** argv) {
   std::string models = "based-1b", batches = "1,16,128";
   int64_t prompt = 512, steps = 128;
-  bool profile = false;
-  bool eager = true;  // --eager 0: skip the eager (no graph) comparison  // --profile 1: one prefill, then `steps`
-                      // eager steps between cudaProfilerStart/Stop (ncu)
-  // --env "K=V,K2=V2;K=W;-": settings of the JRT_SKINNY_* knobs, each timed on every batch in turn (A/B runs in one
-  // process, the random weights made once); "-" leaves them unset. --repeat n: the whole list n times.
+  bool profile = false;  // --profile 1: one prefill, then `steps` eager steps between cudaProfilerStart/Stop (ncu)
+  bool eager = true;     // --eager 0: skip the eager (no graph) comparison
+  // --env "K=V,K2=V2;K=W;-": settings of the skinny GEMM's policy knobs (JRT_SKINNY_MAX_M, _ACT_MAX_M, _WIDE128,
+  // _VARIANT: the ones skinny_gemm_reload_env re-reads; other variables are read once per process and would not
+  // change), each timed on every batch in turn, so an A/B run makes the random weights once; "-" leaves them unset.
+  // --repeat n: the whole list n times per batch.
   std::string envs = "";
   int repeat = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -66,6 +68,35 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  // Every key any setting names, unset before each setting is applied.
+  std::vector<std::vector<std::pair<std::string, std::string>>> settings;
+  std::vector<std::string> keys, labels;
+  for (size_t p = 0; p <= envs.size();) {
+    const size_t q = std::min(envs.find(';', p), envs.size());
+    const std::string one = envs.substr(p, q - p);
+    p = q + 1;
+    settings.emplace_back();
+    labels.push_back(one);
+    if (one.empty() || one == "-") continue;
+    for (const std::string& kv : split_csv(one)) {
+      const size_t eq = kv.find('=');
+      if (eq == std::string::npos) {
+        std::fprintf(stderr, "--env: '%s' is not KEY=VALUE\n", kv.c_str());
+        return 2;
+      }
+      const std::string key = kv.substr(0, eq);
+      if (key != "JRT_SKINNY_MAX_M" && key != "JRT_SKINNY_ACT_MAX_M" && key != "JRT_SKINNY_WIDE128" &&
+          key != "JRT_SKINNY_VARIANT") {
+        std::fprintf(stderr,
+                     "--env: %s is not re-read within a process (only JRT_SKINNY_MAX_M, JRT_SKINNY_ACT_MAX_M, "
+                     "JRT_SKINNY_WIDE128, JRT_SKINNY_VARIANT are); set it outside instead\n",
+                     key.c_str());
+        return 2;
+      }
+      settings.back().emplace_back(key, kv.substr(eq + 1));
+      keys.push_back(kv.substr(0, eq));
+    }
+  }
   if (!cuda::available()) {
     std::printf("no CUDA device\n");
     return 0;
@@ -81,26 +112,6 @@ int main(int argc, char** argv) {
   for (const std::string& name : split_csv(models)) {
     ModelConfig cfg = parse_config(preset_config_json(name), name);
     auto cpu = Model::build(cfg, random_weights(cfg, 1));
-    // Every key any setting names, unset before each setting is applied.
-    std::vector<std::vector<std::pair<std::string, std::string>>> settings;
-    std::vector<std::string> keys, labels;
-    for (size_t p = 0; p <= envs.size();) {
-      const size_t q = std::min(envs.find(';', p), envs.size());
-      const std::string one = envs.substr(p, q - p);
-      p = q + 1;
-      settings.emplace_back();
-      labels.push_back(one);
-      if (one.empty() || one == "-") continue;
-      for (const std::string& kv : split_csv(one)) {
-        const size_t eq = kv.find('=');
-        if (eq == std::string::npos) {
-          std::fprintf(stderr, "--env: '%s' is not KEY=VALUE\n", kv.c_str());
-          return 2;
-        }
-        settings.back().emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
-        keys.push_back(kv.substr(0, eq));
-      }
-    }
     for (const std::string& bs : split_csv(batches))
       for (int rep = 0; rep < repeat; ++rep)
         for (size_t si = 0; si < settings.size(); ++si) {
