@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
         return 2;
       }
       settings.back().emplace_back(key, kv.substr(eq + 1));
-      keys.push_back(kv.substr(0, eq));
+      keys.push_back(key);
     }
   }
   if (!cuda::available()) {
