@@ -9,10 +9,12 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 
 #include <fmt/format.h>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "bench/bench_util.h"
@@ -39,9 +41,9 @@ int main(int argc, char** argv) {
   int64_t prompt = 512, steps = 128;
   bool profile = false;  // --profile 1: one prefill, then `steps` eager steps between cudaProfilerStart/Stop (ncu)
   bool eager = true;     // --eager 0: skip the eager (no graph) comparison
-  // --env "K=V,K2=V2;K=W;-": settings of the skinny GEMM's policy knobs (JRT_SKINNY_MAX_M, _ACT_MAX_M, _WIDE128,
-  // _VARIANT: the ones skinny_gemm_reload_env re-reads; other variables are read once per process and would not
-  // change), each timed on every batch in turn, so an A/B run makes the random weights once; "-" leaves them unset.
+  // --env "K=V,K2=V2;K=W;-": settings of the skinny GEMM's policy knobs (ops::cuda::kSkinnyReloadedKnobs, the ones
+  // skinny_gemm_reload_env re-reads; other variables are read once per process and would not change), each timed on
+  // every batch in turn, so an A/B run makes the random weights once; "-" leaves them unset.
   // --repeat n: the whole list n times per batch.
   std::string envs = "";
   int repeat = 1;
@@ -85,12 +87,12 @@ int main(int argc, char** argv) {
         return 2;
       }
       const std::string key = kv.substr(0, eq);
-      if (key != "JRT_SKINNY_MAX_M" && key != "JRT_SKINNY_ACT_MAX_M" && key != "JRT_SKINNY_WIDE128" &&
-          key != "JRT_SKINNY_VARIANT") {
-        std::fprintf(stderr,
-                     "--env: %s is not re-read within a process (only JRT_SKINNY_MAX_M, JRT_SKINNY_ACT_MAX_M, "
-                     "JRT_SKINNY_WIDE128, JRT_SKINNY_VARIANT are); set it outside instead\n",
-                     key.c_str());
+      if (std::find(std::begin(ops::cuda::kSkinnyReloadedKnobs), std::end(ops::cuda::kSkinnyReloadedKnobs), key) ==
+          std::end(ops::cuda::kSkinnyReloadedKnobs)) {
+        std::string known;
+        for (std::string_view k : ops::cuda::kSkinnyReloadedKnobs) known += fmt::format(" {}", k);
+        std::fprintf(stderr, "--env: %s is not re-read within a process (only%s are); set it outside instead\n",
+                     key.c_str(), known.c_str());
         return 2;
       }
       settings.back().emplace_back(key, kv.substr(eq + 1));

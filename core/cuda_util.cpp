@@ -38,14 +38,13 @@ bool available() {
 }
 
 int sm_count() {
-  static std::atomic<int> cached[64];
+  static std::atomic<int> cached[64];  // devices 64 and up are asked every time
   int dev = 0;
   JRT_CUDA_CHECK(cudaGetDevice(&dev));
-  std::atomic<int>& c = cached[dev & 63];
-  int n = c.load(std::memory_order_relaxed);
+  int n = dev < 64 ? cached[dev].load(std::memory_order_relaxed) : 0;
   if (n == 0) {
     JRT_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
-    c.store(n, std::memory_order_relaxed);
+    if (dev < 64) cached[dev].store(n, std::memory_order_relaxed);
   }
   return n;
 }

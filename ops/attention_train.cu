@@ -45,7 +45,6 @@ constexpr int kBlock = 64;  // forward: query rows per CTA and keys per tile; ba
 constexpr int kPad = 8;     // bf16 padding of every staged row (row stride = 4 words mod 32)
 constexpr unsigned kFull = 0xffffffffu;
 
-
 // Stages rows [0, R) x columns [0, kHd) of one head's tile (row r at src + r * ld; rows >= nrows and
 // columns >= hd are zero) into xs [R][kHd + kPad] (row-major; null: skipped) and / or xt [kHd][R + kPad]
 // (transposed; null: skipped). A thread moves 2 rows x 1 column pair; a warp covers 16 rows x 4 pairs,

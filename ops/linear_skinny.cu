@@ -360,10 +360,8 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
 #endif
 }
 
-struct Device {
-  int sm_major = 0, nsm = 0;
-  bool enabled = false, pdl = true;
-  bool pdl_small = true;  // the small kernels' launch_pdl (JRT_PDL=gemm: the GEMM's only, for A/B runs)
+// Read at first use and again on skinny_gemm_reload_env (kSkinnyReloadedKnobs).
+struct Knobs {
   // The linear layers' policy (skinny_gemm_linear): measured per shape on the H200 (docs/perf.md,
   // bench_cuda_gemm). JRT_SKINNY_MAX_M=n replaces it by "every product of up to n rows" (benchmarks; -1:
   // not set); JRT_SKINNY_ACT_MAX_M=n sets how many rows the fused MLP activation takes (0: never fused).
@@ -375,9 +373,8 @@ struct Device {
   // JRT_SKINNY_VARIANT=rows64|twopersm|batchsplit: the tiling above 32 rows under JRT_SKINNY_MAX_M (lab).
   SkinnyVariant variant = SkinnyVariant::kDefault;
 };
-// The policy knobs from the environment (again on skinny_gemm_reload_env, for A/B runs in one process).
-void read_knobs(Device& r) {
-  r = Device{r.sm_major, r.nsm, r.enabled, r.pdl, r.pdl_small};
+Knobs read_knobs() {
+  Knobs r;
   if (const char* m = std::getenv("JRT_SKINNY_MAX_M")) r.forced_max_m = std::max<int64_t>(0, std::atoll(m));
   if (const char* m = std::getenv("JRT_SKINNY_ACT_MAX_M")) r.act_max_m = std::atoll(m);
   if (const char* w = std::getenv("JRT_SKINNY_WIDE128")) r.wide128 = w[0] != '0';
@@ -388,20 +385,26 @@ void read_knobs(Device& r) {
                 : n == "batchsplit" ? SkinnyVariant::kBatchSplit
                                     : r.variant;
   }
+  return r;
 }
+struct Device {
+  int sm_major = 0;
+  bool enabled = false, pdl = true;
+  bool pdl_small = true;  // the small kernels' launch_pdl (JRT_PDL=gemm: the GEMM's only, for A/B runs)
+  Knobs knobs;
+};
 Device& device_mut() {
   static Device d = [] {
     Device r;
     int dev = 0;
     JRT_CUDA_CHECK(cudaGetDevice(&dev));
     JRT_CUDA_CHECK(cudaDeviceGetAttribute(&r.sm_major, cudaDevAttrComputeCapabilityMajor, dev));
-    r.nsm = jrt::cuda::sm_count();
     const char* env = std::getenv("JRT_SKINNY_GEMM");
     r.enabled = r.sm_major == 9 && !(env && env[0] == '0');
     const char* pdl = std::getenv("JRT_PDL");
     r.pdl = r.sm_major >= 9 && !(pdl && pdl[0] == '0');
     r.pdl_small = r.pdl && !(pdl && std::string(pdl) == "gemm");
-    read_knobs(r);
+    r.knobs = read_knobs();
     return r;
   }();
   return d;
@@ -492,18 +495,18 @@ bool launch_rows(const bf16* x, int64_t ldx, const bf16* W, int64_t K, const Ski
 
 bool pdl_enabled() { return device().pdl_small; }
 
-void skinny_gemm_reload_env() { read_knobs(device_mut()); }
+void skinny_gemm_reload_env() { device_mut().knobs = read_knobs(); }
 
 bool skinny_gemm_available() { return device().enabled; }
 
-int64_t skinny_gemm_act_preferred_rows() { return device().enabled ? device().act_max_m : 0; }
+int64_t skinny_gemm_act_preferred_rows() { return device().enabled ? device().knobs.act_max_m : 0; }
 
 // The largest power of two (<= 8, <= the k-blocks) with tiles x S CTAs fitting the SMs in one wave; cluster
 // sizes of 3, 5, .. measured slower (they pack the GPCs worse).
 int skinny_gemm_split(int64_t N, int64_t K, int rows_per_cta, int ctas_per_sm) {
   const int64_t tiles = (N + rows_per_cta - 1) / rows_per_cta, nkb = (K + kBK - 1) / kBK;
   int s = 1;
-  while (s * 2 <= kMaxSplit && s * 2 <= nkb && tiles * s * 2 <= int64_t(device().nsm) * ctas_per_sm) s *= 2;
+  while (s * 2 <= kMaxSplit && s * 2 <= nkb && tiles * s * 2 <= int64_t(jrt::cuda::sm_count()) * ctas_per_sm) s *= 2;
   return s;
 }
 
@@ -512,7 +515,7 @@ bool skinny_gemm(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K
                  SkinnyVariant variant) {
   if (!applies(x, ldx, W, M, K, N, y, ldy, bias, N)) return false;
   SkinnyArgs a{int(M), int(N), y, ldy, bias, out_f32 ? 1 : 0, accumulate ? 1 : 0, int((K + kBK - 1) / kBK), 0};
-  if (variant == SkinnyVariant::kDefault) variant = device().variant;
+  if (variant == SkinnyVariant::kDefault) variant = device().knobs.variant;
   if (M <= 32 || variant == SkinnyVariant::kDefault) return launch_rows(x, ldx, W, K, a, split, stream);
   if (variant == SkinnyVariant::kRows64) {
     if (M <= 64) return launch<64, 1>(x, ldx, W, K, a, split, stream);
@@ -544,10 +547,10 @@ bool skinny_gemm_act(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64
 bool skinny_gemm_linear(const bf16* x, int64_t ldx, const bf16* W, int64_t M, int64_t K, int64_t N, void* y,
                         int64_t ldy, bool out_f32, bool accumulate, const float* bias, cudaStream_t stream) {
   const Device& d = device();
-  if (d.forced_max_m >= 0)
-    return M <= d.forced_max_m && skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream);
+  if (d.knobs.forced_max_m >= 0)
+    return M <= d.knobs.forced_max_m && skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream);
   if (M <= 32) return skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream);
-  if (M <= 128 && (N <= 512 || (N <= 2048 && (d.wide128 || bias || M <= 64))))
+  if (M <= 128 && (N <= 512 || (N <= 2048 && (d.knobs.wide128 || bias || M <= 64))))
     return skinny_gemm(x, ldx, W, M, K, N, y, ldy, out_f32, accumulate, bias, stream, 0, SkinnyVariant::kRows64);
   return false;
 }
